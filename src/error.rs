@@ -1,0 +1,66 @@
+//! The error type of the core library: bad input (caller's fault), not found, conflicts,
+//! corrupt data found on disk, and I/O failures, each with the context needed to act on it.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent something invalid (topic, TTL, id, meta, frame JSON, ...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Another daemon holds the store.
+    #[error("store {path} is locked by another xs process (is `xs serve` already running on it?)")]
+    Locked { path: PathBuf },
+    /// A value read back from disk does not decode: reported, never a panic.
+    #[error("corrupt data in store: {0}")]
+    Corrupt(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage engine: {0}")]
+    Storage(#[from] fjall::Error),
+    #[error("content store: {0}")]
+    Cas(String),
+    /// A write batch failed; nothing in it was stored.
+    #[error("write failed: {0}")]
+    Write(String),
+    /// A bug or a failed background task.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The store is shutting down and takes no more writes.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Adds context to an `std::io::Result`.
+pub trait IoContext<T> {
+    fn context(self, f: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn context(self, f: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(f(), e))
+    }
+}

@@ -1,0 +1,160 @@
+//! The frame: one event in the stream, `{topic, id, hash, meta, ttl}`, and its JSON forms
+//! (wire JSON, with an optional RFC 3339 `timestamp` derived from the id).
+
+use serde::{Deserialize, Serialize};
+use ssri::Integrity;
+
+use crate::error::{Error, Result};
+use crate::ttl::Ttl;
+
+/// A frame id: a SCRU128 id (25 chars of base 36), sorting by creation time.
+pub type Id = scru128::Id;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    pub topic: String,
+    pub id: Id,
+    #[serde(default)]
+    pub hash: Option<Integrity>,
+    #[serde(default)]
+    pub meta: Option<serde_json::Value>,
+    #[serde(default)]
+    pub ttl: Option<Ttl>,
+}
+
+impl Frame {
+    /// The frame as one line of JSON, without the trailing newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a frame always serializes")
+    }
+
+    /// Milliseconds since the Unix epoch at which the frame was created (from its id).
+    pub fn created_ms(&self) -> u64 {
+        self.id.timestamp()
+    }
+
+    /// Whether this frame has expired at `now_ms` under its TTL (`time:` only).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        match self.ttl.and_then(|t| t.expires_at(self.created_ms())) {
+            Some(at) => now_ms >= at,
+            None => false,
+        }
+    }
+
+    /// Parses a frame from JSON (as `xs import` and `POST /import` receive it) and checks it.
+    pub fn from_json(bytes: &[u8]) -> Result<Frame> {
+        let frame: Frame = serde_json::from_slice(bytes)
+            .map_err(|e| Error::invalid(format!("invalid frame JSON: {e}")))?;
+        crate::topic::validate_topic(&frame.topic)?;
+        if let Some(hash) = &frame.hash {
+            check_integrity(hash)?;
+        }
+        Ok(frame)
+    }
+}
+
+/// Parses a frame id, with an error that names what was wrong.
+pub fn parse_id(s: &str) -> Result<Id> {
+    s.parse::<Id>()
+        .map_err(|e| Error::invalid(format!("invalid frame id {:?}: {e}", truncate(s, 40))))
+}
+
+/// Parses a content hash (`sha256-<base64>`), rejecting anything ssri would silently ignore.
+pub fn parse_hash(s: &str) -> Result<Integrity> {
+    let sri: Integrity = s
+        .parse()
+        .map_err(|e| Error::invalid(format!("invalid content hash {:?}: {e}", truncate(s, 80))))?;
+    check_integrity(&sri)
+        .map_err(|_| Error::invalid(format!("invalid content hash {:?}", truncate(s, 80))))?;
+    Ok(sri)
+}
+
+fn check_integrity(sri: &Integrity) -> Result<()> {
+    use base64::Engine;
+    if sri.hashes.is_empty() {
+        return Err(Error::invalid("content hash has no digest"));
+    }
+    for h in &sri.hashes {
+        base64::engine::general_purpose::STANDARD
+            .decode(&h.digest)
+            .map_err(|_| Error::invalid("content hash digest is not valid base64"))?;
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// RFC 3339 time (UTC, ms precision) of an id's timestamp.
+pub fn id_timestamp(id: &Id) -> String {
+    let ms = id.timestamp() as i64;
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Appends `json` (a frame's JSON object) to `out`, with `"timestamp"` spliced in when asked.
+pub fn write_json(out: &mut Vec<u8>, json: &[u8], id: &Id, with_timestamp: bool) {
+    if with_timestamp && json.last() == Some(&b'}') {
+        out.extend_from_slice(&json[..json.len() - 1]);
+        out.extend_from_slice(b",\"timestamp\":\"");
+        out.extend_from_slice(id_timestamp(id).as_bytes());
+        out.extend_from_slice(b"\"}");
+    } else {
+        out.extend_from_slice(json);
+    }
+}
+
+/// Current time in ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_matches_cross_stream() {
+        let f = Frame {
+            topic: "chat".into(),
+            id: "03d4q1qhbiv09ovtuhokw5yxv".parse().unwrap(),
+            hash: None,
+            meta: None,
+            ttl: Some(Ttl::Forever),
+        };
+        let s = String::from_utf8(f.to_json()).unwrap();
+        assert_eq!(
+            s,
+            r#"{"topic":"chat","id":"03d4q1qhbiv09ovtuhokw5yxv","hash":null,"meta":null,"ttl":"forever"}"#
+        );
+        let mut out = Vec::new();
+        write_json(&mut out, s.as_bytes(), &f.id, true);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(Frame::from_json(s.as_bytes()).unwrap(), f);
+    }
+
+    #[test]
+    fn rejects_bad_frames_and_hashes() {
+        assert!(Frame::from_json(b"{}").is_err());
+        assert!(Frame::from_json(br#"{"topic":"a b","id":"03d4q1qhbiv09ovtuhokw5yxv"}"#).is_err());
+        assert!(Frame::from_json(br#"{"topic":"a","id":"nope"}"#).is_err());
+        assert!(parse_hash("sha256-!!!").is_err());
+        assert!(parse_hash("garbage").is_err());
+        let good = Integrity::from(b"hi").to_string();
+        assert!(parse_hash(&good).is_ok());
+        assert!(parse_id("03d4q1qhbiv09ovtuhokw5yx").is_err());
+    }
+}

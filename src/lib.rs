@@ -1,0 +1,23 @@
+//! Core of xs: the frame model, topics, TTLs, read options and the durable store.
+//! No HTTP and no Nushell here; the daemon and the CLI share these wire types.
+
+pub mod error;
+pub mod frame;
+pub mod read;
+pub mod reader;
+pub mod store;
+pub mod topic;
+pub mod ttl;
+
+pub use error::{Error, Result};
+pub use frame::{Frame, Id};
+pub use read::{Follow, ReadOptions};
+pub use store::{Content, ContentWriter, NewFrame, Store, StoreOptions};
+pub use topic::{validate_topic, TopicFilter};
+pub use ttl::Ttl;
+
+/// Version of xs, reported by `GET /version` and in `xs.start`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Content at most this large is stored inline with its frame, in the same fjall batch.
+pub const INLINE_CONTENT_MAX: usize = 16 * 1024;

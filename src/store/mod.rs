@@ -1,0 +1,350 @@
+//! The durable store: the frame log and its indexes in fjall, content in the CAS, one writer
+//! thread that group-commits every change, and the live channel that followers subscribe to.
+//! Its interface (append, import, remove, get, scan, CAS put/get, subscribe) is kept narrow and
+//! free of fjall types so that another backend can sit behind it later.
+
+mod codec;
+mod content;
+mod scan;
+mod writer;
+
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use ssri::Integrity;
+use tokio::sync::{broadcast, oneshot};
+
+pub use content::{CasContent, Content, ContentWriter};
+pub use scan::{RawFrame, ScanEnd};
+use writer::{WriteOp, Writer};
+
+use crate::error::{Error, IoContext, Result};
+use crate::frame::{now_ms, Frame, Id};
+use crate::ttl::Ttl;
+
+/// How many live frames the broadcast channel holds before a slow follower lags (and then
+/// catches up from the store instead).
+pub const LIVE_CHANNEL_CAPACITY: usize = 1024;
+
+/// A frame to append: the store assigns its id.
+#[derive(Debug, Clone, Default)]
+pub struct NewFrame {
+    pub topic: String,
+    pub meta: Option<serde_json::Value>,
+    pub ttl: Ttl,
+    pub content: Content,
+}
+
+impl NewFrame {
+    pub fn new(topic: impl Into<String>) -> NewFrame {
+        NewFrame {
+            topic: topic.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A frame as broadcast to live followers: the frame and its wire JSON.
+#[derive(Debug)]
+pub struct LiveFrame {
+    pub frame: Frame,
+    pub json: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// fjall block cache size in bytes.
+    pub cache_bytes: u64,
+    /// Memtable size per keyspace in bytes.
+    pub memtable_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: 16 * 1024 * 1024,
+            memtable_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// A handle to an open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    cacache_dir: PathBuf,
+    ks: Keyspaces,
+    writer: Mutex<Option<Writer>>,
+    live: broadcast::Sender<Arc<LiveFrame>>,
+    _lock: File,
+}
+
+#[derive(Clone)]
+pub(crate) struct Keyspaces {
+    db: Database,
+    /// id → frame value (see `codec`).
+    frames: Keyspace,
+    /// `topic \0 id` and `prefix. \0 id` → empty.
+    idx_topic: Keyspace,
+    /// `expires_at id` → empty, for frames with a `time:` TTL.
+    idx_expiry: Keyspace,
+    /// inline content: `algo-hex` → bytes.
+    cas: Keyspace,
+}
+
+impl Store {
+    /// Opens (creating if missing) the store in `path`: `fjall/`, `cacache/`, and a `lock`
+    /// file held for as long as the store is open, so a second daemon is refused.
+    pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path)
+            .context(|| format!("creating store directory {}", path.display()))?;
+        let lock_path = path.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .context(|| format!("opening lock file {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", lock_path.display()), e))
+            }
+        }
+        let cacache_dir = path.join("cacache");
+        std::fs::create_dir_all(&cacache_dir)
+            .context(|| format!("creating content directory {}", cacache_dir.display()))?;
+
+        let db = Database::builder(path.join("fjall"))
+            .cache_size(opts.cache_bytes)
+            .manual_journal_persist(true)
+            .open()?;
+        let ks_opts = || KeyspaceCreateOptions::default().max_memtable_size(opts.memtable_bytes);
+        let ks = Keyspaces {
+            frames: db.keyspace("frames", ks_opts)?,
+            idx_topic: db.keyspace("idx_topic", ks_opts)?,
+            idx_expiry: db.keyspace("idx_expiry", ks_opts)?,
+            cas: db.keyspace("cas", ks_opts)?,
+            db,
+        };
+        let (live, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
+        let last_id = ks
+            .frames
+            .last_key_value()
+            .map(|g| g.key().map_err(Error::from).and_then(|k| codec::id_from_key(&k)))
+            .transpose()?;
+        let writer = Writer::spawn(ks.clone(), live.clone(), last_id)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                cacache_dir,
+                ks,
+                writer: Mutex::new(Some(writer)),
+                live,
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn cacache_dir(&self) -> &Path {
+        &self.inner.cacache_dir
+    }
+
+    /// Sends a change to the writer now; the returned future resolves once it is durable.
+    fn submit(
+        &self,
+        op: impl FnOnce(writer::Reply) -> WriteOp,
+    ) -> impl Future<Output = Result<writer::Done>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(op(tx));
+        async move {
+            sent?;
+            rx.await.map_err(|_| Error::Closed)?
+        }
+    }
+
+    fn send(&self, op: WriteOp) -> Result<()> {
+        let guard = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(w) => w.send(op),
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// Appends a frame. The frame is queued at once (so appends issued in order are stored in
+    /// order); the future resolves once it is durable (fsynced) and broadcast to followers.
+    pub fn append(&self, frame: NewFrame) -> impl Future<Output = Result<Frame>> + Send + 'static {
+        let checked = crate::topic::validate_topic(&frame.topic);
+        let done = checked.is_ok().then(|| self.submit(|r| WriteOp::Append(frame, r)));
+        async move {
+            checked?;
+            match done.expect("submitted when valid").await? {
+                writer::Done::Frame(f) => Ok(f),
+                _ => unreachable!("append answers with a frame"),
+            }
+        }
+    }
+
+    /// Blocking form of [`Store::append`], for threads outside the async runtime.
+    pub fn append_blocking(&self, frame: NewFrame) -> Result<Frame> {
+        crate::topic::validate_topic(&frame.topic)?;
+        let (tx, rx) = oneshot::channel();
+        self.send(WriteOp::Append(frame, tx))?;
+        match rx.blocking_recv().map_err(|_| Error::Closed)?? {
+            writer::Done::Frame(f) => Ok(f),
+            _ => unreachable!("append answers with a frame"),
+        }
+    }
+
+    /// Stores a frame as given, keeping its id (for `xs import`). Not broadcast to followers.
+    /// Queued at once, like [`Store::append`].
+    pub fn import(&self, frame: Frame) -> impl Future<Output = Result<Frame>> + Send + 'static {
+        let checked = crate::topic::validate_topic(&frame.topic);
+        let done = checked.is_ok().then(|| self.submit(|r| WriteOp::Import(frame, r)));
+        async move {
+            checked?;
+            match done.expect("submitted when valid").await? {
+                writer::Done::Frame(f) => Ok(f),
+                _ => unreachable!("import answers with a frame"),
+            }
+        }
+    }
+
+    /// Removes a frame and its index entries. `NotFound` if there is no such frame.
+    pub async fn remove(&self, id: Id) -> Result<()> {
+        self.submit(|r| WriteOp::Remove(id, r)).await.map(|_| ())
+    }
+
+    /// Starts writing content; see [`ContentWriter`].
+    pub fn content_writer(&self) -> ContentWriter {
+        ContentWriter::new(self.clone())
+    }
+
+    /// Makes content durable without a frame (`POST /cas`) and returns its hash.
+    pub async fn cas_put(&self, content: Content) -> Result<Option<Integrity>> {
+        match content {
+            Content::None => Ok(None),
+            Content::Stored(h) => Ok(Some(h)),
+            Content::Inline { hash, bytes } => {
+                self.submit(|r| WriteOp::PutContent(hash.clone(), bytes, r))
+                    .await?;
+                Ok(Some(hash))
+            }
+        }
+    }
+
+    /// Opens content by hash (inline or in cacache).
+    pub fn cas_get(&self, sri: &Integrity) -> Result<Option<CasContent>> {
+        if let Some(v) = self.inner.ks.cas.get(content::cas_key(sri))? {
+            return Ok(Some(CasContent::Inline(Bytes::copy_from_slice(&v))));
+        }
+        let path = content::cacache_path(&self.inner.cacache_dir, sri);
+        match File::open(&path) {
+            Ok(file) => {
+                let len = file
+                    .metadata()
+                    .context(|| format!("reading metadata of {}", path.display()))?
+                    .len();
+                Ok(Some(CasContent::File { file, len }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("opening content {}", path.display()), e)),
+        }
+    }
+
+    /// Reads whole content into memory (for small content and tests).
+    pub fn cas_read(&self, sri: &Integrity) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        match self.cas_get(sri)? {
+            None => Ok(None),
+            Some(CasContent::Inline(b)) => Ok(Some(b.to_vec())),
+            Some(CasContent::File { mut file, .. }) => {
+                let mut v = Vec::new();
+                file.read_to_end(&mut v)
+                    .context(|| format!("reading content {sri}"))?;
+                Ok(Some(v))
+            }
+        }
+    }
+
+    /// A frame by id; `None` if absent or expired.
+    pub fn get(&self, id: &Id) -> Result<Option<Frame>> {
+        let Some(v) = self.inner.ks.frames.get(codec::id_key(id))? else {
+            return Ok(None);
+        };
+        let value = codec::decode_frame_value(id, &v)?;
+        if value.is_expired(now_ms()) {
+            return Ok(None);
+        }
+        codec::decode_frame(id, &v).map(Some)
+    }
+
+    /// Subscribes to frames appended from now on (see [`LIVE_CHANNEL_CAPACITY`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveFrame>> {
+        self.inner.live.subscribe()
+    }
+
+    /// The newest id in the log, if any.
+    pub fn last_id(&self) -> Result<Option<Id>> {
+        self.inner
+            .ks
+            .frames
+            .last_key_value()
+            .map(|g| g.key().map_err(Error::from).and_then(|k| codec::id_from_key(&k)))
+            .transpose()
+    }
+
+    /// Removes frames whose `time:` TTL has passed (at most `max` per call); returns how many.
+    pub async fn sweep_expired(&self, max: usize) -> Result<usize> {
+        let ks = self.inner.ks.clone();
+        let ids = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let mut ids = Vec::new();
+            for g in ks.idx_expiry.range(..codec::expiry_key(now, &Id::from_u128(0))) {
+                let k = g.key()?;
+                ids.push(codec::id_from_key(&k[8..])?);
+                if ids.len() >= max {
+                    break;
+                }
+            }
+            Ok::<_, Error>(ids)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("sweep task failed: {e}")))??;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        match self.submit(|r| WriteOp::Expire(ids, r)).await? {
+            writer::Done::Count(n) => Ok(n),
+            _ => unreachable!("expire answers with a count"),
+        }
+    }
+
+    /// Stops the writer after it has committed everything sent before; later writes fail
+    /// with `Closed`.
+    pub fn close(&self) {
+        let writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(w) = writer {
+            w.shutdown();
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The single writer thread: takes every pending change, writes one fjall batch, fsyncs it
+//! once (group commit), then acknowledges each change and broadcasts the new frames in id order.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use fjall::PersistMode;
+use ssri::Integrity;
+use tokio::sync::{broadcast, oneshot};
+
+use super::{codec, content::cas_key, Keyspaces, LiveFrame, NewFrame};
+use crate::error::{Error, Result};
+use crate::frame::{Frame, Id};
+use crate::topic::index_prefixes;
+use crate::ttl::Ttl;
+
+/// Most changes committed in one batch.
+const MAX_BATCH: usize = 1024;
+
+pub(crate) type Reply = oneshot::Sender<Result<Done>>;
+
+pub(crate) enum Done {
+    Frame(Frame),
+    Count(usize),
+    Unit,
+}
+
+pub(crate) enum WriteOp {
+    Append(NewFrame, Reply),
+    Import(Frame, Reply),
+    Remove(Id, Reply),
+    PutContent(Integrity, Bytes, Reply),
+    Expire(Vec<Id>, Reply),
+}
+
+pub(crate) struct Writer {
+    tx: Option<mpsc::Sender<WriteOp>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(
+        ks: Keyspaces,
+        live: broadcast::Sender<Arc<LiveFrame>>,
+        last_id: Option<Id>,
+    ) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel();
+        let mut state = WriterState { ks, live, last_id };
+        let thread = std::thread::Builder::new()
+            .name("xs-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut ops = vec![first];
+                    while ops.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(op) => ops.push(op),
+                            Err(_) => break,
+                        }
+                    }
+                    state.commit(ops);
+                }
+            })
+            .map_err(|e| Error::io("starting the writer thread", e))?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn send(&self, op: WriteOp) -> Result<()> {
+        self.tx
+            .as_ref()
+            .ok_or(Error::Closed)?
+            .send(op)
+            .map_err(|_| Error::Closed)
+    }
+
+    /// Commits what was sent, then stops the thread.
+    pub(crate) fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct WriterState {
+    ks: Keyspaces,
+    live: broadcast::Sender<Arc<LiveFrame>>,
+    last_id: Option<Id>,
+}
+
+/// A frame to insert in the batch being built.
+struct Insert {
+    frame: Frame,
+    value: Vec<u8>,
+    skip: bool,
+}
+
+/// What one batch will do, built from its ops before anything is written.
+#[derive(Default)]
+struct Plan {
+    inserts: Vec<Insert>,
+    /// Existing frames to delete: id → topic and expiry (to delete their index entries).
+    deletes: HashMap<Id, (String, u64)>,
+    /// Topics with a `last:n` append in this batch, and the n of the newest.
+    trims: HashMap<String, u32>,
+    content: Vec<(Vec<u8>, Bytes)>,
+    /// Index keys of replaced (re-imported) frames that are no longer wanted.
+    stale_keys: Vec<(bool, Vec<u8>)>,
+}
+
+impl WriterState {
+    fn next_id(&mut self) -> Id {
+        let mut id = scru128::new();
+        if let Some(last) = self.last_id {
+            if id <= last {
+                id = Id::from_u128(last.to_u128() + 1);
+            }
+        }
+        self.last_id = Some(id);
+        id
+    }
+
+    fn commit(&mut self, ops: Vec<WriteOp>) {
+        let mut plan = Plan::default();
+        let mut replies: Vec<(Reply, Result<Done>)> = Vec::with_capacity(ops.len());
+        let mut live = Vec::new();
+
+        for op in ops {
+            match op {
+                WriteOp::Append(nf, reply) => {
+                    let id = self.next_id();
+                    let frame = Frame {
+                        topic: nf.topic,
+                        id,
+                        hash: nf.content.hash().cloned(),
+                        meta: nf.meta,
+                        ttl: Some(nf.ttl),
+                    };
+                    let json = frame.to_json();
+                    if let super::Content::Inline { hash, bytes } = nf.content {
+                        plan.content.push((cas_key(&hash), bytes));
+                    }
+                    match nf.ttl {
+                        Ttl::Ephemeral => {}
+                        ttl => {
+                            if let Ttl::Last(n) = ttl {
+                                plan.trims.insert(frame.topic.clone(), n);
+                            }
+                            plan.inserts.push(Insert {
+                                value: codec::encode_frame(&frame, &json),
+                                frame: frame.clone(),
+                                skip: false,
+                            });
+                        }
+                    }
+                    live.push(Arc::new(LiveFrame {
+                        frame: frame.clone(),
+                        json,
+                    }));
+                    replies.push((reply, Ok(Done::Frame(frame))));
+                }
+                WriteOp::Import(frame, reply) => {
+                    let r = self.plan_import(&mut plan, &frame).map(|_| Done::Frame(frame));
+                    replies.push((reply, r));
+                }
+                WriteOp::Remove(id, reply) => {
+                    let r = match self.lookup(&id) {
+                        Ok(Some(found)) => {
+                            plan.deletes.insert(id, found);
+                            Ok(Done::Unit)
+                        }
+                        Ok(None) => Err(Error::NotFound(format!("no frame with id {id}"))),
+                        Err(e) => Err(e),
+                    };
+                    replies.push((reply, r));
+                }
+                WriteOp::PutContent(hash, bytes, reply) => {
+                    plan.content.push((cas_key(&hash), bytes));
+                    replies.push((reply, Ok(Done::Unit)));
+                }
+                WriteOp::Expire(ids, reply) => {
+                    let now = crate::frame::now_ms();
+                    let mut n = 0;
+                    let mut err = None;
+                    for id in ids {
+                        match self.lookup(&id) {
+                            Ok(Some((topic, exp))) if exp != 0 && exp <= now => {
+                                plan.deletes.insert(id, (topic, exp));
+                                n += 1;
+                            }
+                            Ok(_) => {}
+                            Err(e) => err = Some(e),
+                        }
+                    }
+                    replies.push((reply, err.map_or(Ok(Done::Count(n)), Err)));
+                }
+            }
+        }
+
+        let result = self.plan_trims(&mut plan).and_then(|()| self.write(plan));
+        match result {
+            Ok(()) => {
+                for (reply, r) in replies {
+                    let _ = reply.send(r);
+                }
+                for f in live {
+                    let _ = self.live.send(f);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "write batch failed; nothing in it was stored");
+                for (reply, r) in replies {
+                    let _ = reply.send(r.and(Err(Error::Write(msg.clone()))));
+                }
+            }
+        }
+    }
+
+    /// Topic and expiry of a stored frame, if it exists.
+    fn lookup(&self, id: &Id) -> Result<Option<(String, u64)>> {
+        let Some(v) = self.ks.frames.get(codec::id_key(id))? else {
+            return Ok(None);
+        };
+        let value = codec::decode_frame_value(id, &v)?;
+        let frame = codec::decode_frame(id, &v)?;
+        Ok(Some((frame.topic, value.expires_at)))
+    }
+
+    fn plan_import(&mut self, plan: &mut Plan, frame: &Frame) -> Result<()> {
+        if frame.ttl == Some(Ttl::Ephemeral) {
+            return Ok(());
+        }
+        if plan.inserts.iter().any(|i| i.frame.id == frame.id) {
+            return Err(Error::Conflict(format!(
+                "frame {} is imported twice in one batch",
+                frame.id
+            )));
+        }
+        if let Some((old_topic, old_exp)) = self.lookup(&frame.id).unwrap_or(None) {
+            // Re-import over an existing frame: drop the index entries the new one won't have.
+            let new: HashSet<&str> = index_prefixes(&frame.topic).collect();
+            for p in index_prefixes(&old_topic).filter(|p| !new.contains(p)) {
+                plan.stale_keys.push((false, codec::topic_key(p, &frame.id)));
+            }
+            let new_exp = frame
+                .ttl
+                .and_then(|t| t.expires_at(frame.created_ms()))
+                .unwrap_or(0);
+            if old_exp != 0 && old_exp != new_exp {
+                plan.stale_keys
+                    .push((true, codec::expiry_key(old_exp, &frame.id).to_vec()));
+            }
+        }
+        if self.last_id.is_none_or(|l| frame.id > l) {
+            self.last_id = Some(frame.id);
+        }
+        let json = frame.to_json();
+        plan.inserts.push(Insert {
+            value: codec::encode_frame(frame, &json),
+            frame: frame.clone(),
+            skip: false,
+        });
+        Ok(())
+    }
+
+    /// Applies `last:n`: keeps the newest n frames of each trimmed topic, counting the frames
+    /// of this batch first; older stored frames are deleted, older batch frames not written.
+    fn plan_trims(&self, plan: &mut Plan) -> Result<()> {
+        for (topic, n) in std::mem::take(&mut plan.trims) {
+            let mut kept = 0u32;
+            for ins in plan.inserts.iter_mut().rev() {
+                if ins.frame.topic == topic {
+                    if kept < n {
+                        kept += 1;
+                    } else {
+                        ins.skip = true;
+                    }
+                }
+            }
+            let mut prefix = topic.as_bytes().to_vec();
+            prefix.push(0);
+            for g in self.ks.idx_topic.prefix(&prefix).rev() {
+                let key = g.key()?;
+                let id = codec::id_from_topic_key(&key)?;
+                if plan.deletes.contains_key(&id) {
+                    continue;
+                }
+                if kept < n {
+                    kept += 1;
+                    continue;
+                }
+                let exp = match self.ks.frames.get(codec::id_key(&id))? {
+                    Some(v) => codec::decode_frame_value(&id, &v)?.expires_at,
+                    None => 0,
+                };
+                plan.deletes.insert(id, (topic.clone(), exp));
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, plan: Plan) -> Result<()> {
+        let ks = &self.ks;
+        let mut batch = ks.db.batch().durability(Some(PersistMode::SyncAll));
+        for (id, (topic, exp)) in &plan.deletes {
+            batch.remove(&ks.frames, codec::id_key(id).to_vec());
+            for p in index_prefixes(topic) {
+                batch.remove(&ks.idx_topic, codec::topic_key(p, id));
+            }
+            if *exp != 0 {
+                batch.remove(&ks.idx_expiry, codec::expiry_key(*exp, id).to_vec());
+            }
+        }
+        for (is_expiry, key) in plan.stale_keys {
+            let ks = if is_expiry { &ks.idx_expiry } else { &ks.idx_topic };
+            batch.remove(ks, key);
+        }
+        for (key, bytes) in plan.content {
+            batch.insert(&ks.cas, key, bytes.to_vec());
+        }
+        for ins in plan.inserts.into_iter().filter(|i| !i.skip) {
+            let f = &ins.frame;
+            batch.insert(&ks.frames, codec::id_key(&f.id).to_vec(), ins.value);
+            for p in index_prefixes(&f.topic) {
+                batch.insert(&ks.idx_topic, codec::topic_key(p, &f.id), Vec::new());
+            }
+            if let Some(exp) = f.ttl.and_then(|t| t.expires_at(f.created_ms())) {
+                batch.insert(&ks.idx_expiry, codec::expiry_key(exp, &f.id).to_vec(), Vec::new());
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! A small HTTP/1.1 client for the daemon over its Unix socket or TCP: one connection per
+//! request, request bodies streamed from stdin, responses streamed to stdout chunk by chunk.
+
+use std::fmt;
+use std::io::{self, Write};
+
+use anyhow::{anyhow, Result};
+use bytes::{Bytes, BytesMut};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::addr::Addr;
+
+pub type Body = UnsyncBoxBody<Bytes, io::Error>;
+
+const STDIN_CHUNK: usize = 64 * 1024;
+const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// A request with no body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A request body that streams stdin until EOF, one chunk at a time.
+pub fn stdin() -> Body {
+    let chunks = futures::stream::unfold(Some(tokio::io::stdin()), |stdin| async move {
+        let mut stdin = stdin?;
+        let mut buf = BytesMut::with_capacity(STDIN_CHUNK);
+        match stdin.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(Frame::data(buf.freeze())), Some(stdin))),
+            Err(e) => Some((
+                Err(io::Error::new(e.kind(), format!("cannot read stdin: {e}"))),
+                None,
+            )),
+        }
+    });
+    StreamBody::new(chunks).boxed_unsync()
+}
+
+/// A non-2xx answer from the daemon, with the message from its `{"error": ...}` body.
+#[derive(Debug)]
+pub struct ServerError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Whether `err` is the daemon answering with `status`.
+pub fn is_status(err: &anyhow::Error, status: StatusCode) -> bool {
+    err.downcast_ref::<ServerError>()
+        .is_some_and(|e| e.status == status)
+}
+
+/// Writing to stdout failed because its reader went away (`xs cat | head`): not an error.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stdout is closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+pub struct Client {
+    addr: Addr,
+}
+
+impl Client {
+    pub fn new(addr: Addr) -> Client {
+        Client { addr }
+    }
+
+    /// Sends `req` on a new connection; a non-2xx answer is a [`ServerError`].
+    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>> {
+        let host = match &self.addr {
+            Addr::Unix { .. } => "localhost",
+            Addr::Tcp(host_port) => host_port,
+        };
+        req.headers_mut().insert(HOST, HeaderValue::from_str(host)?);
+        if let Addr::Tcp(_) = self.addr {
+            if let Some(token) = std::env::var("XS_TOKEN").ok().filter(|t| !t.is_empty()) {
+                let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| anyhow!("$XS_TOKEN is not a valid header value"))?;
+                req.headers_mut().insert(AUTHORIZATION, value);
+            }
+        }
+        let mut sender = match &self.addr {
+            Addr::Unix { socket, .. } => {
+                handshake(UnixStream::connect(socket).await.map_err(|e| self.connect_error(e))?).await?
+            }
+            Addr::Tcp(host_port) => {
+                handshake(TcpStream::connect(host_port.as_str()).await.map_err(|e| self.connect_error(e))?)
+                    .await?
+            }
+        };
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| anyhow!("request to the xs daemon at {} failed: {}", self.addr, describe(&e)))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(server_error(resp).await.into())
+        }
+    }
+
+    fn connect_error(&self, e: io::Error) -> anyhow::Error {
+        match (&self.addr, e.kind()) {
+            (Addr::Unix { store, .. }, io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => anyhow!(
+                "no xs daemon at {} (start one with: xs serve {})",
+                self.addr,
+                store.display()
+            ),
+            (Addr::Tcp(host_port), io::ErrorKind::ConnectionRefused) => anyhow!(
+                "no xs daemon at {host_port} (start one with: xs serve <store> --expose {host_port})"
+            ),
+            _ => anyhow!("cannot connect to the xs daemon at {}: {e}", self.addr),
+        }
+    }
+}
+
+async fn handshake<T>(io: T) -> Result<hyper::client::conn::http1::SendRequest<Body>>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| anyhow!("HTTP handshake with the xs daemon failed: {}", describe(&e)))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn server_error(resp: Response<Incoming>) -> ServerError {
+    let status = resp.status();
+    let body = Limited::new(resp.into_body(), ERROR_BODY_MAX)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let from_json = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_string));
+    let message = match from_json {
+        Some(m) => m,
+        None => {
+            let text = String::from_utf8_lossy(&body);
+            match text.trim() {
+                "" => format!("the xs daemon answered {status}"),
+                t => format!("the xs daemon answered {status}: {t}"),
+            }
+        }
+    };
+    ServerError {
+        status,
+        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// A hyper error and its causes on one line.
+fn describe(e: &hyper::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+/// Streams a response body to stdout, flushing after each chunk. With `line`, a body that does
+/// not end in a newline gets one. Returns the number of bytes of the body.
+pub async fn print(resp: Response<Incoming>, line: bool) -> Result<u64> {
+    let mut body = resp.into_body();
+    let mut written = 0u64;
+    let mut last = b'\n';
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| anyhow!("lost the connection to the xs daemon: {}", describe(&e)))?;
+        if let Ok(data) = frame.into_data() {
+            if let Some(&b) = data.last() {
+                write_stdout(&data)?;
+                written += data.len() as u64;
+                last = b;
+            }
+        }
+    }
+    if line && last != b'\n' {
+        write_stdout(b"\n")?;
+    }
+    Ok(written)
+}
+
+/// Writes to stdout and flushes; a closed pipe becomes [`StdoutClosed`].
+pub fn write_stdout(buf: &[u8]) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(buf).and_then(|()| out.flush()).map_err(|e| {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            anyhow::Error::new(StdoutClosed)
+        } else {
+            anyhow!("cannot write to stdout: {e}")
+        }
+    })
+}

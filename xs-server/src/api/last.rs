@@ -1,0 +1,46 @@
+//! `GET /last[/{topic}]`: the newest frame (or newest `last=N`) of a topic pattern;
+//! with `follow`, those frames, `xs.threshold`, then live frames.
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use xs::reader::Format;
+use xs::{ReadOptions, Store, TopicFilter};
+
+use super::{json_response, read, respond, ApiResult, NDJSON};
+use crate::body;
+use crate::error::ApiError;
+
+pub async fn handle(store: Store, req: Request<Incoming>, topic: Option<String>) -> ApiResult {
+    let mut opts = ReadOptions::from_query(req.uri().query())?;
+    let n = opts.last.unwrap_or(1);
+    opts.last = Some(n);
+    opts.from = None;
+    opts.after = None;
+    opts.new = false;
+    if let Some(t) = topic {
+        opts.topic = TopicFilter::parse(&t)?;
+    }
+    if opts.is_follow() {
+        return Ok(read::stream(store, opts, Format::Ndjson));
+    }
+    let wt = opts.with_timestamp;
+    let (out, count) = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let end = store.scan(&opts, |f| {
+            xs::reader::encode(&mut out, Format::Ndjson, &f.id, f.json, wt);
+            true
+        })?;
+        Ok::<_, xs::Error>((out, end.count))
+    })
+    .await
+    .map_err(|e| ApiError::from(xs::Error::Internal(e.to_string())))??;
+    if count == 0 {
+        return Err(ApiError::not_found("no frames match"));
+    }
+    if n == 1 {
+        let mut one = out;
+        one.pop(); // a single object, without the NDJSON newline
+        return Ok(json_response(one));
+    }
+    Ok(respond(StatusCode::OK, NDJSON, body::full(out)))
+}

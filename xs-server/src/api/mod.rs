@@ -1,0 +1,137 @@
+//! The HTTP API (DESIGN.md §5): routing, and the helpers every route uses to answer.
+//! One module per route, mirrored by the CLI's `commands/`.
+
+mod append;
+mod cas;
+mod get;
+mod import;
+mod last;
+mod read;
+mod remove;
+mod version;
+
+use std::convert::Infallible;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use xs::Store;
+
+use crate::body::{self, Body};
+use crate::error::ApiError;
+
+pub type ApiResult = Result<Response<Body>, ApiError>;
+
+pub const JSON: &str = "application/json";
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// Answers one request. Never fails: errors become a status and a `{"error"}` body.
+pub async fn handle(store: Store, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let res = route(store, req).await.unwrap_or_else(|e| {
+        tracing::debug!(%method, %path, status = %e.status, error = %e.message, "request refused");
+        error_response(&e)
+    });
+    Ok(res)
+}
+
+async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
+    let path = req.uri().path().to_string();
+    let m = req.method().clone();
+    let rest = path.strip_prefix('/').unwrap_or(&path);
+    match (rest, &m) {
+        ("", &Method::GET) => read::handle(store, req).await,
+        ("version", &Method::GET) => version::handle().await,
+        ("last", &Method::GET) => last::handle(store, req, None).await,
+        ("cas", &Method::POST) => cas::post(store, req).await,
+        ("import", &Method::POST) => import::handle(store, req).await,
+        ("eval", &Method::POST) => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "POST /eval is not available yet: the Nushell engine is not built into this daemon",
+        )),
+        _ => {
+            if let Some(topic) = rest.strip_prefix("last/") {
+                only(&m, &[Method::GET])?;
+                let topic = decode(topic)?;
+                last::handle(store, req, Some(topic)).await
+            } else if let Some(hash) = rest.strip_prefix("cas/") {
+                only(&m, &[Method::GET])?;
+                cas::get(store, &decode(hash)?).await
+            } else if let Some(topic) = rest.strip_prefix("append/") {
+                only(&m, &[Method::POST])?;
+                let topic = decode(topic)?;
+                append::handle(store, req, &topic).await
+            } else if !rest.is_empty() && !rest.contains('/') && !is_known(rest) {
+                match m {
+                    Method::GET => get::handle(store, req, rest).await,
+                    Method::DELETE => remove::handle(store, rest).await,
+                    _ => Err(method_not_allowed(&m, &["GET", "DELETE"])),
+                }
+            } else if is_known(rest) {
+                Err(method_not_allowed(&m, &[]))
+            } else {
+                Err(ApiError::not_found(format!("no route for {m} {path}")))
+            }
+        }
+    }
+}
+
+fn is_known(rest: &str) -> bool {
+    matches!(rest, "" | "version" | "last" | "cas" | "import" | "eval")
+}
+
+fn only(m: &Method, allowed: &[Method]) -> Result<(), ApiError> {
+    if allowed.contains(m) {
+        return Ok(());
+    }
+    let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    Err(method_not_allowed(m, &names))
+}
+
+fn method_not_allowed(m: &Method, allowed: &[&str]) -> ApiError {
+    let msg = if allowed.is_empty() {
+        format!("method {m} is not allowed here")
+    } else {
+        format!("method {m} is not allowed here (allowed: {})", allowed.join(", "))
+    };
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, msg)
+}
+
+fn decode(s: &str) -> Result<String, ApiError> {
+    xs::read::decode_component(&s.replace('+', "%2B")).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let body = serde_json::json!({ "error": e.message }).to_string();
+    respond(e.status, JSON, body::full(body))
+}
+
+pub fn respond(status: StatusCode, content_type: &str, body: Body) -> Response<Body> {
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        res.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    res
+}
+
+/// A frame (or any JSON) as a 200 `application/json` answer.
+pub fn json_response(json: Vec<u8>) -> Response<Body> {
+    respond(StatusCode::OK, JSON, body::full(json))
+}
+
+/// The query string's `with-timestamp` flag (present and not false).
+pub fn with_timestamp(req: &Request<Incoming>) -> Result<bool, ApiError> {
+    let pairs = xs::read::parse_query(req.uri().query().unwrap_or(""))?;
+    Ok(pairs
+        .iter()
+        .any(|(k, v)| k == "with-timestamp" && !matches!(v.as_str(), "false" | "no" | "0")))
+}
+
+/// A frame's JSON, with `timestamp` when asked.
+pub fn frame_json(frame: &xs::Frame, with_timestamp: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    xs::frame::write_json(&mut out, &frame.to_json(), &frame.id, with_timestamp);
+    out
+}

@@ -1,0 +1,107 @@
+//! The xs daemon: mounts a store, serves the HTTP/1.1 API on `<store>/sock` (and optionally
+//! TCP), appends the runtime frames `xs.start` / `xs.stopping`, and sweeps expired frames.
+
+pub mod api;
+mod body;
+mod error;
+mod listener;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::ServeError;
+use tokio::sync::watch;
+use xs::{NewFrame, Store, StoreOptions};
+
+/// What `xs serve` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The store directory (created if missing).
+    pub store: PathBuf,
+    /// Also serve the API over TCP on this address (`host:port` or `:port`).
+    pub expose: Option<String>,
+}
+
+/// Opens the store, serves until SIGINT/SIGTERM, then stops cleanly.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let store_path = opts.store.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, StoreOptions::default()))
+        .await
+        .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    run(store, opts, shutdown_rx).await
+}
+
+/// Serves `store` until `shutdown` turns true. Tests and embedders call this directly.
+pub async fn run(
+    store: Store,
+    opts: ServeOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let sock = store.path().join("sock");
+    let listeners = listener::bind(&sock, opts.expose.as_deref()).await?;
+
+    let start = NewFrame {
+        meta: Some(serde_json::json!({
+            "version": xs::VERSION,
+            "expose": opts.expose,
+        })),
+        ..NewFrame::new("xs.start")
+    };
+    store.append(start).await?;
+    tracing::info!(store = %store.path().display(), socket = %sock.display(), expose = ?opts.expose, "xs serving");
+
+    let sweeper = tokio::spawn(sweep_expired(store.clone()));
+    let accept = listener::serve(listeners, store.clone(), shutdown.clone());
+    tokio::select! {
+        r = accept => r?,
+        _ = stopped(&mut shutdown) => {}
+    }
+    sweeper.abort();
+
+    tracing::info!("xs stopping");
+    if let Err(e) = store.append(NewFrame::new("xs.stopping")).await {
+        tracing::warn!(error = %e, "could not append xs.stopping");
+    }
+    let s = store.clone();
+    let _ = tokio::task::spawn_blocking(move || s.close()).await;
+    let _ = std::fs::remove_file(&sock);
+    tracing::info!("xs stopped");
+    Ok(())
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+async fn sweep_expired(store: Store) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        loop {
+            match store.sweep_expired(10_000).await {
+                Ok(n) if n >= 10_000 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
