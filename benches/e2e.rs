@@ -1,1 +1,579 @@
-fn main(){}
+//! End-to-end benchmark: starts the real `xs serve` on a temp store and drives it over the Unix
+//! socket with a hyper HTTP/1.1 client, printing one `bench <name> <value> <unit>` line per figure.
+//!
+//! Usage: `scripts/bench.sh [--quick] [NAME_PREFIX...]`, e.g. `scripts/bench.sh append_1conn`.
+//! Figures: append_1conn, append_32conn, build_store, replay_all, replay_topic,
+//! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak.
+//! `XS_BENCH_DIR` picks the parent directory of the temp store (default: the system temp dir);
+//! `XS_BENCH_KEEP=1` keeps it (store and daemon logs) for a look afterwards.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+const BODY: &[u8; 100] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzAB";
+const FIGURES: &[&str] = &[
+    "append_1conn",
+    "append_32conn",
+    "build_store",
+    "replay_all",
+    "replay_topic",
+    "follow_latency_p50",
+    "follow_latency_p99",
+    "start_time_1m",
+    "daemon_rss_peak",
+];
+const CONNS: usize = 32;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How much work each figure does.
+struct Sizes {
+    append_1conn: usize,
+    append_32conn: usize,
+    store: usize,
+    follow: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                append_1conn: 2_000,
+                append_32conn: 10_000,
+                store: 100_000,
+                follow: 300,
+            }
+        } else {
+            Sizes {
+                append_1conn: 20_000,
+                append_32conn: 100_000,
+                store: 1_000_000,
+                follow: 2_000,
+            }
+        }
+    }
+}
+
+/// Which figures to run: every figure whose name starts with one of the given prefixes.
+struct Selection(Vec<String>);
+
+impl Selection {
+    fn wants(&self, figure: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|p| figure.starts_with(p.as_str()))
+    }
+}
+
+fn main() {
+    let mut quick = false;
+    let mut names = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            // `cargo bench` passes `--bench`; other harness flags mean nothing here.
+            a if a.starts_with('-') => {}
+            a => {
+                if !FIGURES.iter().any(|f| f.starts_with(a)) {
+                    eprintln!("e2e: unknown figure {a:?}; known: {}", FIGURES.join(", "));
+                    std::process::exit(2);
+                }
+                names.push(a.to_string());
+            }
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    if let Err(e) = rt.block_on(run(Selection(names), Sizes::new(quick), quick)) {
+        eprintln!("e2e: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
+    let parent = std::env::var_os("XS_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("xs-bench-")
+        .tempdir_in(&parent)?;
+    let store = tmp.path().join("store");
+    if std::env::var_os("XS_BENCH_KEEP").is_some() {
+        eprintln!("e2e: keeping {}", tmp.path().display());
+    }
+    let mut summary = Vec::new();
+    let load_start = loadavg();
+    summary.push(format!(
+        "mode: {}, store: {}, cpus: {}",
+        if quick { "quick" } else { "full" },
+        store.display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+
+    let (daemon, _) = Daemon::start(&store, tmp.path().join("daemon1.log")).await?;
+    let sock = store.join("sock");
+
+    if sel.wants("append_1conn") {
+        let rtt = version_rtt_p50(&sock, 2_000).await?;
+        summary.push(format!(
+            "baseline: GET /version round trip p50 {:.0} us (HTTP + scheduling, no store)",
+            rtt.as_secs_f64() * 1e6
+        ));
+        let n = sizes.append_1conn;
+        let el = append_load(&sock, 1, n, |_| "bench.one").await?;
+        report("append_1conn", n as f64 / el.as_secs_f64(), "frames/s");
+        summary.push(format!("append_1conn: {n} frames in {el:.2?}"));
+    }
+    if sel.wants("append_32conn") {
+        let n = sizes.append_32conn;
+        let el = append_load(&sock, CONNS, n, |_| "bench.one").await?;
+        report("append_32conn", n as f64 / el.as_secs_f64(), "frames/s");
+        summary.push(format!("append_32conn: {n} frames in {el:.2?}"));
+    }
+    let needs_store = ["build_store", "replay_all", "replay_topic", "start_time_1m"]
+        .iter()
+        .any(|f| sel.wants(f));
+    let mut rare = 0;
+    if needs_store {
+        let n = sizes.store;
+        rare = (0..n).filter(|i| i % 10 == 9).count();
+        let el = append_load(&sock, CONNS, n, |i| {
+            if i % 10 == 9 {
+                "bench.rare"
+            } else {
+                "bench.common"
+            }
+        })
+        .await?;
+        report("build_store", n as f64 / el.as_secs_f64(), "frames/s");
+        summary.push(format!(
+            "build_store: {n} frames ({rare} bench.rare) from {CONNS} connections in {el:.2?}"
+        ));
+    }
+    if sel.wants("replay_all") {
+        let (lines, bytes, el) = replay(&sock, "/").await?;
+        report("replay_all", lines as f64 / el.as_secs_f64(), "frames/s");
+        summary.push(format!(
+            "replay_all: {lines} frames, {:.1} MiB in {el:.2?}",
+            bytes as f64 / MIB
+        ));
+    }
+    if sel.wants("replay_topic") {
+        let (lines, bytes, el) = replay(&sock, "/?topic=bench.rare").await?;
+        if needs_store && lines != rare {
+            return Err(
+                format!("replay_topic: expected {rare} bench.rare frames, got {lines}").into(),
+            );
+        }
+        report("replay_topic", lines as f64 / el.as_secs_f64(), "frames/s");
+        summary.push(format!(
+            "replay_topic: {lines} frames, {:.1} MiB in {el:.2?}",
+            bytes as f64 / MIB
+        ));
+    }
+    if sel.wants("follow_latency") {
+        let mut lat = follow_latency(&sock, sizes.follow).await?;
+        lat.sort_unstable();
+        let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+        if sel.wants("follow_latency_p50") {
+            report("follow_latency_p50", p(0.50), "us");
+        }
+        if sel.wants("follow_latency_p99") {
+            report("follow_latency_p99", p(0.99), "us");
+        }
+        summary.push(format!(
+            "follow_latency: {} frames, min {:.0} us, p90 {:.0} us, max {:.0} us",
+            lat.len(),
+            p(0.0),
+            p(0.90),
+            p(1.0)
+        ));
+    }
+    let hwm1 = vm_hwm_mib(daemon.pid())?;
+    if sel.wants("daemon_rss_peak") {
+        report("daemon_rss_peak", hwm1, "MiB");
+    }
+    let t = Instant::now();
+    daemon.stop()?;
+    summary.push(format!(
+        "first daemon: VmHWM {hwm1:.1} MiB, SIGTERM → exit in {:.2?}",
+        t.elapsed()
+    ));
+
+    if sel.wants("start_time_1m") {
+        let frames = if needs_store { sizes.store } else { 0 };
+        let (daemon, el) = Daemon::start(&store, tmp.path().join("daemon2.log")).await?;
+        let name = if quick {
+            "start_time_quick"
+        } else {
+            "start_time_1m"
+        };
+        report(name, el.as_secs_f64() * 1e3, "ms");
+        summary.push(format!(
+            "{name}: restart on a store of ~{frames} frames until GET /version answered: {el:.2?}"
+        ));
+        let hwm2 = vm_hwm_mib(daemon.pid())?;
+        if sel.wants("daemon_rss_peak") {
+            report("daemon_rss_peak_restart", hwm2, "MiB");
+        }
+        summary.push(format!("restarted daemon: VmHWM {hwm2:.1} MiB"));
+        daemon.stop()?;
+    }
+
+    if std::env::var_os("XS_BENCH_KEEP").is_some() {
+        let _ = tmp.keep();
+    }
+    summary.push(format!(
+        "loadavg (1/5/15 min) at start: {load_start}, at end: {} (other work on the machine skews every figure)",
+        loadavg()
+    ));
+    println!("# summary");
+    for line in summary {
+        println!("#   {line}");
+    }
+    Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn report(name: &str, value: f64, unit: &str) {
+    let v = if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    };
+    println!("bench {name} {v} {unit}");
+}
+
+/// The first three fields of /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The daemon child process; killed when dropped (even on panic) unless stopped cleanly.
+struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts `xs serve <store>` and returns once `GET /version` answers, with the time it took.
+    async fn start(store: &Path, log: PathBuf) -> Result<(Daemon, Duration)> {
+        let log_file = std::fs::File::create(&log)?;
+        let t = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_xs"))
+            .arg("serve")
+            .arg(store)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()?;
+        let mut daemon = Daemon { child: Some(child) };
+        let sock = store.join("sock");
+        loop {
+            if let Ok(mut conn) = Conn::open(&sock, false).await {
+                if let Ok(res) = conn.request(Method::GET, "/version", None).await {
+                    if res.status() == StatusCode::OK {
+                        let el = t.elapsed();
+                        res.into_body().collect().await?;
+                        return Ok((daemon, el));
+                    }
+                }
+            }
+            if let Some(status) = daemon
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("xs serve exited with {status}: {log}").into());
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                return Err("xs serve did not answer GET /version within 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    fn stop(mut self) -> Result<()> {
+        let mut child = self.child.take().ok_or("daemon already stopped")?;
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?
+            .success();
+        if !ok {
+            let _ = child.kill();
+            return Err("kill -TERM failed".into());
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("xs serve exited with {status} after SIGTERM").into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// VmHWM (peak resident set) of a process, in MiB.
+fn vm_hwm_mib(pid: u32) -> Result<f64> {
+    let f = std::fs::File::open(format!("/proc/{pid}/status"))?;
+    for line in BufReader::new(f).lines() {
+        let line = line?;
+        if let Some(rest) = line.strip_prefix("VmHWM:") {
+            let kb: f64 = rest.trim().trim_end_matches("kB").trim().parse()?;
+            return Ok(kb / 1024.0);
+        }
+    }
+    Err(format!("no VmHWM in /proc/{pid}/status").into())
+}
+
+/// One keep-alive HTTP/1.1 connection to the daemon's socket.
+struct Conn {
+    tx: SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    /// Connects; `big_reads` sizes the read buffer for streaming large bodies.
+    async fn open(sock: &Path, big_reads: bool) -> Result<Conn> {
+        let stream = UnixStream::connect(sock).await?;
+        let mut builder = http1::Builder::new();
+        if big_reads {
+            builder.max_buf_size(8 << 20);
+        }
+        let (tx, conn) = builder.handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { tx })
+    }
+
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Response<Incoming>> {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .body(Full::new(body.unwrap_or_default()))?;
+        self.tx.ready().await?;
+        Ok(self.tx.send_request(req).await?)
+    }
+
+    /// Appends one frame with a 100-byte body and returns the response body (the frame JSON).
+    async fn append(&mut self, path: &str) -> Result<Bytes> {
+        let res = self
+            .request(Method::POST, path, Some(Bytes::from_static(BODY)))
+            .await?;
+        let status = res.status();
+        let body = res.into_body().collect().await?.to_bytes();
+        if status != StatusCode::OK {
+            return Err(format!("POST {path}: {status} {}", String::from_utf8_lossy(&body)).into());
+        }
+        Ok(body)
+    }
+}
+
+/// Median round trip of `GET /version` on one keep-alive connection: the cost of a request
+/// that touches no store, to set against the append figures.
+async fn version_rtt_p50(sock: &Path, n: usize) -> Result<Duration> {
+    let mut conn = Conn::open(sock, false).await?;
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let res = conn.request(Method::GET, "/version", None).await?;
+        res.into_body().collect().await?;
+        lat.push(t.elapsed());
+    }
+    lat.sort_unstable();
+    Ok(lat[n / 2])
+}
+
+/// Appends `n` frames from `conns` concurrent connections (each sequential); `topic(i)` names
+/// frame i's topic. Returns the wall time from the first request to the last answer.
+async fn append_load(
+    sock: &Path,
+    conns: usize,
+    n: usize,
+    topic: fn(usize) -> &'static str,
+) -> Result<Duration> {
+    let mut opened = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        opened.push(Conn::open(sock, false).await?);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let tasks: Vec<_> = opened
+        .into_iter()
+        .map(|mut conn| {
+            let next = next.clone();
+            tokio::spawn(async move {
+                let paths: Vec<String> = ["bench.one", "bench.common", "bench.rare"]
+                    .iter()
+                    .map(|t| format!("/append/{t}"))
+                    .collect();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
+                    }
+                    let path = match topic(i) {
+                        "bench.one" => &paths[0],
+                        "bench.common" => &paths[1],
+                        _ => &paths[2],
+                    };
+                    conn.append(path).await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(t.elapsed())
+}
+
+/// Reads `path` to its end, counting newline-terminated lines as bytes arrive.
+/// Returns (lines, bytes, time from sending the request to the body's end).
+async fn replay(sock: &Path, path: &str) -> Result<(usize, usize, Duration)> {
+    let mut conn = Conn::open(sock, true).await?;
+    let t = Instant::now();
+    let res = conn.request(Method::GET, path, None).await?;
+    if res.status() != StatusCode::OK {
+        return Err(format!("GET {path}: {}", res.status()).into());
+    }
+    let mut body = res.into_body();
+    let (mut lines, mut bytes) = (0usize, 0usize);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            bytes += data.len();
+            lines += data.iter().filter(|&&b| b == b'\n').count();
+        }
+    }
+    Ok((lines, bytes, t.elapsed()))
+}
+
+/// Follows `GET /?follow=true&new=true` while appending `n` frames one at a time; each latency
+/// runs from just before the append is sent to the follower receiving that frame's line.
+async fn follow_latency(sock: &Path, n: usize) -> Result<Vec<Duration>> {
+    let mut follower = Conn::open(sock, false).await?;
+    let res = follower
+        .request(Method::GET, "/?follow=true&new=true", None)
+        .await?;
+    if res.status() != StatusCode::OK {
+        return Err(format!("GET /?follow=true&new=true: {}", res.status()).into());
+    }
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<([u8; 25], Instant)>();
+    let reader = tokio::spawn(async move {
+        let mut body = res.into_body();
+        let mut partial: Vec<u8> = Vec::with_capacity(4096);
+        while let Some(Ok(frame)) = body.frame().await {
+            let at = Instant::now();
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let mut rest = &data[..];
+            while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+                let line = if partial.is_empty() {
+                    &rest[..nl]
+                } else {
+                    partial.extend_from_slice(&rest[..nl]);
+                    &partial[..]
+                };
+                if let Some(id) = frame_id(line) {
+                    if seen_tx.send((id, at)).is_err() {
+                        return;
+                    }
+                }
+                partial.clear();
+                rest = &rest[nl + 1..];
+            }
+            partial.extend_from_slice(rest);
+        }
+    });
+
+    let mut writer = Conn::open(sock, false).await?;
+    // Warm up until the follower is live (its subscription may start after the headers).
+    let warm = Instant::now();
+    'warm: loop {
+        let id = frame_id(&writer.append("/append/bench.follow.warm").await?)
+            .ok_or("append answered no id")?;
+        let deadline = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                got = seen_rx.recv() => {
+                    let (seen, _) = got.ok_or("the follower's stream ended")?;
+                    if seen == id { break 'warm; }
+                }
+                _ = &mut deadline => break,
+            }
+        }
+        if warm.elapsed() > Duration::from_secs(10) {
+            return Err("the follower saw nothing within 10 s".into());
+        }
+    }
+    for _ in 0..20 {
+        let id = frame_id(&writer.append("/append/bench.follow.warm").await?)
+            .ok_or("append answered no id")?;
+        while seen_rx.recv().await.ok_or("the follower's stream ended")?.0 != id {}
+    }
+
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let body = writer.append("/append/bench.follow").await?;
+        let id = frame_id(&body).ok_or("append answered no id")?;
+        let at = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let (seen, at) = seen_rx.recv().await?;
+                if seen == id {
+                    return Some(at);
+                }
+            }
+        })
+        .await
+        .map_err(|_| "the follower did not see an appended frame within 10 s")?
+        .ok_or("the follower's stream ended")?;
+        lat.push(at.saturating_duration_since(t));
+    }
+    reader.abort();
+    Ok(lat)
+}
+
+/// The 25-character id from a frame's JSON (`"id":"..."`), without parsing the JSON.
+fn frame_id(json: &[u8]) -> Option<[u8; 25]> {
+    const KEY: &[u8] = b"\"id\":\"";
+    let at = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    json.get(at..at + 25)?.try_into().ok()
+}

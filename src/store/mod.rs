@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use ssri::Integrity;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 
 pub use content::{CasContent, Content, ContentWriter};
 pub use scan::{RawFrame, ScanEnd};
@@ -84,6 +84,8 @@ struct Inner {
     ks: Keyspaces,
     writer: Mutex<Option<Writer>>,
     live: broadcast::Sender<Arc<LiveFrame>>,
+    /// Set by the writer when storage fails for good.
+    failed: watch::Sender<Option<String>>,
     _lock: File,
 }
 
@@ -141,9 +143,14 @@ impl Store {
         let last_id = ks
             .frames
             .last_key_value()
-            .map(|g| g.key().map_err(Error::from).and_then(|k| codec::id_from_key(&k)))
+            .map(|g| {
+                g.key()
+                    .map_err(Error::from)
+                    .and_then(|k| codec::id_from_key(&k))
+            })
             .transpose()?;
-        let writer = Writer::spawn(ks.clone(), live.clone(), last_id)?;
+        let (failed, _) = watch::channel(None);
+        let writer = Writer::spawn(ks.clone(), live.clone(), last_id, failed.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
@@ -151,6 +158,7 @@ impl Store {
                 ks,
                 writer: Mutex::new(Some(writer)),
                 live,
+                failed,
                 _lock: lock,
             }),
         })
@@ -189,7 +197,9 @@ impl Store {
     /// order); the future resolves once it is durable (fsynced) and broadcast to followers.
     pub fn append(&self, frame: NewFrame) -> impl Future<Output = Result<Frame>> + Send + 'static {
         let checked = crate::topic::validate_topic(&frame.topic);
-        let done = checked.is_ok().then(|| self.submit(|r| WriteOp::Append(frame, r)));
+        let done = checked
+            .is_ok()
+            .then(|| self.submit(|r| WriteOp::Append(frame, r)));
         async move {
             checked?;
             match done.expect("submitted when valid").await? {
@@ -214,7 +224,9 @@ impl Store {
     /// Queued at once, like [`Store::append`].
     pub fn import(&self, frame: Frame) -> impl Future<Output = Result<Frame>> + Send + 'static {
         let checked = crate::topic::validate_topic(&frame.topic);
-        let done = checked.is_ok().then(|| self.submit(|r| WriteOp::Import(frame, r)));
+        let done = checked
+            .is_ok()
+            .then(|| self.submit(|r| WriteOp::Import(frame, r)));
         async move {
             checked?;
             match done.expect("submitted when valid").await? {
@@ -304,7 +316,11 @@ impl Store {
             .ks
             .frames
             .last_key_value()
-            .map(|g| g.key().map_err(Error::from).and_then(|k| codec::id_from_key(&k)))
+            .map(|g| {
+                g.key()
+                    .map_err(Error::from)
+                    .and_then(|k| codec::id_from_key(&k))
+            })
             .transpose()
     }
 
@@ -314,7 +330,10 @@ impl Store {
         let ids = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             let mut ids = Vec::new();
-            for g in ks.idx_expiry.range(..codec::expiry_key(now, &Id::from_u128(0))) {
+            for g in ks
+                .idx_expiry
+                .range(..codec::expiry_key(now, &Id::from_u128(0)))
+            {
                 let k = g.key()?;
                 ids.push(codec::id_from_key(&k[8..])?);
                 if ids.len() >= max {
@@ -332,6 +351,16 @@ impl Store {
             writer::Done::Count(n) => Ok(n),
             _ => unreachable!("expire answers with a count"),
         }
+    }
+
+    /// Resolves if storage fails for good (the daemon must then exit), with the reason.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.inner.failed.subscribe();
+        let reason = match rx.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone().unwrap_or_default(),
+            Err(_) => return std::future::pending().await,
+        };
+        reason
     }
 
     /// Stops the writer after it has committed everything sent before; later writes fail

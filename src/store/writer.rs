@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use fjall::PersistMode;
 use ssri::Integrity;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use super::{codec, content::cas_key, Keyspaces, LiveFrame, NewFrame};
 use crate::error::{Error, Result};
@@ -46,9 +46,15 @@ impl Writer {
         ks: Keyspaces,
         live: broadcast::Sender<Arc<LiveFrame>>,
         last_id: Option<Id>,
+        failed: watch::Sender<Option<String>>,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        let mut state = WriterState { ks, live, last_id };
+        let mut state = WriterState {
+            ks,
+            live,
+            last_id,
+            failed,
+        };
         let thread = std::thread::Builder::new()
             .name("xs-writer".into())
             .spawn(move || {
@@ -60,7 +66,13 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    state.commit(ops);
+                    if let Err(fatal) = state.commit(ops) {
+                        // The storage engine cannot go on (fjall is poisoned): stop taking
+                        // writes and tell the owner, who must exit.
+                        tracing::error!(error = %fatal, "storage failed; no more writes are accepted");
+                        let _ = state.failed.send(Some(fatal));
+                        return;
+                    }
                 }
             })
             .map_err(|e| Error::io("starting the writer thread", e))?;
@@ -101,6 +113,7 @@ struct WriterState {
     ks: Keyspaces,
     live: broadcast::Sender<Arc<LiveFrame>>,
     last_id: Option<Id>,
+    failed: watch::Sender<Option<String>>,
 }
 
 /// A frame to insert in the batch being built.
@@ -135,7 +148,9 @@ impl WriterState {
         id
     }
 
-    fn commit(&mut self, ops: Vec<WriteOp>) {
+    /// Commits one batch. Errors are answered to each op; `Err` only when the store is
+    /// unusable from now on.
+    fn commit(&mut self, ops: Vec<WriteOp>) -> std::result::Result<(), String> {
         let mut plan = Plan::default();
         let mut replies: Vec<(Reply, Result<Done>)> = Vec::with_capacity(ops.len());
         let mut live = Vec::new();
@@ -175,7 +190,9 @@ impl WriterState {
                     replies.push((reply, Ok(Done::Frame(frame))));
                 }
                 WriteOp::Import(frame, reply) => {
-                    let r = self.plan_import(&mut plan, &frame).map(|_| Done::Frame(frame));
+                    let r = self
+                        .plan_import(&mut plan, &frame)
+                        .map(|_| Done::Frame(frame));
                     replies.push((reply, r));
                 }
                 WriteOp::Remove(id, reply) => {
@@ -228,8 +245,12 @@ impl WriterState {
                 for (reply, r) in replies {
                     let _ = reply.send(r.and(Err(Error::Write(msg.clone()))));
                 }
+                if matches!(e, Error::Storage(fjall::Error::Poisoned)) {
+                    return Err(msg);
+                }
             }
         }
+        Ok(())
     }
 
     /// Topic and expiry of a stored frame, if it exists.
@@ -256,7 +277,8 @@ impl WriterState {
             // Re-import over an existing frame: drop the index entries the new one won't have.
             let new: HashSet<&str> = index_prefixes(&frame.topic).collect();
             for p in index_prefixes(&old_topic).filter(|p| !new.contains(p)) {
-                plan.stale_keys.push((false, codec::topic_key(p, &frame.id)));
+                plan.stale_keys
+                    .push((false, codec::topic_key(p, &frame.id)));
             }
             let new_exp = frame
                 .ttl
@@ -328,7 +350,11 @@ impl WriterState {
             }
         }
         for (is_expiry, key) in plan.stale_keys {
-            let ks = if is_expiry { &ks.idx_expiry } else { &ks.idx_topic };
+            let ks = if is_expiry {
+                &ks.idx_expiry
+            } else {
+                &ks.idx_topic
+            };
             batch.remove(ks, key);
         }
         for (key, bytes) in plan.content {
@@ -341,7 +367,11 @@ impl WriterState {
                 batch.insert(&ks.idx_topic, codec::topic_key(p, &f.id), Vec::new());
             }
             if let Some(exp) = f.ttl.and_then(|t| t.expires_at(f.created_ms())) {
-                batch.insert(&ks.idx_expiry, codec::expiry_key(exp, &f.id).to_vec(), Vec::new());
+                batch.insert(
+                    &ks.idx_expiry,
+                    codec::expiry_key(exp, &f.id).to_vec(),
+                    Vec::new(),
+                );
             }
         }
         if batch.is_empty() {

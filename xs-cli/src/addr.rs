@@ -38,7 +38,8 @@ impl Addr {
             return Ok(Addr::Tcp(format!("127.0.0.1:{}", parse_port(port, s)?)));
         }
         let path = expand_tilde(s);
-        if !is_path_like(s) && !path.exists() {
+        let path_syntax = s.contains('/') || s.starts_with('.') || s.starts_with('~');
+        if !path_syntax && !path.exists() {
             if let Some((host, port)) = s.rsplit_once(':') {
                 if host.is_empty() {
                     bail!("invalid address {s:?}: no host");
@@ -107,7 +108,11 @@ pub fn serve_store(arg: Option<&str>) -> Result<PathBuf> {
 }
 
 /// `[ADDR] X`: with two positionals the first is the address; with one it is X.
-pub fn addr_and(first: Option<String>, second: Option<String>, what: &str) -> Result<(Addr, String)> {
+pub fn addr_and(
+    first: Option<String>,
+    second: Option<String>,
+    what: &str,
+) -> Result<(Addr, String)> {
     match (first, second) {
         (Some(addr), Some(x)) => Ok((Addr::parse(&addr)?, x)),
         (Some(x), None) => Ok((default_addr()?, x)),
@@ -139,10 +144,14 @@ pub fn last_positionals(mut pos: Vec<String>) -> Result<(Addr, Option<String>, O
     let mut rest = pos.into_iter();
     let (addr, topic) = match (rest.next(), rest.next(), rest.next()) {
         (None, _, _) => (default_addr()?, None),
-        (Some(a), None, _) if is_path_like(&a) || Path::new(&a).exists() => (Addr::parse(&a)?, None),
+        (Some(a), None, _) if is_path_like(&a) || Path::new(&a).exists() => {
+            (Addr::parse(&a)?, None)
+        }
         (Some(t), None, _) => (default_addr()?, Some(t)),
         (Some(a), Some(t), None) => (Addr::parse(&a)?, Some(t)),
-        (Some(_), Some(_), Some(x)) => bail!("unexpected argument {x:?}: expected [ADDR] [TOPIC] [N]"),
+        (Some(_), Some(_), Some(x)) => {
+            bail!("unexpected argument {x:?}: expected [ADDR] [TOPIC] [N]")
+        }
     };
     Ok((addr, topic, n))
 }
@@ -179,12 +188,27 @@ mod tests {
 
     #[test]
     fn tcp_forms() {
-        assert_eq!(Addr::parse(":3021").unwrap(), Addr::Tcp("127.0.0.1:3021".into()));
-        assert_eq!(Addr::parse("example.com:80").unwrap(), Addr::Tcp("example.com:80".into()));
-        assert_eq!(Addr::parse("http://h:8/x").unwrap(), Addr::Tcp("h:8".into()));
+        assert_eq!(
+            Addr::parse(":3021").unwrap(),
+            Addr::Tcp("127.0.0.1:3021".into())
+        );
+        assert_eq!(
+            Addr::parse("example.com:80").unwrap(),
+            Addr::Tcp("example.com:80".into())
+        );
+        assert_eq!(
+            Addr::parse("http://h:8/x").unwrap(),
+            Addr::Tcp("h:8".into())
+        );
         assert_eq!(Addr::parse("http://h").unwrap(), Addr::Tcp("h:80".into()));
-        assert_eq!(Addr::parse("http://[::1]:9").unwrap(), Addr::Tcp("[::1]:9".into()));
-        assert!(Addr::parse("https://h:1").unwrap_err().to_string().contains("https is not supported"));
+        assert_eq!(
+            Addr::parse("http://[::1]:9").unwrap(),
+            Addr::Tcp("[::1]:9".into())
+        );
+        assert!(Addr::parse("https://h:1")
+            .unwrap_err()
+            .to_string()
+            .contains("https is not supported"));
         assert!(Addr::parse(":x").is_err());
         assert!(Addr::parse("h:0").is_err());
     }
@@ -194,11 +218,17 @@ mod tests {
         let dir = std::env::temp_dir();
         assert_eq!(
             Addr::parse(dir.to_str().unwrap()).unwrap(),
-            Addr::Unix { socket: dir.join("sock"), store: dir.clone() }
+            Addr::Unix {
+                socket: dir.join("sock"),
+                store: dir.clone()
+            }
         );
         assert_eq!(
             Addr::parse("./nope").unwrap(),
-            Addr::Unix { socket: "./nope/sock".into(), store: "./nope".into() }
+            Addr::Unix {
+                socket: "./nope/sock".into(),
+                store: "./nope".into()
+            }
         );
         assert_eq!(Addr::parse("store").unwrap(), Addr::store("store".into()));
     }
@@ -207,7 +237,10 @@ mod tests {
     fn last_rules() {
         let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let (a, t, n) = last_positionals(v(&["./s", "chat", "3"])).unwrap();
-        assert_eq!((a, t, n), (Addr::store("./s".into()), Some("chat".into()), Some(3)));
+        assert_eq!(
+            (a, t, n),
+            (Addr::store("./s".into()), Some("chat".into()), Some(3))
+        );
         let (a, t, n) = last_positionals(v(&["./s"])).unwrap();
         assert_eq!((a, t, n), (Addr::store("./s".into()), None, None));
         let (_, t, n) = last_positionals(v(&["chat", "2"])).unwrap();

@@ -102,17 +102,29 @@ impl Client {
         }
         let mut sender = match &self.addr {
             Addr::Unix { socket, .. } => {
-                handshake(UnixStream::connect(socket).await.map_err(|e| self.connect_error(e))?).await?
+                handshake(
+                    UnixStream::connect(socket)
+                        .await
+                        .map_err(|e| self.connect_error(e))?,
+                )
+                .await?
             }
             Addr::Tcp(host_port) => {
-                handshake(TcpStream::connect(host_port.as_str()).await.map_err(|e| self.connect_error(e))?)
-                    .await?
+                handshake(
+                    TcpStream::connect(host_port.as_str())
+                        .await
+                        .map_err(|e| self.connect_error(e))?,
+                )
+                .await?
             }
         };
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| anyhow!("request to the xs daemon at {} failed: {}", self.addr, describe(&e)))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            anyhow!(
+                "request to the xs daemon at {} failed: {}",
+                self.addr,
+                describe(&e)
+            )
+        })?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -193,7 +205,8 @@ pub async fn print(resp: Response<Incoming>, line: bool) -> Result<u64> {
     let mut written = 0u64;
     let mut last = b'\n';
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| anyhow!("lost the connection to the xs daemon: {}", describe(&e)))?;
+        let frame =
+            frame.map_err(|e| anyhow!("lost the connection to the xs daemon: {}", describe(&e)))?;
         if let Ok(data) = frame.into_data() {
             if let Some(&b) = data.last() {
                 write_stdout(&data)?;

@@ -1,1 +1,98 @@
-fn main(){}
+//! The `xs` command: parses flags, runs one subcommand, and turns its outcome into an exit code.
+//! Errors print as one `xs: <message>` line (exit 1); a closed stdout pipe is success.
+
+mod addr;
+mod client;
+mod commands;
+
+use std::future::Future;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::commands::{
+    append, cas, cas_post, cat, get, import, last, remove, scru128, serve, version,
+};
+
+#[derive(Parser)]
+#[command(name = "xs", version, about = "A local-first event stream store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon on a store
+    Serve(serve::Args),
+    /// Append a frame, with stdin as its content
+    #[command(override_usage = "xs append [ADDR] TOPIC [OPTIONS]")]
+    Append(append::Args),
+    /// Read the stream as NDJSON
+    Cat(cat::Args),
+    /// Print the newest frames
+    Last(last::Args),
+    /// Print one frame
+    #[command(override_usage = "xs get [ADDR] ID [OPTIONS]")]
+    Get(get::Args),
+    /// Remove one frame
+    #[command(override_usage = "xs remove [ADDR] ID")]
+    Remove(remove::Args),
+    /// Print content from the store
+    #[command(override_usage = "xs cas [ADDR] HASH")]
+    Cas(cas::Args),
+    /// Store stdin as content and print its hash
+    CasPost(cas_post::Args),
+    /// Import NDJSON frames from stdin, keeping their ids
+    Import(import::Args),
+    /// Print the daemon's version
+    Version(version::Args),
+    /// Make, unpack and pack SCRU128 ids
+    Scru128(scru128::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<client::StdoutClosed>() => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = format!("{e:#}");
+            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            let _ = writeln!(std::io::stderr(), "xs: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve::run(args)),
+        Command::Append(args) => client(append::run(args)),
+        Command::Cat(args) => client(cat::run(args)),
+        Command::Last(args) => client(last::run(args)),
+        Command::Get(args) => client(get::run(args)),
+        Command::Remove(args) => client(remove::run(args)),
+        Command::Cas(args) => client(cas::run(args)),
+        Command::CasPost(args) => client(cas_post::run(args)),
+        Command::Import(args) => client(import::run(args)),
+        Command::Version(args) => client(version::run(args)),
+        Command::Scru128(args) => client(scru128::run(args)),
+    }
+}
+
+/// Runs a client command on a single-threaded runtime.
+fn client(command: impl Future<Output = Result<()>>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(command);
+    // A read of stdin may still be blocked on a thread; don't wait for it.
+    runtime.shutdown_background();
+    result
+}

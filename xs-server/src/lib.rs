@@ -25,9 +25,10 @@ pub struct ServeOptions {
 /// Opens the store, serves until SIGINT/SIGTERM, then stops cleanly.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let store_path = opts.store.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, StoreOptions::default()))
-        .await
-        .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??;
+    let store =
+        tokio::task::spawn_blocking(move || Store::open(&store_path, StoreOptions::default()))
+            .await
+            .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -57,11 +58,16 @@ pub async fn run(
 
     let sweeper = tokio::spawn(sweep_expired(store.clone()));
     let accept = listener::serve(listeners, store.clone(), shutdown.clone());
-    tokio::select! {
-        r = accept => r?,
-        _ = stopped(&mut shutdown) => {}
-    }
+    let failed = tokio::select! {
+        r = accept => r.err(),
+        _ = stopped(&mut shutdown) => None,
+        reason = store.failed() => Some(ServeError::Internal(format!("storage failed: {reason}"))),
+    };
     sweeper.abort();
+    if let Some(e) = failed {
+        let _ = std::fs::remove_file(&sock);
+        return Err(e);
+    }
 
     tracing::info!("xs stopping");
     if let Err(e) = store.append(NewFrame::new("xs.stopping")).await {

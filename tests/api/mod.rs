@@ -1,0 +1,7 @@
+//! Raw HTTP tests: requests over the Unix socket that bypass the CLI's client.
+
+mod errors;
+mod guarantees;
+mod read;
+mod routes;
+mod ttl;

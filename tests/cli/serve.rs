@@ -1,0 +1,85 @@
+//! `xs serve`: creates the store, announces itself with `xs.start`, owns its socket (mode 0600,
+//! stale ones replaced, removed on exit), stops cleanly on SIGTERM, and refuses a locked store.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+use crate::helper::{topics, xs, Daemon};
+
+#[test]
+fn serve_creates_a_missing_store_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("deep").join("nested").join("store");
+    assert!(!store.exists());
+    let d = Daemon::start_on(tmp, store.clone());
+    assert!(store.is_dir());
+    assert!(d.sock().exists());
+}
+
+#[test]
+fn serve_appends_xs_start_with_its_version() {
+    let d = Daemon::start();
+    let frames = d.frames();
+    assert_eq!(topics(&frames), ["xs.start"]);
+    let start = &frames[0];
+    assert_eq!(start["meta"]["version"], xs::VERSION);
+    assert_eq!(start["meta"]["expose"], serde_json::Value::Null);
+    assert_eq!(start["hash"], serde_json::Value::Null);
+    assert_eq!(start["ttl"], "forever");
+}
+
+#[test]
+fn socket_is_owner_only() {
+    let d = Daemon::start();
+    let meta = std::fs::metadata(d.sock()).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn sigterm_appends_xs_stopping_removes_the_socket_and_exits_0() {
+    let mut d = Daemon::start();
+    d.append("t", b"before");
+    let status = d.stop();
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
+    assert!(!d.sock().exists(), "the socket is removed on exit");
+
+    d.restart();
+    assert_eq!(
+        topics(&d.frames()),
+        ["xs.start", "t", "xs.stopping", "xs.start"],
+        "xs.stopping is the last frame of the first run"
+    );
+}
+
+#[test]
+fn stale_socket_or_file_is_replaced() {
+    for dead_socket in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = tmp.path().join("store");
+        std::fs::create_dir(&store).unwrap();
+        let sock = store.join("sock");
+        if dead_socket {
+            // Bound, then closed: the file stays but nobody listens.
+            drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        } else {
+            std::fs::write(&sock, b"not a socket").unwrap();
+        }
+        assert!(sock.exists());
+        let d = Daemon::start_on(tmp, store);
+        assert!(std::fs::metadata(d.sock()).unwrap().file_type().is_socket());
+        assert_eq!(topics(&d.frames()), ["xs.start"]);
+    }
+}
+
+#[test]
+fn second_serve_on_the_same_store_fails_saying_locked() {
+    let d = Daemon::start();
+    let out = xs(&["serve", d.addr()], b"");
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("locked"), "stderr: {}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("xs: "), "stderr: {}", out.stderr);
+    // The first daemon is untouched.
+    assert!(d.sock().exists());
+    assert_eq!(topics(&d.frames()), ["xs.start"]);
+}

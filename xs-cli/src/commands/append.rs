@@ -1,0 +1,67 @@
+//! `xs append [ADDR] TOPIC`: streams stdin as the content of a new frame (`POST /append/{topic}`)
+//! and prints the frame; `--meta` is checked here and sent base64 in `xs-meta`.
+
+use std::io::IsTerminal;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use hyper::Request;
+
+use crate::addr;
+use crate::client::{self, Client};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store);
+    /// given alone, this is the TOPIC
+    #[arg(value_name = "ADDR")]
+    addr: Option<String>,
+    /// Topic of the new frame
+    #[arg(value_name = "TOPIC")]
+    topic: Option<String>,
+    /// Metadata for the frame, as JSON
+    #[arg(long, value_name = "JSON")]
+    meta: Option<String>,
+    /// Time to live: forever, ephemeral, time:<ms> or last:<n>
+    #[arg(long, value_name = "TTL")]
+    ttl: Option<String>,
+    /// Add the frame's creation time as "timestamp"
+    #[arg(long)]
+    with_timestamp: bool,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let (addr, topic) = addr::addr_and(args.addr, args.topic, "TOPIC")?;
+    xs::validate_topic(&topic)?;
+    let mut query = Vec::new();
+    if let Some(ttl) = &args.ttl {
+        let ttl = xs::Ttl::from_str(ttl)?;
+        query.push(format!(
+            "ttl={}",
+            xs::read::encode_component(&ttl.to_string())
+        ));
+    }
+    if args.with_timestamp {
+        query.push("with-timestamp=true".to_string());
+    }
+    let mut uri = format!("/append/{topic}");
+    if !query.is_empty() {
+        uri = format!("{uri}?{}", query.join("&"));
+    }
+    let mut req = Request::post(uri);
+    if let Some(meta) = &args.meta {
+        let meta: serde_json::Value =
+            serde_json::from_str(meta).context("--meta is not valid JSON")?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(meta.to_string());
+        req = req.header("xs-meta", encoded);
+    }
+    let body = if std::io::stdin().is_terminal() {
+        client::empty()
+    } else {
+        client::stdin()
+    };
+    let resp = Client::new(addr).send(req.body(body)?).await?;
+    client::print(resp, true).await?;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! `xs get [ADDR] ID`: prints one frame (`GET /{id}`).
+//! Unknown ids are the daemon's 404, reported as an error.
+
+use anyhow::Result;
+use hyper::Request;
+
+use crate::addr;
+use crate::client::{self, Client};
+use crate::commands::parse_id;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store);
+    /// given alone, this is the ID
+    #[arg(value_name = "ADDR")]
+    addr: Option<String>,
+    /// Id of the frame
+    #[arg(value_name = "ID")]
+    id: Option<String>,
+    /// Add the frame's creation time as "timestamp"
+    #[arg(long)]
+    with_timestamp: bool,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let (addr, id) = addr::addr_and(args.addr, args.id, "ID")?;
+    let id = parse_id(&id)?;
+    let uri = if args.with_timestamp {
+        format!("/{id}?with-timestamp=true")
+    } else {
+        format!("/{id}")
+    };
+    let resp = Client::new(addr)
+        .send(Request::get(uri).body(client::empty())?)
+        .await?;
+    client::print(resp, true).await?;
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! `xs serve [STORE]`: runs the daemon on a store, logging to stderr (`RUST_LOG`, default
+//! `info`); everything else is `xs_server::serve`.
+
+use anyhow::{anyhow, Result};
+use tracing_subscriber::EnvFilter;
+
+use crate::addr;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Store directory, created if missing (default: $XS_ADDR if it is a store directory,
+    /// else ~/.local/share/xs/store)
+    #[arg(value_name = "STORE")]
+    store: Option<String>,
+    /// Also serve the API on TCP at this address (:PORT or host:port)
+    #[arg(long, value_name = "ADDR")]
+    expose: Option<String>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+    let store = addr::serve_store(args.store.as_deref())?;
+    xs_server::serve(xs_server::ServeOptions {
+        store,
+        expose: args.expose,
+    })
+    .await
+    .map_err(|e| anyhow!("{e}"))
+}
