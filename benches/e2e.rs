@@ -133,15 +133,23 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
             rtt.as_secs_f64() * 1e6
         ));
         let n = sizes.append_1conn;
+        let cpu = CpuMeter::start(daemon.pid());
         let el = append_load(&sock, 1, n, |_| "bench.one").await?;
         report("append_1conn", n as f64 / el.as_secs_f64(), "frames/s");
-        summary.push(format!("append_1conn: {n} frames in {el:.2?}"));
+        summary.push(format!(
+            "append_1conn: {n} frames in {el:.2?}; {}",
+            cpu.describe(el)
+        ));
     }
     if sel.wants("append_32conn") {
         let n = sizes.append_32conn;
+        let cpu = CpuMeter::start(daemon.pid());
         let el = append_load(&sock, CONNS, n, |_| "bench.one").await?;
         report("append_32conn", n as f64 / el.as_secs_f64(), "frames/s");
-        summary.push(format!("append_32conn: {n} frames in {el:.2?}"));
+        summary.push(format!(
+            "append_32conn: {n} frames in {el:.2?}; {}",
+            cpu.describe(el)
+        ));
     }
     let needs_store = ["build_store", "replay_all", "replay_topic", "start_time_1m"]
         .iter()
@@ -150,6 +158,7 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
     if needs_store {
         let n = sizes.store;
         rare = (0..n).filter(|i| i % 10 == 9).count();
+        let cpu = CpuMeter::start(daemon.pid());
         let el = append_load(&sock, CONNS, n, |i| {
             if i % 10 == 9 {
                 "bench.rare"
@@ -160,18 +169,22 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         .await?;
         report("build_store", n as f64 / el.as_secs_f64(), "frames/s");
         summary.push(format!(
-            "build_store: {n} frames ({rare} bench.rare) from {CONNS} connections in {el:.2?}"
+            "build_store: {n} frames ({rare} bench.rare) from {CONNS} connections in {el:.2?}; {}",
+            cpu.describe(el)
         ));
     }
     if sel.wants("replay_all") {
+        let cpu = CpuMeter::start(daemon.pid());
         let (lines, bytes, el) = replay(&sock, "/").await?;
         report("replay_all", lines as f64 / el.as_secs_f64(), "frames/s");
         summary.push(format!(
-            "replay_all: {lines} frames, {:.1} MiB in {el:.2?}",
-            bytes as f64 / MIB
+            "replay_all: {lines} frames, {:.1} MiB in {el:.2?}; {}",
+            bytes as f64 / MIB,
+            cpu.describe(el)
         ));
     }
     if sel.wants("replay_topic") {
+        let cpu = CpuMeter::start(daemon.pid());
         let (lines, bytes, el) = replay(&sock, "/?topic=bench.rare").await?;
         if needs_store && lines != rare {
             return Err(
@@ -180,8 +193,9 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         }
         report("replay_topic", lines as f64 / el.as_secs_f64(), "frames/s");
         summary.push(format!(
-            "replay_topic: {lines} frames, {:.1} MiB in {el:.2?}",
-            bytes as f64 / MIB
+            "replay_topic: {lines} frames, {:.1} MiB in {el:.2?}; {}",
+            bytes as f64 / MIB,
+            cpu.describe(el)
         ));
     }
     if sel.wants("follow_latency") {
@@ -256,6 +270,59 @@ fn report(name: &str, value: f64, unit: &str) {
         format!("{value:.1}")
     };
     println!("bench {name} {v} {unit}");
+}
+
+/// CPU time (user + system, all threads) of a process so far, from /proc/<pid>/stat.
+fn cpu_time(pid: u32) -> Duration {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Duration::from_secs_f64(f.iter().sum::<f64>() / ticks)
+}
+
+/// CPU used by the daemon and by this client over one phase.
+struct CpuMeter {
+    daemon: u32,
+    start: (Duration, Duration),
+}
+
+impl CpuMeter {
+    fn start(daemon: u32) -> CpuMeter {
+        CpuMeter {
+            daemon,
+            start: (cpu_time(daemon), cpu_time(std::process::id())),
+        }
+    }
+
+    /// "daemon CPU 1.23 s, client CPU 0.45 s" over `wall`, with the share of the machine.
+    fn describe(&self, wall: Duration) -> String {
+        let d = cpu_time(self.daemon).saturating_sub(self.start.0);
+        let c = cpu_time(std::process::id()).saturating_sub(self.start.1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        format!(
+            "daemon CPU {:.2} s, client CPU {:.2} s ({:.0}% of {cores} cores busy), daemon VmHWM so far {:.1} MiB",
+            d.as_secs_f64(),
+            c.as_secs_f64(),
+            (d + c).as_secs_f64() / wall.as_secs_f64() / cores * 100.0,
+            vm_hwm_mib(self.daemon).unwrap_or(0.0)
+        )
+    }
 }
 
 /// The first three fields of /proc/loadavg.

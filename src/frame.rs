@@ -75,9 +75,28 @@ fn check_integrity(sri: &Integrity) -> Result<()> {
         return Err(Error::invalid("content hash has no digest"));
     }
     for h in &sri.hashes {
-        base64::engine::general_purpose::STANDARD
+        let digest = base64::engine::general_purpose::STANDARD
             .decode(&h.digest)
             .map_err(|_| Error::invalid("content hash digest is not valid base64"))?;
+        let want = match h.algorithm {
+            ssri::Algorithm::Sha512 => 64,
+            ssri::Algorithm::Sha384 => 48,
+            ssri::Algorithm::Sha256 => 32,
+            ssri::Algorithm::Sha1 => 20,
+            ssri::Algorithm::Xxh3 => 16,
+            other => {
+                return Err(Error::invalid(format!(
+                    "content hash algorithm {other} is not supported"
+                )))
+            }
+        };
+        if digest.len() != want {
+            return Err(Error::invalid(format!(
+                "content hash digest is {} bytes, {} needs {want}",
+                digest.len(),
+                h.algorithm
+            )));
+        }
     }
     Ok(())
 }
@@ -153,6 +172,9 @@ mod tests {
         assert!(Frame::from_json(br#"{"topic":"a","id":"nope"}"#).is_err());
         assert!(parse_hash("sha256-!!!").is_err());
         assert!(parse_hash("garbage").is_err());
+        assert!(parse_hash("sha256-").is_err());
+        assert!(parse_hash("sha256-AA==").is_err());
+        assert!(parse_hash("sha512-").is_err());
         let good = Integrity::from(b"hi").to_string();
         assert!(parse_hash(&good).is_ok());
         assert!(parse_id("03d4q1qhbiv09ovtuhokw5yx").is_err());

@@ -155,7 +155,8 @@ pub fn decode_component(s: &str) -> Result<String> {
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*' | b',' | b':' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*' | b',' | b':' | b'~')
+        {
             out.push(b as char);
         } else {
             let _ = write!(out, "%{b:02X}");
@@ -182,7 +183,10 @@ mod tests {
         };
         let q = o.to_query();
         assert_eq!(ReadOptions::from_query(Some(&q)).unwrap(), o);
-        assert_eq!(ReadOptions::from_query(None).unwrap(), ReadOptions::default());
+        assert_eq!(
+            ReadOptions::from_query(None).unwrap(),
+            ReadOptions::default()
+        );
     }
 
     #[test]
@@ -199,7 +203,15 @@ mod tests {
 
     #[test]
     fn bad_values() {
-        for q in ["follow=maybe", "limit=-1", "last=x", "after=zzz", "topic=a%20b", "topic=%ZZ", "follow=0"] {
+        for q in [
+            "follow=maybe",
+            "limit=-1",
+            "last=x",
+            "after=zzz",
+            "topic=a%20b",
+            "topic=%ZZ",
+            "follow=0",
+        ] {
             assert!(ReadOptions::from_query(Some(q)).is_err(), "{q}");
         }
     }

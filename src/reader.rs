@@ -2,12 +2,15 @@
 //! `new`), then live frames; a follower that falls behind the live channel catches up from
 //! the store, so it never misses a stored frame. Output is encoded NDJSON or SSE chunks.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
+
+type Receiver = broadcast::Receiver<Arc<LiveFrame>>;
 
 use crate::error::{Error, Result};
 use crate::frame::{write_json, Frame, Id};
@@ -55,20 +58,42 @@ pub fn marker_frame(topic: &str) -> Frame {
 }
 
 /// Streams the read into `tx` until it is complete, `limit` is reached, or the receiver is
-/// dropped (the client went away).
-pub async fn run(store: Store, opts: ReadOptions, format: Format, tx: mpsc::Sender<Bytes>) -> Result<()> {
-    let follow = opts.is_follow();
-    // Subscribe before scanning history so no frame falls between the two; live frames at or
-    // below `seen` were already covered by the scan.
-    let (mut rx, mut seen) = if !follow {
-        (None, None)
-    } else if opts.new {
-        let last = store.last_id()?;
-        (Some(store.subscribe()), last)
-    } else {
-        (Some(store.subscribe()), None)
-    };
+/// dropped (the client went away). The live subscription is taken before this returns, so
+/// a frame appended after the call is never missed.
+pub fn run(
+    store: Store,
+    opts: ReadOptions,
+    format: Format,
+    tx: mpsc::Sender<Bytes>,
+) -> impl Future<Output = Result<()>> + Send + 'static {
+    let started = subscribe(&store, &opts);
+    async move {
+        let (rx, seen) = started?;
+        follow(store, opts, format, tx, rx, seen).await
+    }
+}
 
+/// Subscribes before history is scanned so no frame falls between the two; live frames at or
+/// below the returned id are already covered (by the scan, or by `new`).
+fn subscribe(store: &Store, opts: &ReadOptions) -> Result<(Option<Receiver>, Option<Id>)> {
+    if !opts.is_follow() {
+        return Ok((None, None));
+    }
+    if opts.new {
+        let last = store.last_id()?;
+        return Ok((Some(store.subscribe()), last));
+    }
+    Ok((Some(store.subscribe()), None))
+}
+
+async fn follow(
+    store: Store,
+    opts: ReadOptions,
+    format: Format,
+    tx: mpsc::Sender<Bytes>,
+    mut rx: Option<Receiver>,
+    mut seen: Option<Id>,
+) -> Result<()> {
     let mut sent = 0usize;
     if !opts.new {
         let (end, gone) = send_history(&store, opts.clone(), format, &tx).await?;

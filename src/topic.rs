@@ -110,7 +110,9 @@ impl TopicFilter {
             }
             let pattern = if let Some(prefix) = part.strip_suffix(".*") {
                 if prefix.is_empty() {
-                    return Err(Error::invalid("topic filter '.*' needs a prefix, as in 'user.*'"));
+                    return Err(Error::invalid(
+                        "topic filter '.*' needs a prefix, as in 'user.*'",
+                    ));
                 }
                 validate_topic(prefix)
                     .map_err(|e| Error::invalid(format!("in topic filter {part:?}: {e}")))?;
@@ -165,11 +167,7 @@ impl std::fmt::Display for TopicFilter {
 /// The index keys a topic is stored under: the topic itself and each ancestor level
 /// with its trailing dot (`a.b.c` → `a.b.c`, `a.`, `a.b.`).
 pub fn index_prefixes(topic: &str) -> impl Iterator<Item = &str> {
-    std::iter::once(topic).chain(
-        topic
-            .match_indices('.')
-            .map(move |(i, _)| &topic[..=i]),
-    )
+    std::iter::once(topic).chain(topic.match_indices('.').map(move |(i, _)| &topic[..=i]))
 }
 
 #[cfg(test)]
@@ -185,7 +183,18 @@ mod tests {
 
     #[test]
     fn invalid_topics() {
-        for t in ["", "9a", ".a", "a.", "a..b", "a b", "a/b", "é", "-a", &"a".repeat(256)] {
+        for t in [
+            "",
+            "9a",
+            ".a",
+            "a.",
+            "a..b",
+            "a b",
+            "a/b",
+            "é",
+            "-a",
+            &"a".repeat(256),
+        ] {
             assert!(validate_topic(t).is_err(), "{t}");
         }
     }

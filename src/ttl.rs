@@ -44,7 +44,9 @@ impl FromStr for Ttl {
             _ => {}
         }
         if let Some(ms) = s.strip_prefix("time:") {
-            let ms: u64 = ms.parse().map_err(|_| bad("time must be a whole number of ms"))?;
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| bad("time must be a whole number of ms"))?;
             return Ok(Ttl::Time(ms));
         }
         // `head:<n>` is the older cross.stream spelling of `last:<n>`.
@@ -89,7 +91,14 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for s in ["forever", "ephemeral", "time:0", "time:1500", "last:1", "last:42"] {
+        for s in [
+            "forever",
+            "ephemeral",
+            "time:0",
+            "time:1500",
+            "last:1",
+            "last:42",
+        ] {
             let t: Ttl = s.parse().unwrap();
             assert_eq!(t.to_string(), s);
         }
@@ -98,7 +107,17 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for s in ["", "never", "time:", "time:-1", "time:1.5", "last:0", "last:x", "last:-2", "time:99999999999999999999"] {
+        for s in [
+            "",
+            "never",
+            "time:",
+            "time:-1",
+            "time:1.5",
+            "last:0",
+            "last:x",
+            "last:-2",
+            "time:99999999999999999999",
+        ] {
             assert!(s.parse::<Ttl>().is_err(), "{s}");
         }
     }

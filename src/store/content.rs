@@ -48,9 +48,13 @@ pub(crate) fn cas_key(sri: &Integrity) -> Vec<u8> {
     format!("{algo}-{hex}").into_bytes()
 }
 
-/// Where cacache keeps the content of a hash (its `content-v2` layout).
+/// Where cacache keeps the content of a hash (its `content-v2` layout). Hashes are checked
+/// on the way in (`frame::parse_hash`), so the digest is never shorter than 3 bytes.
 pub(crate) fn cacache_path(dir: &Path, sri: &Integrity) -> PathBuf {
-    let (algo, hex) = sri.to_hex();
+    let (algo, mut hex) = sri.to_hex();
+    while hex.len() < 5 {
+        hex.push('0');
+    }
     let mut p = dir.join("content-v2");
     p.push(algo.to_string());
     p.push(&hex[0..2]);

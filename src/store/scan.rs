@@ -26,6 +26,7 @@ pub struct ScanEnd {
 }
 
 type IdIter = Box<dyn Iterator<Item = Result<Id>> + Send>;
+type FrameIter<'a> = Box<dyn Iterator<Item = Result<(Id, fjall::Slice)>> + 'a>;
 
 impl Store {
     /// Calls `f` with each stored frame that `opts` selects (`from`/`after`, `topic`,
@@ -124,11 +125,7 @@ impl Store {
     }
 
     /// Matching frames, newest first (for `last`).
-    fn frames_rev(
-        &self,
-        topic: &TopicFilter,
-        lower: Bound<Id>,
-    ) -> Result<Box<dyn Iterator<Item = Result<(Id, fjall::Slice)>> + '_>> {
+    fn frames_rev(&self, topic: &TopicFilter, lower: Bound<Id>) -> Result<FrameIter<'_>> {
         let frames = &self.inner.ks.frames;
         Ok(match topic {
             TopicFilter::All => Box::new(

@@ -11,7 +11,16 @@ fn invalid_topic_is_400() {
     let d = Daemon::start();
     let long = "a".repeat(256);
     for topic in [
-        "1abc", "a..b", "a.", ".a", "a%20b", "a%2Fb", "", "a*", "caf%C3%A9", &long,
+        "1abc",
+        "a..b",
+        "a.",
+        ".a",
+        "a%20b",
+        "a%2Fb",
+        "",
+        "a*",
+        "caf%C3%A9",
+        &long,
     ] {
         let r = d.http("POST", &format!("/append/{topic}"), &[], b"body");
         let msg = r.assert_error(400);
@@ -23,7 +32,9 @@ fn invalid_topic_is_400() {
 #[test]
 fn bad_ttl_is_400() {
     let d = Daemon::start();
-    for ttl in ["forever2", "time:abc", "time:-5", "last:0", "last:x", "", "%ZZ"] {
+    for ttl in [
+        "forever2", "time:abc", "time:-5", "last:0", "last:x", "", "%ZZ",
+    ] {
         let r = d.http("POST", &format!("/append/t?ttl={ttl}"), &[], b"body");
         r.assert_error(400);
     }
@@ -45,13 +56,19 @@ fn bad_xs_meta_is_400() {
 #[test]
 fn malformed_id_is_400_and_unknown_id_is_404() {
     let d = Daemon::start();
-    for bad in ["not-an-id", "03d4q1qhbiv09ovtuhokw5yx", "03d4q1qhbiv09ovtuhokw5yxvv"] {
+    for bad in [
+        "not-an-id",
+        "03d4q1qhbiv09ovtuhokw5yx",
+        "03d4q1qhbiv09ovtuhokw5yxvv",
+    ] {
         d.get(&format!("/{bad}")).assert_error(400);
-        d.http("DELETE", &format!("/{bad}"), &[], b"").assert_error(400);
+        d.http("DELETE", &format!("/{bad}"), &[], b"")
+            .assert_error(400);
     }
     let unknown = scru128::new();
     d.get(&format!("/{unknown}")).assert_error(404);
-    d.http("DELETE", &format!("/{unknown}"), &[], b"").assert_error(404);
+    d.http("DELETE", &format!("/{unknown}"), &[], b"")
+        .assert_error(404);
     d.assert_healthy_and_empty();
 }
 
@@ -78,8 +95,10 @@ fn bad_read_options_are_400() {
 #[test]
 fn unknown_hash_is_404_and_malformed_hash_is_400() {
     let d = Daemon::start();
-    d.get(&format!("/cas/{}", sri(b"never stored"))).assert_error(404);
-    for bad in ["garbage", "sha256-!!!", "sha256-", "md5"] {
+    d.get(&format!("/cas/{}", sri(b"never stored")))
+        .assert_error(404);
+    // Wrong digest lengths too: an empty or one-byte sha256 digest is malformed.
+    for bad in ["garbage", "sha256-!!!", "md5", "sha256-", "sha256-AA=="] {
         d.get(&format!("/cas/{bad}")).assert_error(400);
     }
     d.assert_healthy_and_empty();
@@ -88,11 +107,7 @@ fn unknown_hash_is_404_and_malformed_hash_is_400() {
 #[test]
 fn unknown_route_is_404() {
     let d = Daemon::start();
-    for (method, path) in [
-        ("GET", "/foo/bar"),
-        ("POST", "/nope/x"),
-        ("GET", "/a/b/c"),
-    ] {
+    for (method, path) in [("GET", "/foo/bar"), ("POST", "/nope/x"), ("GET", "/a/b/c")] {
         let msg = d.http(method, path, &[], b"").assert_error(404);
         assert!(!msg.is_empty());
     }
@@ -109,10 +124,9 @@ fn truncated_body_stores_nothing() {
         ("/cas", 10),
         ("/cas", 40_000),
     ] {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100000\r\n\r\n"
-        )
-        .into_bytes();
+        let mut req =
+            format!("POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100000\r\n\r\n")
+                .into_bytes();
         req.extend(std::iter::repeat_n(b'x', sent));
         // Half-close, then read until the daemon closes: by then it has handled the request.
         let raw = raw_exchange(&d.sock(), &req, true).expect("exchange");
@@ -136,7 +150,8 @@ fn truncated_body_stores_nothing() {
 fn oversized_header_is_431() {
     let d = Daemon::start();
     let big = "a".repeat(100 * 1024);
-    let req = format!("GET / HTTP/1.1\r\nhost: localhost\r\nx-big: {big}\r\n\r\n");
+    let req =
+        format!("GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nx-big: {big}\r\n\r\n");
     let raw = raw_exchange(&d.sock(), req.as_bytes(), false).expect("exchange");
     let r = parse_response(&raw).expect("an HTTP answer");
     assert_eq!(r.status, 431);

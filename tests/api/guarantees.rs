@@ -77,7 +77,12 @@ async fn acknowledged_appends_survive_kill_9() {
             }
             assert_eq!(f["hash"], sri(&content));
             let c = conn
-                .request("GET", &format!("/cas/{}", f["hash"].as_str().unwrap()), &[], "")
+                .request(
+                    "GET",
+                    &format!("/cas/{}", f["hash"].as_str().unwrap()),
+                    &[],
+                    "",
+                )
                 .await;
             assert_eq!(c.status, 200, "content of {id} lost after kill -9");
             assert!(c.body == content, "content of {id} differs after kill -9");
@@ -97,10 +102,8 @@ async fn slow_follower_gets_every_frame_in_order() {
     let mut s = Stream::open(&d.sock(), "/?follow&topic=load", &[]).await;
     assert_eq!(s.status, 200);
     // Don't read yet: the follower falls far behind the live channel.
-    let appended = append_concurrently(&d.sock(), "load", 16, 625, |n| {
-        format!("{n}").into_bytes()
-    })
-    .await;
+    let appended =
+        append_concurrently(&d.sock(), "load", 16, 625, |n| format!("{n}").into_bytes()).await;
     let mut expected: Vec<String> = appended.iter().flat_map(|f| ids(f)).collect();
     expected.sort();
     assert_eq!(expected.len(), 10_000);
@@ -108,14 +111,20 @@ async fn slow_follower_gets_every_frame_in_order() {
     assert_eq!(s.next().await["topic"], "xs.threshold");
     let mut got = Vec::with_capacity(10_000);
     while got.len() < 10_000 {
-        let f = s.next_within(Duration::from_secs(30)).await.unwrap_or_else(|| {
-            panic!("the follow stream ended after {} frames", got.len())
-        });
+        let f = s
+            .next_within(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("the follow stream ended after {} frames", got.len()));
         assert_eq!(f["topic"], "load", "frame {}", got.len());
         got.push(f["id"].as_str().unwrap().to_string());
     }
     for w in got.windows(2) {
-        assert!(w[0] < w[1], "out of order or duplicated: {} then {}", w[0], w[1]);
+        assert!(
+            w[0] < w[1],
+            "out of order or duplicated: {} then {}",
+            w[0],
+            w[1]
+        );
     }
     assert_eq!(got, expected, "the follower missed frames");
 

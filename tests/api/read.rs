@@ -15,7 +15,9 @@ fn id(f: &Value) -> &str {
 #[test]
 fn after_is_exclusive_and_from_is_inclusive() {
     let d = Daemon::start();
-    let f: Vec<Value> = (0..5).map(|i| d.append("t", format!("{i}").as_bytes())).collect();
+    let f: Vec<Value> = (0..5)
+        .map(|i| d.append("t", format!("{i}").as_bytes()))
+        .collect();
 
     assert_eq!(ids(&d.read(&format!("after={}", id(&f[1])))), ids(&f[2..]));
     assert_eq!(ids(&d.read(&format!("from={}", id(&f[1])))), ids(&f[1..]));
@@ -26,7 +28,9 @@ fn after_is_exclusive_and_from_is_inclusive() {
 #[test]
 fn limit_caps_the_read_and_last_takes_the_newest_in_id_order() {
     let d = Daemon::start();
-    let f: Vec<Value> = (0..5).map(|i| d.append("t", format!("{i}").as_bytes())).collect();
+    let f: Vec<Value> = (0..5)
+        .map(|i| d.append("t", format!("{i}").as_bytes()))
+        .collect();
 
     let all = d.frames();
     assert_eq!(topics(&all)[0], "xs.start");
@@ -48,13 +52,13 @@ fn topic_filters_exact_descendants_lists_and_all() {
     let a2 = d.append("a", b"");
 
     assert_eq!(ids(&d.read("topic=a")), ids(&[a1.clone(), a2.clone()]));
-    assert_eq!(ids(&d.read("topic=a.b")), ids(&[ab.clone()]));
+    assert_eq!(ids(&d.read("topic=a.b")), ids(std::slice::from_ref(&ab)));
     assert_eq!(
         ids(&d.read("topic=a.*")),
         ids(&[ab.clone(), abc.clone()]),
         "a.* is the descendants of a, not a itself nor ab"
     );
-    assert_eq!(ids(&d.read("topic=a.b.*")), ids(&[abc.clone()]));
+    assert_eq!(ids(&d.read("topic=a.b.*")), ids(std::slice::from_ref(&abc)));
     assert_eq!(
         ids(&d.read("topic=a,b")),
         ids(&[a1.clone(), b.clone(), a2.clone()])
@@ -90,7 +94,10 @@ fn with_timestamp_adds_the_ids_rfc3339_time() {
         let parsed = xs::frame::parse_id(id(&f)).expect("a valid id");
         let ts = f["timestamp"].as_str().expect("timestamp is a string");
         assert_eq!(ts, xs::frame::id_timestamp(&parsed));
-        assert!(ts.ends_with('Z') && ts.len() == "2024-01-01T00:00:00.000Z".len(), "{ts}");
+        assert!(
+            ts.ends_with('Z') && ts.len() == "2024-01-01T00:00:00.000Z".len(),
+            "{ts}"
+        );
     }
     assert!(d.read("with-timestamp=false")[0].get("timestamp").is_none());
 }
@@ -146,7 +153,10 @@ async fn follow_with_pulse_sends_xs_pulse_frames() {
     assert_eq!(s.next().await["topic"], "xs.threshold");
     let mut last_id = String::new();
     for _ in 0..3 {
-        let p = s.next_within(Duration::from_secs(5)).await.expect("a pulse");
+        let p = s
+            .next_within(Duration::from_secs(5))
+            .await
+            .expect("a pulse");
         assert_eq!(p["topic"], "xs.pulse");
         assert_eq!(p["ttl"], "ephemeral");
         assert!(id(&p) > last_id.as_str(), "pulse ids increase");
@@ -184,10 +194,16 @@ async fn accept_event_stream_answers_server_sent_events() {
     let mut s = Stream::open(&d.sock(), "/?follow&topic=t", &sse).await;
     s.next_event().await.expect("the history event");
     let th = s.next_event().await.expect("the threshold event");
-    assert!(th.starts_with("id: ") && th.contains("\ndata: {\"topic\":\"xs.threshold\""), "{th:?}");
+    assert!(
+        th.starts_with("id: ") && th.contains("\ndata: {\"topic\":\"xs.threshold\""),
+        "{th:?}"
+    );
     let live = d.append("t", b"y");
     let ev = s.next_event().await.expect("a live event");
-    assert!(ev.starts_with(&format!("id: {}\ndata: ", id(&live))), "{ev:?}");
+    assert!(
+        ev.starts_with(&format!("id: {}\ndata: ", id(&live))),
+        "{ev:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -18,7 +18,8 @@ async fn ephemeral_frame_is_not_stored_but_a_live_follower_sees_it() {
     assert_eq!(f["ttl"], "ephemeral");
     assert_eq!(s.next().await, f);
 
-    d.get(&format!("/{}", f["id"].as_str().unwrap())).assert_error(404);
+    d.get(&format!("/{}", f["id"].as_str().unwrap()))
+        .assert_error(404);
     assert!(d.read("topic=e").is_empty());
     d.get("/last/e").assert_error(404);
 }
@@ -26,14 +27,20 @@ async fn ephemeral_frame_is_not_stored_but_a_live_follower_sees_it() {
 #[test]
 fn time_ttl_frame_disappears_after_it_expires() {
     let d = Daemon::start();
-    let f = d.http("POST", "/append/t?ttl=time:300", &[], b"soon gone").json();
+    let f = d
+        .http("POST", "/append/t?ttl=time:1500", &[], b"soon gone")
+        .json();
     let keep = d.append("t", b"stays");
-    assert_eq!(f["ttl"], "time:300");
+    assert_eq!(f["ttl"], "time:1500");
     let path = format!("/{}", f["id"].as_str().unwrap());
+    assert_eq!(d.get(&path).json(), f, "readable until it expires");
+    assert_eq!(d.read("topic=t")[0], f);
 
-    poll_until(Duration::from_secs(5), "the time:300 frame to expire", || {
-        (d.get(&path).status == 404).then_some(())
-    });
+    poll_until(
+        Duration::from_secs(5),
+        "the time:1500 frame to expire",
+        || (d.get(&path).status == 404).then_some(()),
+    );
     d.get(&path).assert_error(404);
     assert_eq!(ids(&d.read("topic=t")), ids(std::slice::from_ref(&keep)));
     assert_eq!(d.get("/last/t").json(), keep);
@@ -47,7 +54,12 @@ fn last_n_ttl_keeps_only_the_newest_n_of_the_topic() {
     let other = d.append("other", b"");
     let mut kept = Vec::new();
     for i in 0..5 {
-        let r = d.http("POST", "/append/t?ttl=last:2", &[], format!("{i}").as_bytes());
+        let r = d.http(
+            "POST",
+            "/append/t?ttl=last:2",
+            &[],
+            format!("{i}").as_bytes(),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         kept.push(r.json());
     }

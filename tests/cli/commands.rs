@@ -19,7 +19,11 @@ fn id(f: &Value) -> &str {
 fn append_prints_the_frame_and_cas_returns_the_content() {
     let d = Daemon::start();
     let f = d
-        .xs("append", &["chat", "--meta", r#"{"who":"ann","n":1}"#], b"hello world")
+        .xs(
+            "append",
+            &["chat", "--meta", r#"{"who":"ann","n":1}"#],
+            b"hello world",
+        )
         .ok()
         .json();
     assert_eq!(f["topic"], "chat");
@@ -44,7 +48,11 @@ fn append_prints_the_frame_and_cas_returns_the_content() {
 fn append_with_ttl_and_timestamp() {
     let d = Daemon::start();
     let f = d
-        .xs("append", &["t", "--ttl", "time:60000", "--with-timestamp"], b"")
+        .xs(
+            "append",
+            &["t", "--ttl", "time:60000", "--with-timestamp"],
+            b"",
+        )
         .ok()
         .json();
     assert_eq!(f["ttl"], "time:60000");
@@ -53,11 +61,18 @@ fn append_with_ttl_and_timestamp() {
     assert_eq!(f["timestamp"], xs::frame::id_timestamp(&parsed));
     assert!(f["timestamp"].as_str().unwrap().ends_with('Z'));
 
-    let e = d.xs("append", &["e", "--ttl", "ephemeral"], b"x").ok().json();
+    let e = d
+        .xs("append", &["e", "--ttl", "ephemeral"], b"x")
+        .ok()
+        .json();
     assert_eq!(e["ttl"], "ephemeral");
     for i in 0..3 {
-        d.xs("append", &["l", "--ttl", "last:1"], format!("{i}").as_bytes())
-            .ok();
+        d.xs(
+            "append",
+            &["l", "--ttl", "last:1"],
+            format!("{i}").as_bytes(),
+        )
+        .ok();
     }
     assert_eq!(topics(&d.frames()), ["xs.start", "t", "l"]);
 }
@@ -85,9 +100,18 @@ fn cat_prints_ndjson_with_read_options() {
     let all = out.ndjson();
     assert_eq!(topics(&all), ["xs.start", "a", "b", "a"]);
     assert_eq!(all[1..], [a1.clone(), b1.clone(), a2.clone()]);
-    assert_eq!(d.xs("cat", &["-T", "a"], b"").ok().ndjson(), [a1.clone(), a2.clone()]);
-    assert_eq!(d.xs("cat", &["--last", "1"], b"").ok().ndjson(), [a2.clone()]);
-    assert_eq!(ids(&d.xs("cat", &["--limit", "2"], b"").ok().ndjson()), ids(&all[..2]));
+    assert_eq!(
+        d.xs("cat", &["-T", "a"], b"").ok().ndjson(),
+        [a1.clone(), a2.clone()]
+    );
+    assert_eq!(
+        d.xs("cat", &["--last", "1"], b"").ok().ndjson(),
+        std::slice::from_ref(&a2)
+    );
+    assert_eq!(
+        ids(&d.xs("cat", &["--limit", "2"], b"").ok().ndjson()),
+        ids(&all[..2])
+    );
     assert_eq!(
         d.xs("cat", &["--after", id(&a1)], b"").ok().ndjson(),
         [b1.clone(), a2.clone()]
@@ -121,7 +145,11 @@ fn cat_follow_is_live() {
     assert_eq!(cat.next_json(), old);
     assert_eq!(cat.next_json()["topic"], "xs.threshold");
     let f = d.append("live", b"new");
-    assert_eq!(cat.next_json(), f, "followed frames are printed as they arrive");
+    assert_eq!(
+        cat.next_json(),
+        f,
+        "followed frames are printed as they arrive"
+    );
 
     let pulses = LiveCli::spawn(&["cat", d.addr(), "--pulse", "50", "--new"]);
     assert_eq!(pulses.next_json()["topic"], "xs.pulse");
@@ -148,7 +176,12 @@ fn cat_exits_0_when_stdout_closes() {
     }
     let status = wait_bounded(&mut child, Duration::from_secs(10), "xs cat -f");
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
     assert_eq!(stderr, "", "a closed stdout is not an error");
 }
@@ -162,8 +195,14 @@ fn last_prints_the_newest_frames() {
 
     assert_eq!(d.xs("last", &[], b"").ok().json(), b);
     assert_eq!(d.xs("last", &["a.*"], b"").ok().json(), ay);
-    assert_eq!(d.xs("last", &["a.*", "2"], b"").ok().ndjson(), [ax, ay.clone()]);
-    assert_eq!(d.xs("last", &["-n", "2"], b"").ok().ndjson(), [ay, b.clone()]);
+    assert_eq!(
+        d.xs("last", &["a.*", "2"], b"").ok().ndjson(),
+        [ax, ay.clone()]
+    );
+    assert_eq!(
+        d.xs("last", &["-n", "2"], b"").ok().ndjson(),
+        [ay, b.clone()]
+    );
     let ts = d.xs("last", &["b", "--with-timestamp"], b"").ok().json();
     assert_eq!(ts["id"], b["id"]);
     assert!(ts["timestamp"].is_string());
@@ -206,7 +245,12 @@ fn cas_post_prints_the_hash_and_cas_streams_it_back() {
 #[test]
 fn import_keeps_ids_and_prints_the_frames() {
     let d = Daemon::start();
-    let hash = d.xs("cas-post", &[], b"payload").ok().stdout_str().trim().to_string();
+    let hash = d
+        .xs("cas-post", &[], b"payload")
+        .ok()
+        .stdout_str()
+        .trim()
+        .to_string();
     let f1 = json!({"topic": "imp", "id": scru128::new().to_string(), "hash": hash, "meta": {"m": true}, "ttl": "forever"});
     let f2 = json!({"topic": "imp", "id": scru128::new().to_string(), "hash": null, "meta": null, "ttl": "last:3"});
     let input = format!("{f1}\n{f2}\n");
@@ -234,7 +278,10 @@ fn scru128_makes_unpacks_and_packs_ids() {
     let id: scru128::Id = line.parse().expect("a SCRU128 id");
 
     let fields = xs(&["scru128", "unpack", line], b"").ok().json();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let ts = fields["timestamp"].as_f64().expect("timestamp in seconds");
     assert!((now - ts).abs() < 60.0, "timestamp {ts} is not now ({now})");
     assert_eq!(ts, id.timestamp() as f64 / 1000.0);

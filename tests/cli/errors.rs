@@ -11,14 +11,17 @@ fn errors_are_one_xs_line_on_stderr_with_exit_1() {
     let cases: Vec<(Vec<&str>, &[u8], &str)> = vec![
         (vec!["append", d.addr(), "1bad"], b"x", "topic"),
         (vec!["append", d.addr(), "t", "--ttl", "soon"], b"x", "ttl"),
-        (vec!["append", d.addr(), "t", "--meta", "{nope"], b"x", "meta"),
+        (
+            vec!["append", d.addr(), "t", "--meta", "{nope"],
+            b"x",
+            "meta",
+        ),
         (vec!["get", d.addr(), "not-an-id"], b"", "id"),
         (vec!["get", d.addr(), &unknown_id], b"", &unknown_id),
         (vec!["remove", d.addr(), &unknown_id], b"", &unknown_id),
         (vec!["cas", d.addr(), &unknown_hash], b"", "hash"),
         (vec!["cas", d.addr(), "garbage"], b"", "hash"),
         (vec!["cas-post", d.addr()], b"", "empty"),
-        (vec!["import", d.addr()], b"{\"topic\":\"x\"}\n", "line 1"),
         (vec!["cat", d.addr(), "-T", "a b"], b"", "a b"),
         (vec!["last", d.addr(), "nothing"], b"", "no frames"),
         (vec!["version", "https://localhost:1"], b"", "https"),
@@ -51,4 +54,13 @@ fn no_daemon_is_one_line_that_says_how_to_start_one() {
         let msg = xs(&args, b"").error();
         assert!(msg.contains("xs serve"), "{msg}");
     }
+}
+
+#[test]
+fn import_of_a_bad_frame_reports_the_daemons_message() {
+    let d = Daemon::start();
+    let out = d.xs("import", &[], b"{\"topic\":\"x\"}\n");
+    let msg = out.error();
+    assert!(msg.contains("line 1"), "{msg}");
+    d.assert_healthy_and_empty();
 }

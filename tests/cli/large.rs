@@ -74,11 +74,7 @@ fn one_gib_streams_through_append_and_cas_in_bounded_memory() {
     let block = crate::helper::random_bytes(BLOCK, 42);
     let started = Instant::now();
 
-    let mut append = spawn_measured(
-        &["append", d.addr(), "big"],
-        Stdio::piped(),
-        Stdio::piped(),
-    );
+    let mut append = spawn_measured(&["append", d.addr(), "big"], Stdio::piped(), Stdio::piped());
     let mut stdin = append.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         let mut hasher = IntegrityOpts::new().algorithm(Algorithm::Sha256);
@@ -101,11 +97,7 @@ fn one_gib_streams_through_append_and_cas_in_bounded_memory() {
     assert_eq!(frame["hash"], expected);
     let appended = started.elapsed();
 
-    let mut cas = spawn_measured(
-        &["cas", d.addr(), &expected],
-        Stdio::null(),
-        Stdio::piped(),
-    );
+    let mut cas = spawn_measured(&["cas", d.addr(), &expected], Stdio::null(), Stdio::piped());
     let mut stdout = cas.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut hasher = IntegrityOpts::new().algorithm(Algorithm::Sha256);
@@ -134,6 +126,9 @@ fn one_gib_streams_through_append_and_cas_in_bounded_memory() {
         (started.elapsed() - appended).as_secs_f64()
     );
     assert!(daemon_peak < MAX_RSS_KIB, "daemon peak {daemon_peak} KiB");
-    assert!(append_peak < MAX_RSS_KIB, "xs append peak {append_peak} KiB");
+    assert!(
+        append_peak < MAX_RSS_KIB,
+        "xs append peak {append_peak} KiB"
+    );
     assert!(cas_peak < MAX_RSS_KIB, "xs cas peak {cas_peak} KiB");
 }

@@ -56,7 +56,10 @@ impl Resp {
         let obj = v.as_object().expect("error body is an object");
         assert_eq!(obj.len(), 1, "error body has only \"error\": {v}");
         let msg = v["error"].as_str().expect("\"error\" is a string");
-        assert!(!msg.is_empty() && !msg.contains('\n'), "bad error message {msg:?}");
+        assert!(
+            !msg.is_empty() && !msg.contains('\n'),
+            "bad error message {msg:?}"
+        );
         msg.to_string()
     }
 }
@@ -297,7 +300,10 @@ impl Stream {
             .await
             .unwrap_or_else(|_| panic!("no frame within {timeout:?}"))?;
         Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
-            panic!("bad NDJSON line ({e}): {:?}", String::from_utf8_lossy(&line))
+            panic!(
+                "bad NDJSON line ({e}): {:?}",
+                String::from_utf8_lossy(&line)
+            )
         }))
     }
 

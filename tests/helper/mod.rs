@@ -6,7 +6,7 @@ pub mod http;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,10 @@ pub fn poll_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -62,11 +65,6 @@ impl Daemon {
         };
         d.spawn();
         d
-    }
-
-    /// The temp dir holding the store and the daemon logs.
-    pub fn tmp(&self) -> &Path {
-        self.tmp.path()
     }
 
     pub fn sock(&self) -> PathBuf {
@@ -171,7 +169,10 @@ impl Daemon {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("xs serve did not exit within 10 s of SIGTERM:\n{}", self.log());
+                panic!(
+                    "xs serve did not exit within 10 s of SIGTERM:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -179,7 +180,10 @@ impl Daemon {
 
     /// Starts the daemon again on the same store (after `kill9` or `stop`).
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "stop or kill the daemon before restarting it");
+        assert!(
+            self.child.is_none(),
+            "stop or kill the daemon before restarting it"
+        );
         self.spawn();
     }
 
@@ -222,8 +226,17 @@ impl Daemon {
     /// Asserts the daemon still answers, and stores nothing but its `xs.start` frame.
     pub fn assert_healthy_and_empty(&self) {
         let v = self.get("/version");
-        assert_eq!(v.status, 200, "the daemon stopped answering:\n{}", self.log());
-        assert_eq!(topics(&self.frames()), ["xs.start"], "junk frames were stored");
+        assert_eq!(
+            v.status,
+            200,
+            "the daemon stopped answering:\n{}",
+            self.log()
+        );
+        assert_eq!(
+            topics(&self.frames()),
+            ["xs.start"],
+            "junk frames were stored"
+        );
         self.assert_no_panic();
     }
 }
@@ -238,7 +251,12 @@ impl Drop for Daemon {
 pub fn topics(frames: &[Value]) -> Vec<String> {
     frames
         .iter()
-        .map(|f| f["topic"].as_str().expect("a frame has a topic").to_string())
+        .map(|f| {
+            f["topic"]
+                .as_str()
+                .expect("a frame has a topic")
+                .to_string()
+        })
         .collect()
 }
 
@@ -323,7 +341,10 @@ impl Out {
 #[track_caller]
 pub fn parse_ndjson(bytes: &[u8]) -> Vec<Value> {
     let s = std::str::from_utf8(bytes).expect("NDJSON is UTF-8");
-    assert!(s.is_empty() || s.ends_with('\n'), "NDJSON must end in a newline: {s:?}");
+    assert!(
+        s.is_empty() || s.ends_with('\n'),
+        "NDJSON must end in a newline: {s:?}"
+    );
     s.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad NDJSON line ({e}): {l:?}")))
         .collect()

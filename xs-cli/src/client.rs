@@ -12,7 +12,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::addr::Addr;
@@ -204,7 +205,15 @@ pub async fn print(resp: Response<Incoming>, line: bool) -> Result<u64> {
     let mut body = resp.into_body();
     let mut written = 0u64;
     let mut last = b'\n';
-    while let Some(frame) = body.frame().await {
+    let closed = stdout_closed();
+    tokio::pin!(closed);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = &mut closed => return Err(StdoutClosed.into()),
+        };
+        let Some(frame) = frame else { break };
         let frame =
             frame.map_err(|e| anyhow!("lost the connection to the xs daemon: {}", describe(&e)))?;
         if let Ok(data) = frame.into_data() {
@@ -219,6 +228,17 @@ pub async fn print(resp: Response<Incoming>, line: bool) -> Result<u64> {
         write_stdout(b"\n")?;
     }
     Ok(written)
+}
+
+/// Resolves when stdout is a pipe whose reader has gone away, so that `xs cat -f | head -1`
+/// ends without waiting for another frame to write. Never resolves otherwise.
+async fn stdout_closed() {
+    if let Ok(fd) = AsyncFd::with_interest(io::stdout(), Interest::ERROR) {
+        if fd.ready(Interest::ERROR).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Writes to stdout and flushes; a closed pipe becomes [`StdoutClosed`].

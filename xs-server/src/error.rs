@@ -51,7 +51,13 @@ impl From<xs::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Closed => StatusCode::SERVICE_UNAVAILABLE,
-            E::Locked { .. } | E::Corrupt(_) | E::Io { .. } | E::Storage(_) | E::Cas(_) | E::Write(_) | E::Internal(_) => {
+            E::Locked { .. }
+            | E::Corrupt(_)
+            | E::Io { .. }
+            | E::Storage(_)
+            | E::Cas(_)
+            | E::Write(_)
+            | E::Internal(_) => {
                 tracing::error!(error = %e, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -14,8 +14,9 @@ use xs::Store;
 
 use crate::error::ServeError;
 
-/// Largest request head (request line + headers) accepted; bigger gets 431.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// hyper's read buffer, which bounds a request head; heads over `api::MAX_HEAD_BYTES` but
+/// under this get a JSON 431 from the API, bigger ones a bare 431 from hyper.
+const MAX_BUF_BYTES: usize = 256 * 1024;
 
 pub enum Listener {
     Unix(UnixListener),
@@ -27,9 +28,11 @@ pub async fn bind(sock: &Path, expose: Option<&str>) -> Result<Vec<Listener>, Se
     if sock.exists() {
         // We hold the store lock, so whatever socket is here has no daemon behind it.
         tracing::info!(socket = %sock.display(), "replacing stale socket");
-        std::fs::remove_file(sock).map_err(io(format!("removing stale socket {}", sock.display())))?;
+        std::fs::remove_file(sock)
+            .map_err(io(format!("removing stale socket {}", sock.display())))?;
     }
-    let unix = UnixListener::bind(sock).map_err(io(format!("binding socket {}", sock.display())))?;
+    let unix =
+        UnixListener::bind(sock).map_err(io(format!("binding socket {}", sock.display())))?;
     std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600))
         .map_err(io(format!("setting mode of {}", sock.display())))?;
     let mut listeners = vec![Listener::Unix(unix)];
@@ -105,7 +108,7 @@ where
     tokio::spawn(async move {
         let service = service_fn(move |req| crate::api::handle(store.clone(), req));
         let conn = http1::Builder::new()
-            .max_buf_size(MAX_HEAD_BYTES)
+            .max_buf_size(MAX_BUF_BYTES)
             .serve_connection(TokioIo::new(stream), service);
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "connection ended with an error");

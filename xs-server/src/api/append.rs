@@ -6,16 +6,26 @@ use hyper::body::Incoming;
 use hyper::Request;
 use xs::{NewFrame, Store, Ttl};
 
-use super::{cas::read_content, frame_json, json_response, with_timestamp, ApiResult};
+use super::{cas::read_content, drain, frame_json, json_response, with_timestamp, ApiResult};
 use crate::error::ApiError;
 
 pub async fn handle(store: Store, req: Request<Incoming>, topic: &str) -> ApiResult {
-    xs::validate_topic(topic)?;
-    let ttl = ttl_param(req.uri().query())?;
-    let wt = with_timestamp(&req)?;
-    let meta = match req.headers().get("xs-meta") {
-        Some(v) => Some(decode_meta(v.as_bytes())?),
-        None => None,
+    let checked = (|| {
+        xs::validate_topic(topic)?;
+        let ttl = ttl_param(req.uri().query())?;
+        let wt = with_timestamp(&req)?;
+        let meta = match req.headers().get("xs-meta") {
+            Some(v) => Some(decode_meta(v.as_bytes())?),
+            None => None,
+        };
+        Ok::<_, ApiError>((ttl, wt, meta))
+    })();
+    let (ttl, wt, meta) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            drain(req.into_body()).await;
+            return Err(e);
+        }
     };
     let content = read_content(&store, req.into_body()).await?;
     let frame = store

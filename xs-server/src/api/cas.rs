@@ -20,8 +20,8 @@ use crate::error::ApiError;
 pub async fn read_content(store: &Store, mut body: Incoming) -> Result<Content, ApiError> {
     let mut w = store.content_writer();
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             w.write(&data).await?;
         }

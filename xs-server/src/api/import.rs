@@ -1,6 +1,6 @@
 //! `POST /import`: stores frames as given (one JSON frame, or NDJSON), ids kept. Answers the
-//! imported frames as NDJSON; a bad first line is a 400, a bad later line ends the answer
-//! with an `{"error"}` line (the lines before it are imported).
+//! imported frames as NDJSON. A bad line stops the import; the lines before it are imported.
+//! It is a 400 if no frame was answered yet, else the answer ends with an `{"error"}` line.
 
 use std::future::Future;
 
@@ -12,7 +12,7 @@ use hyper::{Request, StatusCode};
 use tokio::sync::mpsc;
 use xs::{Frame, Store};
 
-use super::{respond, ApiResult, NDJSON};
+use super::{drain, respond, ApiResult, NDJSON};
 use crate::body;
 use crate::error::ApiError;
 
@@ -36,7 +36,12 @@ pub async fn handle(store: Store, req: Request<Incoming>) -> ApiResult {
     // gets a proper 400.
     let first = loop {
         match imp.step().await {
-            Err(e) => return Err(e),
+            Err(e) => {
+                // The lines before the bad one are imported: wait until they are durable.
+                while imp.pending.next().await.is_some() {}
+                drain(imp.body).await;
+                return Err(e);
+            }
             Ok(Some(out)) => break Some(out),
             Ok(None) if imp.done && imp.pending.is_empty() => break None,
             Ok(None) => {}
@@ -60,6 +65,7 @@ pub async fn handle(store: Store, req: Request<Incoming>) -> ApiResult {
                 Ok(None) if imp.done && imp.pending.is_empty() => return,
                 Ok(None) => {}
                 Err(e) => {
+                    while imp.pending.next().await.is_some() {}
                     let line = serde_json::json!({ "error": e.message }).to_string() + "\n";
                     let _ = tx.send(line.into()).await;
                     return;
@@ -92,7 +98,9 @@ impl Importer {
                     }
                 }
                 Some(Err(e)) => {
-                    return Err(ApiError::bad_request(format!("reading the request body: {e}")))
+                    return Err(ApiError::bad_request(format!(
+                        "reading the request body: {e}"
+                    )))
                 }
                 None => {
                     self.done = true;

@@ -22,6 +22,10 @@ use crate::error::ApiError;
 
 pub type ApiResult = Result<Response<Body>, ApiError>;
 
+/// Largest request head (request line and headers) answered; hyper itself refuses heads
+/// over `listener::MAX_BUF_BYTES` before they reach us.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 pub const JSON: &str = "application/json";
 pub const NDJSON: &str = "application/x-ndjson";
 
@@ -29,7 +33,16 @@ pub const NDJSON: &str = "application/x-ndjson";
 pub async fn handle(store: Store, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let res = route(store, req).await.unwrap_or_else(|e| {
+    let res = if head_size(&req) > MAX_HEAD_BYTES {
+        let e = ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request head is over {MAX_HEAD_BYTES} bytes"),
+        );
+        Err(e)
+    } else {
+        route(store, req).await
+    };
+    let res = res.unwrap_or_else(|e| {
         tracing::debug!(%method, %path, status = %e.status, error = %e.message, "request refused");
         error_response(&e)
     });
@@ -77,6 +90,35 @@ async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
     }
 }
 
+fn head_size(req: &Request<Incoming>) -> usize {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    uri + headers
+}
+
+/// Reads and drops what is left of a refused request's body (up to a bound), so the client,
+/// still sending, gets the error answer instead of a reset connection.
+pub async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    const MAX_DRAIN: usize = 64 * 1024 * 1024;
+    let mut seen = 0;
+    let deadline = tokio::time::sleep(std::time::Duration::from_secs(5));
+    tokio::pin!(deadline);
+    while seen < MAX_DRAIN {
+        tokio::select! {
+            f = body.frame() => match f {
+                Some(Ok(f)) => seen += f.data_ref().map_or(0, |d| d.len()),
+                _ => return,
+            },
+            _ = &mut deadline => return,
+        }
+    }
+}
+
 fn is_known(rest: &str) -> bool {
     matches!(rest, "" | "version" | "last" | "cas" | "import" | "eval")
 }
@@ -93,13 +135,17 @@ fn method_not_allowed(m: &Method, allowed: &[&str]) -> ApiError {
     let msg = if allowed.is_empty() {
         format!("method {m} is not allowed here")
     } else {
-        format!("method {m} is not allowed here (allowed: {})", allowed.join(", "))
+        format!(
+            "method {m} is not allowed here (allowed: {})",
+            allowed.join(", ")
+        )
     };
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, msg)
 }
 
 fn decode(s: &str) -> Result<String, ApiError> {
-    xs::read::decode_component(&s.replace('+', "%2B")).map_err(|e| ApiError::bad_request(e.to_string()))
+    xs::read::decode_component(&s.replace('+', "%2B"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
