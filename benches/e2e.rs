@@ -24,6 +24,16 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 const BODY: &[u8; 100] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzAB";
+/// Numbers every body, so no two frames share content (the CAS would dedupe them).
+static BODY_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A 100-byte body unlike any other this run: a sequence number, then filler.
+fn body() -> Bytes {
+    let n = BODY_SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut b = BODY.to_vec();
+    b[..20].copy_from_slice(format!("{n:020}").as_bytes());
+    Bytes::from(b)
+}
 const FIGURES: &[&str] = &[
     "append_1conn",
     "append_32conn",
@@ -217,13 +227,15 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         ));
     }
     let hwm1 = vm_hwm_mib(daemon.pid())?;
+    let rss1 = rss_now(daemon.pid());
     if sel.wants("daemon_rss_peak") {
         report("daemon_rss_peak", hwm1, "MiB");
     }
     let t = Instant::now();
     daemon.stop()?;
+    let dirty = meminfo_mib("Dirty") + meminfo_mib("Writeback");
     summary.push(format!(
-        "first daemon: VmHWM {hwm1:.1} MiB, SIGTERM → exit in {:.2?}",
+        "first daemon: VmHWM {hwm1:.1} MiB, {rss1}, SIGTERM → exit in {:.2?}; then {dirty:.0} MiB of the machine's page cache still dirty/under writeback",
         t.elapsed()
     ));
 
@@ -325,6 +337,16 @@ impl CpuMeter {
     }
 }
 
+/// One `kB` field of /proc/meminfo, in MiB (0 if missing).
+fn meminfo_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(str::to_string))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// The first three fields of /proc/loadavg.
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -411,15 +433,32 @@ impl Drop for Daemon {
 
 /// VmHWM (peak resident set) of a process, in MiB.
 fn vm_hwm_mib(pid: u32) -> Result<f64> {
+    proc_status_mib(pid, "VmHWM")
+}
+
+/// One `kB` field of /proc/<pid>/status, in MiB.
+fn proc_status_mib(pid: u32, field: &str) -> Result<f64> {
     let f = std::fs::File::open(format!("/proc/{pid}/status"))?;
     for line in BufReader::new(f).lines() {
         let line = line?;
-        if let Some(rest) = line.strip_prefix("VmHWM:") {
+        if let Some(rest) = line.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {
             let kb: f64 = rest.trim().trim_end_matches("kB").trim().parse()?;
             return Ok(kb / 1024.0);
         }
     }
-    Err(format!("no VmHWM in /proc/{pid}/status").into())
+    Err(format!("no {field} in /proc/{pid}/status").into())
+}
+
+/// The daemon's resident memory now, split as the kernel counts it.
+fn rss_now(pid: u32) -> String {
+    let f = |k| proc_status_mib(pid, k).unwrap_or(0.0);
+    format!(
+        "VmRSS now {:.1} MiB (anon {:.1}, file {:.1}, shmem {:.1})",
+        f("VmRSS"),
+        f("RssAnon"),
+        f("RssFile"),
+        f("RssShmem")
+    )
 }
 
 /// One keep-alive HTTP/1.1 connection to the daemon's socket.
@@ -457,11 +496,9 @@ impl Conn {
         Ok(self.tx.send_request(req).await?)
     }
 
-    /// Appends one frame with a 100-byte body and returns the response body (the frame JSON).
+    /// Appends one frame with a distinct 100-byte body and returns the answer (the frame JSON).
     async fn append(&mut self, path: &str) -> Result<Bytes> {
-        let res = self
-            .request(Method::POST, path, Some(Bytes::from_static(BODY)))
-            .await?;
+        let res = self.request(Method::POST, path, Some(body())).await?;
         let status = res.status();
         let body = res.into_body().collect().await?.to_bytes();
         if status != StatusCode::OK {

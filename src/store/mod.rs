@@ -83,7 +83,8 @@ struct Inner {
     cacache_dir: PathBuf,
     ks: Keyspaces,
     writer: Mutex<Option<Writer>>,
-    live: broadcast::Sender<Arc<LiveFrame>>,
+    /// Taken (dropped) by `close`, which ends every live subscription.
+    live: Mutex<Option<broadcast::Sender<Arc<LiveFrame>>>>,
     /// Set by the writer when storage fails for good.
     failed: watch::Sender<Option<String>>,
     _lock: File,
@@ -157,7 +158,7 @@ impl Store {
                 cacache_dir,
                 ks,
                 writer: Mutex::new(Some(writer)),
-                live,
+                live: Mutex::new(Some(live)),
                 failed,
                 _lock: lock,
             }),
@@ -222,8 +223,16 @@ impl Store {
 
     /// Stores a frame as given, keeping its id (for `xs import`). Not broadcast to followers.
     /// Queued at once, like [`Store::append`].
-    pub fn import(&self, frame: Frame) -> impl Future<Output = Result<Frame>> + Send + 'static {
-        let checked = crate::topic::validate_topic(&frame.topic);
+    /// A frame without `ttl` is stored as `forever`; its content must already be in the store.
+    pub fn import(&self, mut frame: Frame) -> impl Future<Output = Result<Frame>> + Send + 'static {
+        frame.ttl.get_or_insert(Ttl::Forever);
+        let checked = crate::topic::validate_topic(&frame.topic).and_then(|()| match &frame.hash {
+            Some(h) if !self.cas_has(h)? => Err(Error::invalid(format!(
+                "frame {}: content {h} is not in the store (POST /cas it first)",
+                frame.id
+            ))),
+            _ => Ok(()),
+        });
         let done = checked
             .is_ok()
             .then(|| self.submit(|r| WriteOp::Import(frame, r)));
@@ -278,6 +287,14 @@ impl Store {
         }
     }
 
+    /// Whether content with this hash is stored.
+    pub fn cas_has(&self, sri: &Integrity) -> Result<bool> {
+        if self.inner.ks.cas.contains_key(content::cas_key(sri))? {
+            return Ok(true);
+        }
+        Ok(content::cacache_path(&self.inner.cacache_dir, sri).is_file())
+    }
+
     /// Reads whole content into memory (for small content and tests).
     pub fn cas_read(&self, sri: &Integrity) -> Result<Option<Vec<u8>>> {
         use std::io::Read;
@@ -306,8 +323,13 @@ impl Store {
     }
 
     /// Subscribes to frames appended from now on (see [`LIVE_CHANNEL_CAPACITY`]).
+    /// After `close`, the receiver is already closed.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveFrame>> {
-        self.inner.live.subscribe()
+        let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
+        match live.as_ref() {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        }
     }
 
     /// The newest id in the log, if any.
@@ -363,8 +385,8 @@ impl Store {
         reason
     }
 
-    /// Stops the writer after it has committed everything sent before; later writes fail
-    /// with `Closed`.
+    /// Stops the writer after it has committed everything sent before (later writes fail
+    /// with `Closed`), then ends every live subscription once it has its last frames.
     pub fn close(&self) {
         let writer = self
             .inner
@@ -375,5 +397,10 @@ impl Store {
         if let Some(w) = writer {
             w.shutdown();
         }
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }

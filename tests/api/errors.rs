@@ -89,6 +89,7 @@ fn bad_read_options_are_400() {
         d.get(&format!("/?{q}")).assert_error(400);
     }
     d.get("/last/a..b").assert_error(400);
+    d.get("/last?last=0").assert_error(400);
     d.assert_healthy_and_empty();
 }
 

@@ -190,3 +190,21 @@ fn wrong_method_on_a_known_route_is_405() {
     }
     d.assert_healthy_and_empty();
 }
+
+#[test]
+fn import_refuses_frames_whose_content_is_missing_and_defaults_ttl_to_forever() {
+    let d = Daemon::start();
+    let missing = sri(b"never posted");
+    let id = scru128::new();
+    let f = json!({"topic": "imp", "id": id.to_string(), "hash": missing});
+    let msg = d
+        .http("POST", "/import", &[], f.to_string().as_bytes())
+        .assert_error(400);
+    assert!(msg.contains("not in the store"), "{msg}");
+    assert_eq!(d.get(&format!("/{id}")).status, 404);
+
+    let f = json!({"topic": "imp", "id": id.to_string()});
+    let r = d.http("POST", "/import", &[], f.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(d.get(&format!("/{id}")).json()["ttl"], "forever");
+}

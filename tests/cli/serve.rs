@@ -2,8 +2,9 @@
 //! stale ones replaced, removed on exit), stops cleanly on SIGTERM, and refuses a locked store.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::time::Duration;
 
-use crate::helper::{topics, xs, Daemon};
+use crate::helper::{topics, wait_bounded, xs, Daemon, LiveCli};
 
 #[test]
 fn serve_creates_a_missing_store_dir() {
@@ -82,4 +83,19 @@ fn second_serve_on_the_same_store_fails_saying_locked() {
     // The first daemon is untouched.
     assert!(d.sock().exists());
     assert_eq!(topics(&d.frames()), ["xs.start"]);
+}
+
+#[test]
+fn followers_get_xs_stopping_and_exit_0_when_the_daemon_stops() {
+    let mut d = Daemon::start();
+    let follower = LiveCli::spawn(&["cat", d.addr(), "-f"]);
+    // History (xs.start), then the threshold: from here on the follower is live.
+    assert_eq!(follower.next_json()["topic"], "xs.start");
+    assert_eq!(follower.next_json()["topic"], "xs.threshold");
+    let status = d.stop();
+    assert_eq!(status.code(), Some(0), "log:\n{}", d.log());
+    assert_eq!(follower.next_json()["topic"], "xs.stopping");
+    let mut child = follower;
+    let exit = wait_bounded(&mut child.child, Duration::from_secs(10), "xs cat -f");
+    assert_eq!(exit.code(), Some(0), "the follow stream ends cleanly");
 }

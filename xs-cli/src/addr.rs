@@ -116,7 +116,7 @@ pub fn addr_and(
     match (first, second) {
         (Some(addr), Some(x)) => Ok((Addr::parse(&addr)?, x)),
         (Some(x), None) => Ok((default_addr()?, x)),
-        _ => bail!("missing {what}"),
+        _ => bail!("missing {what} (the arguments are [ADDR] {what})"),
     }
 }
 

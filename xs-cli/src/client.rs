@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileTypeExt;
 
 use anyhow::{anyhow, Result};
 use bytes::{Bytes, BytesMut};
@@ -12,8 +14,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest};
+use tokio::net::unix::pipe;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::addr::Addr;
@@ -103,20 +105,12 @@ impl Client {
         }
         let mut sender = match &self.addr {
             Addr::Unix { socket, .. } => {
-                handshake(
-                    UnixStream::connect(socket)
-                        .await
-                        .map_err(|e| self.connect_error(e))?,
-                )
-                .await?
+                let stream = UnixStream::connect(socket).await;
+                handshake(stream.map_err(|e| self.connect_error(e))?).await?
             }
             Addr::Tcp(host_port) => {
-                handshake(
-                    TcpStream::connect(host_port.as_str())
-                        .await
-                        .map_err(|e| self.connect_error(e))?,
-                )
-                .await?
+                let stream = TcpStream::connect(host_port.as_str()).await;
+                handshake(stream.map_err(|e| self.connect_error(e))?).await?
             }
         };
         let resp = sender.send_request(req).await.map_err(|e| {
@@ -233,12 +227,24 @@ pub async fn print(resp: Response<Incoming>, line: bool) -> Result<u64> {
 /// Resolves when stdout is a pipe whose reader has gone away, so that `xs cat -f | head -1`
 /// ends without waiting for another frame to write. Never resolves otherwise.
 async fn stdout_closed() {
-    if let Ok(fd) = AsyncFd::with_interest(io::stdout(), Interest::ERROR) {
-        if fd.ready(Interest::ERROR).await.is_ok() {
-            return;
+    if let Some(pipe) = stdout_pipe() {
+        while let Ok(ready) = pipe.ready(Interest::ERROR).await {
+            if ready.is_error() {
+                return;
+            }
         }
     }
     std::future::pending().await
+}
+
+/// Stdout, watched by the reactor for errors, if it is a pipe (left in blocking mode).
+fn stdout_pipe() -> Option<pipe::Sender> {
+    let fd = io::stdout().as_fd().try_clone_to_owned().ok()?;
+    let file = std::fs::File::from(fd);
+    if !file.metadata().ok()?.file_type().is_fifo() {
+        return None;
+    }
+    pipe::Sender::from_file_unchecked(file).ok()
 }
 
 /// Writes to stdout and flushes; a closed pipe becomes [`StdoutClosed`].

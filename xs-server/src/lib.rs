@@ -41,7 +41,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 pub async fn run(
     store: Store,
     opts: ServeOptions,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let sock = store.path().join("sock");
     let listeners = listener::bind(&sock, opts.expose.as_deref()).await?;
@@ -58,27 +58,36 @@ pub async fn run(
 
     let sweeper = tokio::spawn(sweep_expired(store.clone()));
     let accept = listener::serve(listeners, store.clone(), shutdown.clone());
-    let failed = tokio::select! {
-        r = accept => r.err(),
-        _ = stopped(&mut shutdown) => None,
-        reason = store.failed() => Some(ServeError::Internal(format!("storage failed: {reason}"))),
+    let graceful = tokio::select! {
+        g = accept => g,
+        reason = store.failed() => {
+            let _ = std::fs::remove_file(&sock);
+            return Err(ServeError::Internal(format!("storage failed: {reason}")));
+        }
     };
     sweeper.abort();
-    if let Some(e) = failed {
-        let _ = std::fs::remove_file(&sock);
-        return Err(e);
-    }
 
     tracing::info!("xs stopping");
     if let Err(e) = store.append(NewFrame::new("xs.stopping")).await {
         tracing::warn!(error = %e, "could not append xs.stopping");
     }
+    // Closing the store ends every follow stream after its last frames; then the open
+    // connections finish their answers (bounded, so a stuck client cannot hold us).
     let s = store.clone();
     let _ = tokio::task::spawn_blocking(move || s.close()).await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+    }
     let _ = std::fs::remove_file(&sock);
     tracing::info!("xs stopped");
     Ok(())
 }
+
+/// How long open connections get to finish when the daemon stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {

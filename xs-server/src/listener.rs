@@ -3,10 +3,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
@@ -56,23 +58,26 @@ pub async fn bind(sock: &Path, expose: Option<&str>) -> Result<Vec<Listener>, Se
     Ok(listeners)
 }
 
-/// Accepts connections on every listener until `shutdown` turns true.
+/// Accepts connections on every listener until `shutdown` turns true. Returns the handle
+/// that finishes the open connections (see `GracefulShutdown::shutdown`).
 pub async fn serve(
     listeners: Vec<Listener>,
     store: Store,
     shutdown: watch::Receiver<bool>,
-) -> Result<(), ServeError> {
+) -> GracefulShutdown {
+    let graceful = Arc::new(GracefulShutdown::new());
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
         let store = store.clone();
         let mut shutdown = shutdown.clone();
+        let graceful = graceful.clone();
         tasks.spawn(async move {
             loop {
                 tokio::select! {
                     _ = crate::stopped(&mut shutdown) => return,
                     conn = accept(&l) => match conn {
-                        Ok(Conn::Unix(s)) => spawn_conn(s, store.clone()),
-                        Ok(Conn::Tcp(s)) => spawn_conn(s, store.clone()),
+                        Ok(Conn::Unix(s)) => spawn_conn(s, store.clone(), &graceful),
+                        Ok(Conn::Tcp(s)) => spawn_conn(s, store.clone(), &graceful),
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
                             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -83,7 +88,7 @@ pub async fn serve(
         });
     }
     while tasks.join_next().await.is_some() {}
-    Ok(())
+    Arc::into_inner(graceful).expect("accept loops are done")
 }
 
 enum Conn {
@@ -101,15 +106,16 @@ async fn accept(l: &Listener) -> std::io::Result<Conn> {
     }
 }
 
-fn spawn_conn<S>(stream: S, store: Store)
+fn spawn_conn<S>(stream: S, store: Store, graceful: &GracefulShutdown)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let service = service_fn(move |req| crate::api::handle(store.clone(), req));
+    let conn = http1::Builder::new()
+        .max_buf_size(MAX_BUF_BYTES)
+        .serve_connection(TokioIo::new(stream), service);
+    let conn = graceful.watch(conn);
     tokio::spawn(async move {
-        let service = service_fn(move |req| crate::api::handle(store.clone(), req));
-        let conn = http1::Builder::new()
-            .max_buf_size(MAX_BUF_BYTES)
-            .serve_connection(TokioIo::new(stream), service);
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "connection ended with an error");
         }

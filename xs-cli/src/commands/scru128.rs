@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::client::write_stdout;
 use crate::commands::parse_id;
@@ -32,51 +32,47 @@ pub async fn run(args: Args) -> Result<()> {
         None => scru128::new().to_string(),
         Some(Command::Unpack { id }) => {
             let id = if id == "-" { read_stdin()? } else { id };
-            unpack(parse_id(&id)?).to_string()
+            serde_json::to_string(&unpack(parse_id(&id)?))?
         }
         Some(Command::Pack) => {
             let input = read_stdin()?;
-            let fields: Value = serde_json::from_str(&input).context("stdin is not valid JSON")?;
+            let fields: Fields = serde_json::from_str(&input)
+                .context("stdin is not the JSON that `xs scru128 unpack` prints")?;
             pack(&fields)?.to_string()
         }
     };
     write_stdout(format!("{out}\n").as_bytes())
 }
 
-fn unpack(id: xs::Id) -> Value {
-    json!({
-        "timestamp": id.timestamp() as f64 / 1000.0,
-        "counter_hi": id.counter_hi(),
-        "counter_lo": id.counter_lo(),
-        "node": format!("{:08x}", id.entropy()),
-    })
+/// The fields of an id, as `unpack` prints them and `pack` reads them.
+#[derive(Serialize, Deserialize)]
+struct Fields {
+    /// Seconds since the Unix epoch (ms precision).
+    timestamp: f64,
+    counter_hi: u32,
+    counter_lo: u32,
+    /// The 32-bit entropy field, in hex.
+    node: String,
 }
 
-fn pack(fields: &Value) -> Result<xs::Id> {
-    let field = |name: &str| {
-        fields
-            .get(name)
-            .ok_or_else(|| anyhow!("missing field {name:?}"))
-    };
-    let secs = field("timestamp")?
-        .as_f64()
-        .filter(|s| *s >= 0.0)
-        .ok_or_else(|| anyhow!("\"timestamp\" must be a non-negative number of seconds"))?;
-    let counter = |name: &str| -> Result<u32> {
-        field(name)?
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| anyhow!("{name:?} must be a whole number"))
-    };
-    let node = field("node")?
-        .as_str()
-        .and_then(|s| u32::from_str_radix(s, 16).ok())
-        .ok_or_else(|| anyhow!("\"node\" must be a hex string of at most 8 digits"))?;
-    let ms = (secs * 1000.0).round() as u64;
-    match xs::Id::try_from_fields(ms, counter("counter_hi")?, counter("counter_lo")?, node) {
-        Ok(id) => Ok(id),
-        Err(_) => bail!("a field is out of range (timestamp < 2^48 ms, counters < 2^24)"),
+fn unpack(id: xs::Id) -> Fields {
+    Fields {
+        timestamp: id.timestamp() as f64 / 1000.0,
+        counter_hi: id.counter_hi(),
+        counter_lo: id.counter_lo(),
+        node: format!("{:08x}", id.entropy()),
     }
+}
+
+fn pack(fields: &Fields) -> Result<xs::Id> {
+    if fields.timestamp < 0.0 || !fields.timestamp.is_finite() {
+        bail!("\"timestamp\" must be a non-negative number of seconds");
+    }
+    let node = u32::from_str_radix(&fields.node, 16)
+        .map_err(|_| anyhow!("\"node\" must be a hex string of at most 8 digits"))?;
+    let ms = (fields.timestamp * 1000.0).round() as u64;
+    xs::Id::try_from_fields(ms, fields.counter_hi, fields.counter_lo, node)
+        .map_err(|_| anyhow!("a field is out of range (timestamp < 2^48 ms, counters < 2^24)"))
 }
 
 fn read_stdin() -> Result<String> {
@@ -95,5 +91,7 @@ mod tests {
     fn unpack_pack_round_trip() {
         let id = scru128::new();
         assert_eq!(pack(&unpack(id)).unwrap(), id);
+        let json = serde_json::to_string(&unpack(id)).unwrap();
+        assert!(json.starts_with(r#"{"timestamp":"#));
     }
 }

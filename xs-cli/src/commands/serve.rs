@@ -1,6 +1,8 @@
 //! `xs serve [STORE]`: runs the daemon on a store, logging to stderr (`RUST_LOG`, default
 //! `info`); everything else is `xs_server::serve`.
 
+use std::io::IsTerminal;
+
 use anyhow::{anyhow, Result};
 use tracing_subscriber::EnvFilter;
 
@@ -18,9 +20,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
     let store = addr::serve_store(args.store.as_deref())?;

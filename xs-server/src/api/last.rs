@@ -13,6 +13,9 @@ use crate::error::ApiError;
 pub async fn handle(store: Store, req: Request<Incoming>, topic: Option<String>) -> ApiResult {
     let mut opts = ReadOptions::from_query(req.uri().query())?;
     let n = opts.last.unwrap_or(1);
+    if n == 0 {
+        return Err(ApiError::bad_request("last must be at least 1"));
+    }
     opts.last = Some(n);
     opts.from = None;
     opts.after = None;
