@@ -3,7 +3,8 @@
 //!
 //! Usage: `scripts/bench.sh [--quick] [NAME_PREFIX...]`, e.g. `scripts/bench.sh append_1conn`.
 //! Figures: append_1conn, append_32conn, build_store, replay_all, replay_topic,
-//! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak.
+//! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`).
+//! `--quick` uses a 100k store and names the restart figure `start_time_quick` instead.
 //! `XS_BENCH_DIR` picks the parent directory of the temp store (default: the system temp dir);
 //! `XS_BENCH_KEEP=1` keeps it (store and daemon logs) for a look afterwards.
 
@@ -103,7 +104,7 @@ fn main() {
             }
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("building the tokio runtime");
@@ -234,8 +235,9 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
     let t = Instant::now();
     daemon.stop()?;
     let dirty = meminfo_mib("Dirty") + meminfo_mib("Writeback");
+    let (journals, journal_mib) = journal_size(&store);
     summary.push(format!(
-        "first daemon: VmHWM {hwm1:.1} MiB, {rss1}, SIGTERM → exit in {:.2?}; then {dirty:.0} MiB of the machine's page cache still dirty/under writeback",
+        "first daemon: VmHWM {hwm1:.1} MiB, {rss1}, SIGTERM → exit in {:.2?}; then {dirty:.0} MiB of the machine's page cache still dirty/under writeback; {journals} journal file(s) of {journal_mib:.1} MiB left to replay",
         t.elapsed()
     ));
 
@@ -335,6 +337,19 @@ impl CpuMeter {
             vm_hwm_mib(self.daemon).unwrap_or(0.0)
         )
     }
+}
+
+/// The store engine's journal files (`fjall/*.jnl`) that the next start must replay: count, MiB.
+fn journal_size(store: &Path) -> (usize, f64) {
+    let Ok(dir) = std::fs::read_dir(store.join("fjall")) else {
+        return (0, 0.0);
+    };
+    let sizes: Vec<u64> = dir
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jnl"))
+        .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+        .collect();
+    (sizes.len(), sizes.iter().sum::<u64>() as f64 / MIB)
 }
 
 /// One `kB` field of /proc/meminfo, in MiB (0 if missing).

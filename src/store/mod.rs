@@ -61,13 +61,17 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Memtable size per keyspace in bytes.
     pub memtable_bytes: u64,
+    /// Journal size after which memtables are flushed; bounds replay time after a crash
+    /// (fjall's minimum is 64 MiB).
+    pub journal_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            cache_bytes: 16 * 1024 * 1024,
-            memtable_bytes: 8 * 1024 * 1024,
+            cache_bytes: 8 * 1024 * 1024,
+            memtable_bytes: 4 * 1024 * 1024,
+            journal_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -130,6 +134,7 @@ impl Store {
 
         let db = Database::builder(path.join("fjall"))
             .cache_size(opts.cache_bytes)
+            .max_journaling_size(opts.journal_bytes)
             .manual_journal_persist(true)
             .open()?;
         let ks_opts = || KeyspaceCreateOptions::default().max_memtable_size(opts.memtable_bytes);
@@ -396,6 +401,13 @@ impl Store {
             .take();
         if let Some(w) = writer {
             w.shutdown();
+            // Flush memtables so the next start has (almost) no journal to replay.
+            let ks = &self.inner.ks;
+            for k in [&ks.frames, &ks.idx_topic, &ks.idx_expiry, &ks.cas] {
+                if let Err(e) = k.rotate_memtable_and_wait() {
+                    tracing::warn!(error = %e, "flushing a memtable at close failed");
+                }
+            }
         }
         self.inner
             .live

@@ -339,7 +339,8 @@ impl WriterState {
 
     fn write(&self, plan: Plan) -> Result<()> {
         let ks = &self.ks;
-        let mut batch = ks.db.batch().durability(Some(PersistMode::SyncAll));
+        // fdatasync: the journal's data and what is needed to read it back, not its mtime.
+        let mut batch = ks.db.batch().durability(Some(PersistMode::SyncData));
         for (id, (topic, exp)) in &plan.deletes {
             batch.remove(&ks.frames, codec::id_key(id).to_vec());
             for p in index_prefixes(topic) {

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+        Command::Serve(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(serve::run(args)),
