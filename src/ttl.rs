@@ -21,9 +21,10 @@ pub enum Ttl {
 
 impl Ttl {
     /// Expiry time in Unix ms for a frame created at `created_ms`, if the TTL is time-based.
+    /// Never 0, which the store's encoding reserves for "never expires".
     pub fn expires_at(&self, created_ms: u64) -> Option<u64> {
         match self {
-            Ttl::Time(ms) => Some(created_ms.saturating_add(*ms)),
+            Ttl::Time(ms) => Some(created_ms.saturating_add(*ms).max(1)),
             _ => None,
         }
     }

@@ -3,7 +3,9 @@
 //! Its interface (append, import, remove, get, scan, CAS put/get, subscribe) is kept narrow and
 //! free of fjall types so that another backend can sit behind it later.
 
-mod codec;
+mod check;
+#[doc(hidden)]
+pub mod codec;
 mod content;
 mod scan;
 mod writer;
@@ -18,6 +20,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use ssri::Integrity;
 use tokio::sync::{broadcast, oneshot, watch};
 
+pub use check::CheckReport;
 pub use content::{CasContent, Content, ContentWriter};
 pub use scan::{RawFrame, ScanEnd};
 use writer::{WriteOp, Writer};
@@ -29,6 +32,10 @@ use crate::ttl::Ttl;
 /// How many live frames the broadcast channel holds before a slow follower lags (and then
 /// catches up from the store instead).
 pub const LIVE_CHANNEL_CAPACITY: usize = 1024;
+
+/// Imported ids must leave this many larger ids for appends: the writer gives each append
+/// an id above every stored one, and must never run out of them.
+const IMPORT_ID_HEADROOM: u128 = 1 << 64;
 
 /// A frame to append: the store assigns its id.
 #[derive(Debug, Clone, Default)]
@@ -232,6 +239,12 @@ impl Store {
     pub fn import(&self, mut frame: Frame) -> impl Future<Output = Result<Frame>> + Send + 'static {
         frame.ttl.get_or_insert(Ttl::Forever);
         let checked = crate::topic::validate_topic(&frame.topic).and_then(|()| match &frame.hash {
+            _ if frame.id.to_u128() > u128::MAX - IMPORT_ID_HEADROOM => {
+                Err(Error::invalid(format!(
+                "frame {}: id is too close to the largest possible id (appends need larger ones)",
+                frame.id
+            )))
+            }
             Some(h) if !self.cas_has(h)? => Err(Error::invalid(format!(
                 "frame {}: content {h} is not in the store (POST /cas it first)",
                 frame.id
@@ -359,7 +372,8 @@ impl Store {
             let mut ids = Vec::new();
             for g in ks
                 .idx_expiry
-                .range(..codec::expiry_key(now, &Id::from_u128(0)))
+                // Expired means `now >= expires_at` (as reads decide): include `now` itself.
+                .range(..codec::expiry_key(now.saturating_add(1), &Id::from_u128(0)))
             {
                 let k = g.key()?;
                 ids.push(codec::id_from_key(&k[8..])?);

@@ -129,8 +129,8 @@ struct Plan {
     inserts: Vec<Insert>,
     /// Existing frames to delete: id → topic and expiry (to delete their index entries).
     deletes: HashMap<Id, (String, u64)>,
-    /// Topics with a `last:n` append in this batch, and the n of the newest.
-    trims: HashMap<String, u32>,
+    /// The `last:n` appends of this batch, in order: index in `inserts`, topic, n.
+    trims: Vec<(usize, String, u32)>,
     content: Vec<(Vec<u8>, Bytes)>,
     /// Index keys of replaced (re-imported) frames that are no longer wanted.
     stale_keys: Vec<(bool, Vec<u8>)>,
@@ -174,7 +174,8 @@ impl WriterState {
                         Ttl::Ephemeral => {}
                         ttl => {
                             if let Ttl::Last(n) = ttl {
-                                plan.trims.insert(frame.topic.clone(), n);
+                                plan.trims
+                                    .push((plan.inserts.len(), frame.topic.clone(), n));
                             }
                             plan.inserts.push(Insert {
                                 value: codec::encode_frame(&frame, &json),
@@ -301,37 +302,60 @@ impl WriterState {
         Ok(())
     }
 
-    /// Applies `last:n`: keeps the newest n frames of each trimmed topic, counting the frames
-    /// of this batch first; older stored frames are deleted, older batch frames not written.
+    /// Applies `last:n` as if the batch's changes were made one by one (so the result does
+    /// not depend on how appends were batched): each `last:n` append keeps the newest n frames
+    /// of its topic at that point, counting stored frames and the batch's earlier inserts; what
+    /// it drops stays dropped. Dropped stored frames are deleted, dropped batch frames not written.
     fn plan_trims(&self, plan: &mut Plan) -> Result<()> {
-        for (topic, n) in std::mem::take(&mut plan.trims) {
-            let mut kept = 0u32;
-            for ins in plan.inserts.iter_mut().rev() {
-                if ins.frame.topic == topic {
-                    if kept < n {
+        let trims = std::mem::take(&mut plan.trims);
+        let mut topics: Vec<&str> = trims.iter().map(|(_, t, _)| t.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            // The topic's frames by id: (id, insert index if from this batch, alive).
+            let mut members: Vec<(Id, Option<usize>, bool)> = Vec::new();
+            let mut prefix = topic.as_bytes().to_vec();
+            prefix.push(0);
+            for g in self.ks.idx_topic.prefix(&prefix) {
+                let id = codec::id_from_topic_key(&g.key()?)?;
+                let replaced = plan.inserts.iter().any(|i| i.frame.id == id);
+                if !plan.deletes.contains_key(&id) && !replaced {
+                    members.push((id, None, true));
+                }
+            }
+            for (i, ins) in plan.inserts.iter().enumerate() {
+                if ins.frame.topic == topic && !ins.skip {
+                    members.push((ins.frame.id, Some(i), true));
+                }
+            }
+            members.sort_by_key(|m| m.0);
+            for (at, _, n) in trims.iter().filter(|(_, t, _)| t == topic) {
+                let mut kept = 0u32;
+                for m in members.iter_mut().rev() {
+                    let present = m.1.is_none_or(|i| i <= *at);
+                    if !m.2 || !present {
+                        continue;
+                    }
+                    if kept < *n {
                         kept += 1;
                     } else {
-                        ins.skip = true;
+                        m.2 = false;
                     }
                 }
             }
-            let mut prefix = topic.as_bytes().to_vec();
-            prefix.push(0);
-            for g in self.ks.idx_topic.prefix(&prefix).rev() {
-                let key = g.key()?;
-                let id = codec::id_from_topic_key(&key)?;
-                if plan.deletes.contains_key(&id) {
+            for (id, insert, alive) in members {
+                if alive {
                     continue;
                 }
-                if kept < n {
-                    kept += 1;
-                    continue;
+                if let Some(i) = insert {
+                    plan.inserts[i].skip = true;
                 }
-                let exp = match self.ks.frames.get(codec::id_key(&id))? {
-                    Some(v) => codec::decode_frame_value(&id, &v)?.expires_at,
-                    None => 0,
-                };
-                plan.deletes.insert(id, (topic.clone(), exp));
+                // A dropped stored frame (or one a dropped import would have replaced).
+                if let Some(v) = self.ks.frames.get(codec::id_key(&id))? {
+                    let exp = codec::decode_frame_value(&id, &v)?.expires_at;
+                    let old_topic = codec::decode_frame(&id, &v)?.topic;
+                    plan.deletes.insert(id, (old_topic, exp));
+                }
             }
         }
         Ok(())

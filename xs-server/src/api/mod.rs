@@ -10,6 +10,10 @@ mod read;
 mod remove;
 mod version;
 
+/// The `xs-meta` header decoder, public for the fuzz targets.
+#[doc(hidden)]
+pub use append::decode_meta;
+
 use std::convert::Infallible;
 
 use hyper::body::Incoming;
