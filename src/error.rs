@@ -33,6 +33,9 @@ pub enum Error {
     /// A write batch failed; nothing in it was stored.
     #[error("write failed: {0}")]
     Write(String),
+    /// The store's filesystem is full (below the reserve) or read-only: nothing was stored.
+    #[error("{0}")]
+    NoSpace(String),
     /// A bug or a failed background task.
     #[error("internal error: {0}")]
     Internal(String),

@@ -7,8 +7,9 @@ use bytes::Bytes;
 use ssri::Integrity;
 use tokio::io::AsyncWriteExt;
 
+use super::space::classify_io;
 use super::Store;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::INLINE_CONTENT_MAX;
 
 /// The content of a frame being appended.
@@ -89,6 +90,8 @@ pub struct ContentWriter {
     buf: Vec<u8>,
     large: Option<cacache::Writer>,
     len: u64,
+    /// Bytes written to cacache since free space was last checked.
+    unchecked: u64,
 }
 
 impl ContentWriter {
@@ -98,31 +101,39 @@ impl ContentWriter {
             buf: Vec::new(),
             large: None,
             len: 0,
+            unchecked: 0,
         }
     }
 
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.len += chunk.len() as u64;
         if let Some(w) = &mut self.large {
+            // Streaming content must not eat the reserve the frame batches rely on.
+            self.unchecked += chunk.len() as u64;
+            if self.unchecked >= SPACE_CHECK_BYTES {
+                self.unchecked = 0;
+                self.store.inner.ks.space.check(false)?;
+            }
             return w
                 .write_all(chunk)
                 .await
-                .context(|| "writing content to the content store".into());
+                .map_err(|e| classify_io("writing content to the content store", e));
         }
         if self.buf.len() + chunk.len() <= INLINE_CONTENT_MAX {
             self.buf.extend_from_slice(chunk);
             return Ok(());
         }
+        self.store.inner.ks.space.check(false)?;
         let mut w = cacache::WriteOpts::new()
             .open_hash(self.store.cacache_dir())
             .await
-            .map_err(|e| Error::Cas(format!("opening a content writer: {e}")))?;
+            .map_err(|e| cas_error("opening a content writer", e))?;
         w.write_all(&self.buf)
             .await
-            .context(|| "writing content to the content store".into())?;
+            .map_err(|e| classify_io("writing content to the content store", e))?;
         w.write_all(chunk)
             .await
-            .context(|| "writing content to the content store".into())?;
+            .map_err(|e| classify_io("writing content to the content store", e))?;
         self.buf = Vec::new();
         self.large = Some(w);
         Ok(())
@@ -145,7 +156,7 @@ impl ContentWriter {
         let sri = w
             .commit()
             .await
-            .map_err(|e| Error::Cas(format!("committing content: {e}")))?;
+            .map_err(|e| cas_error("committing content", e))?;
         let dir = self.store.cacache_dir().to_path_buf();
         let path = cacache_path(&dir, &sri);
         tokio::task::spawn_blocking(move || sync_content(&dir, &path))
@@ -155,17 +166,28 @@ impl ContentWriter {
     }
 }
 
+/// How much streamed content is written between two free-space checks.
+const SPACE_CHECK_BYTES: u64 = 1024 * 1024;
+
+/// A cacache error, with "disk full" and "read-only" turned into `NoSpace`.
+fn cas_error(context: &str, e: cacache::Error) -> Error {
+    match e {
+        cacache::Error::IoError(io, _) => classify_io(context, io),
+        e => Error::Cas(format!("{context}: {e}")),
+    }
+}
+
 /// fsyncs a content file and every directory from it up to the cache root, so that the
 /// rename cacache did is durable too.
 fn sync_content(root: &Path, path: &Path) -> Result<()> {
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
-        .context(|| format!("syncing content file {}", path.display()))?;
+        .map_err(|e| classify_io(&format!("syncing content file {}", path.display()), e))?;
     let mut dir = path.parent();
     while let Some(d) = dir {
         std::fs::File::open(d)
             .and_then(|f| f.sync_all())
-            .context(|| format!("syncing directory {}", d.display()))?;
+            .map_err(|e| classify_io(&format!("syncing directory {}", d.display()), e))?;
         if d == root {
             break;
         }

@@ -8,6 +8,7 @@ mod check;
 pub mod codec;
 mod content;
 mod scan;
+mod space;
 mod writer;
 
 use std::fs::File;
@@ -23,6 +24,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use check::CheckReport;
 pub use content::{CasContent, Content, ContentWriter};
 pub use scan::{RawFrame, ScanEnd};
+pub use space::DEFAULT_MIN_FREE_BYTES;
 use writer::{WriteOp, Writer};
 
 use crate::error::{Error, IoContext, Result};
@@ -71,6 +73,8 @@ pub struct StoreOptions {
     /// Journal size after which memtables are flushed; bounds replay time after a crash
     /// (fjall's minimum is 64 MiB).
     pub journal_bytes: u64,
+    /// Free space kept on the store's filesystem: below it, appends answer `NoSpace`.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +83,7 @@ impl Default for StoreOptions {
             cache_bytes: 8 * 1024 * 1024,
             memtable_bytes: 4 * 1024 * 1024,
             journal_bytes: 64 * 1024 * 1024,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -104,6 +109,8 @@ struct Inner {
 #[derive(Clone)]
 pub(crate) struct Keyspaces {
     db: Database,
+    /// Checked before every batch and while large content streams in (see `space`).
+    space: Arc<space::Space>,
     /// id → frame value (see `codec`).
     frames: Keyspace,
     /// `topic \0 id` and `prefix. \0 id` → empty.
@@ -146,6 +153,7 @@ impl Store {
             .open()?;
         let ks_opts = || KeyspaceCreateOptions::default().max_memtable_size(opts.memtable_bytes);
         let ks = Keyspaces {
+            space: Arc::new(space::Space::new(&path, opts.min_free_bytes)),
             frames: db.keyspace("frames", ks_opts)?,
             idx_topic: db.keyspace("idx_topic", ks_opts)?,
             idx_expiry: db.keyspace("idx_expiry", ks_opts)?,

@@ -244,7 +244,11 @@ impl WriterState {
                 let msg = e.to_string();
                 tracing::error!(error = %msg, "write batch failed; nothing in it was stored");
                 for (reply, r) in replies {
-                    let _ = reply.send(r.and(Err(Error::Write(msg.clone()))));
+                    let err = match &e {
+                        Error::NoSpace(m) => Error::NoSpace(m.clone()),
+                        _ => Error::Write(msg.clone()),
+                    };
+                    let _ = reply.send(r.and(Err(err)));
                 }
                 if matches!(e, Error::Storage(fjall::Error::Poisoned)) {
                     return Err(msg);
@@ -362,6 +366,9 @@ impl WriterState {
     }
 
     fn write(&self, plan: Plan) -> Result<()> {
+        // Refuse before fjall is touched: a failed journal write would poison it.
+        let deletes_only = plan.inserts.iter().all(|i| i.skip) && plan.content.is_empty();
+        self.ks.space.check(deletes_only)?;
         let ks = &self.ks;
         // fdatasync: the journal's data and what is needed to read it back, not its mtime.
         let mut batch = ks.db.batch().durability(Some(PersistMode::SyncData));

@@ -51,6 +51,10 @@ impl From<xs::Error> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            E::NoSpace(_) => {
+                tracing::warn!(error = %e, "write refused");
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             E::Locked { .. }
             | E::Corrupt(_)
             | E::Io { .. }

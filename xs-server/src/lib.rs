@@ -20,15 +20,23 @@ pub struct ServeOptions {
     pub store: PathBuf,
     /// Also serve the API over TCP on this address (`host:port` or `:port`).
     pub expose: Option<String>,
+    /// Free space to keep on the store's filesystem (default `xs::DEFAULT_MIN_FREE_BYTES`):
+    /// below it, appends answer 507.
+    pub min_free_space: Option<u64>,
 }
 
 /// Opens the store, serves until SIGINT/SIGTERM, then stops cleanly.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let store_path = opts.store.clone();
-    let store =
-        tokio::task::spawn_blocking(move || Store::open(&store_path, StoreOptions::default()))
-            .await
-            .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??;
+    let store_opts = StoreOptions {
+        min_free_bytes: opts
+            .min_free_space
+            .unwrap_or(xs::store::DEFAULT_MIN_FREE_BYTES),
+        ..StoreOptions::default()
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, store_opts))
+        .await
+        .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;

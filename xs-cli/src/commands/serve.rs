@@ -17,6 +17,10 @@ pub struct Args {
     /// Also serve the API on TCP at this address (:PORT or host:port)
     #[arg(long, value_name = "ADDR")]
     expose: Option<String>,
+    /// Free space to keep on the store's filesystem: below it, appends fail with 507
+    /// instead of filling the disk (default: 64 MiB)
+    #[arg(long, value_name = "BYTES", env = "XS_MIN_FREE_SPACE")]
+    min_free_space: Option<u64>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -31,6 +35,7 @@ pub async fn run(args: Args) -> Result<()> {
     xs_server::serve(xs_server::ServeOptions {
         store,
         expose: args.expose,
+        min_free_space: args.min_free_space,
     })
     .await
     .map_err(|e| anyhow!("{e}"))
