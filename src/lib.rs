@@ -1,6 +1,8 @@
 //! Core of xs: the frame model, topics, TTLs, read options and the durable store.
 //! No HTTP and no Nushell here; the daemon and the CLI share these wire types.
 
+pub mod archive;
+pub mod consumer;
 pub mod error;
 pub mod frame;
 pub mod read;

@@ -21,6 +21,27 @@ use crate::ttl::Ttl;
 /// Chunks of history are sent once they reach this size.
 const CHUNK: usize = 64 * 1024;
 
+/// A piece of a read's output, and the id of the last stored or live frame in it (not a
+/// marker), so a consumer can acknowledge what it was handed (`ack=auto`).
+#[derive(Debug)]
+pub struct Chunk {
+    pub bytes: Bytes,
+    pub last: Option<Id>,
+}
+
+impl From<Chunk> for Bytes {
+    fn from(c: Chunk) -> Bytes {
+        c.bytes
+    }
+}
+
+fn chunk(buf: Vec<u8>, last: Option<Id>) -> Chunk {
+    Chunk {
+        bytes: buf.into(),
+        last,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// One frame JSON per line.
@@ -59,12 +80,13 @@ pub fn marker_frame(topic: &str) -> Frame {
 
 /// Streams the read into `tx` until it is complete, `limit` is reached, or the receiver is
 /// dropped (the client went away). The live subscription is taken before this returns, so
-/// a frame appended after the call is never missed.
-pub fn run(
+/// a frame appended after the call is never missed. `T` is `Bytes`, or [`Chunk`] to know
+/// which frames each piece carries.
+pub fn run<T: From<Chunk> + Send + 'static>(
     store: Store,
     opts: ReadOptions,
     format: Format,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<T>,
 ) -> impl Future<Output = Result<()>> + Send + 'static {
     let started = subscribe(&store, &opts);
     async move {
@@ -86,11 +108,11 @@ fn subscribe(store: &Store, opts: &ReadOptions) -> Result<(Option<Receiver>, Opt
     Ok((Some(store.subscribe()), None))
 }
 
-async fn follow(
+async fn follow<T: From<Chunk> + Send + 'static>(
     store: Store,
     opts: ReadOptions,
     format: Format,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<T>,
     mut rx: Option<Receiver>,
     mut seen: Option<Id>,
 ) -> Result<()> {
@@ -113,7 +135,7 @@ async fn follow(
         let mut buf = Vec::new();
         let t = marker_frame("xs.threshold");
         encode(&mut buf, format, &t.id, &t.to_json(), wt);
-        if tx.send(buf.into()).await.is_err() {
+        if tx.send(chunk(buf, None).into()).await.is_err() {
             return Ok(());
         }
     }
@@ -130,6 +152,7 @@ async fn follow(
 
     loop {
         let mut buf = Vec::new();
+        let mut last = None;
         tokio::select! {
             r = rx.recv() => match r {
                 Ok(f) => {
@@ -139,8 +162,9 @@ async fn follow(
                         let Some(f) = next.take() else { break };
                         if live_frame(&mut buf, &f, &opts, format, &mut seen) {
                             sent += 1;
+                            last = seen;
                             if sent >= limit {
-                                let _ = tx.send(buf.into()).await;
+                                let _ = tx.send(chunk(buf, last).into()).await;
                                 return Ok(());
                             }
                         }
@@ -184,7 +208,7 @@ async fn follow(
             }
             _ = tx.closed() => return Ok(()),
         }
-        if !buf.is_empty() && tx.send(buf.into()).await.is_err() {
+        if !buf.is_empty() && tx.send(chunk(buf, last).into()).await.is_err() {
             return Ok(());
         }
     }
@@ -221,11 +245,11 @@ fn live_frame(
 
 /// Scans history on a blocking thread, sending it in chunks. Returns how the scan ended and
 /// whether the receiver went away.
-async fn send_history(
+async fn send_history<T: From<Chunk> + Send + 'static>(
     store: &Store,
     opts: ReadOptions,
     format: Format,
-    tx: &mpsc::Sender<Bytes>,
+    tx: &mpsc::Sender<T>,
 ) -> Result<(ScanEnd, bool)> {
     let store = store.clone();
     let tx = tx.clone();
@@ -233,18 +257,20 @@ async fn send_history(
         let mut buf = Vec::with_capacity(CHUNK + 1024);
         let mut gone = false;
         let wt = opts.with_timestamp;
+        let mut last = None;
         let end = store.scan(&opts, |f| {
             encode(&mut buf, format, &f.id, f.json, wt);
+            last = Some(f.id);
             if buf.len() >= CHUNK {
-                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 1024));
-                if tx.blocking_send(chunk.into()).is_err() {
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 1024));
+                if tx.blocking_send(chunk(full, last.take()).into()).is_err() {
                     gone = true;
                     return false;
                 }
             }
             true
         })?;
-        if !gone && !buf.is_empty() && tx.blocking_send(buf.into()).is_err() {
+        if !gone && !buf.is_empty() && tx.blocking_send(chunk(buf, last).into()).is_err() {
             gone = true;
         }
         Ok((end, gone))

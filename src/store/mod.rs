@@ -6,6 +6,7 @@
 mod check;
 #[doc(hidden)]
 pub mod codec;
+mod consumers;
 mod content;
 mod scan;
 mod space;
@@ -119,6 +120,8 @@ pub(crate) struct Keyspaces {
     idx_expiry: Keyspace,
     /// inline content: `algo-hex` → bytes.
     cas: Keyspace,
+    /// consumer name → last acknowledged id (see `consumers`).
+    consumers: Keyspace,
 }
 
 impl Store {
@@ -158,6 +161,7 @@ impl Store {
             idx_topic: db.keyspace("idx_topic", ks_opts)?,
             idx_expiry: db.keyspace("idx_expiry", ks_opts)?,
             cas: db.keyspace("cas", ks_opts)?,
+            consumers: db.keyspace("consumers", ks_opts)?,
             db,
         };
         let (live, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
@@ -425,7 +429,13 @@ impl Store {
             w.shutdown();
             // Flush memtables so the next start has (almost) no journal to replay.
             let ks = &self.inner.ks;
-            for k in [&ks.frames, &ks.idx_topic, &ks.idx_expiry, &ks.cas] {
+            for k in [
+                &ks.frames,
+                &ks.idx_topic,
+                &ks.idx_expiry,
+                &ks.cas,
+                &ks.consumers,
+            ] {
                 if let Err(e) = k.rotate_memtable_and_wait() {
                     tracing::warn!(error = %e, "flushing a memtable at close failed");
                 }

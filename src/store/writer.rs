@@ -26,6 +26,8 @@ pub(crate) enum Done {
     Frame(Frame),
     Count(usize),
     Unit,
+    /// A consumer's position after an ack.
+    Position(Id),
 }
 
 pub(crate) enum WriteOp {
@@ -34,6 +36,16 @@ pub(crate) enum WriteOp {
     Remove(Id, Reply),
     PutContent(Integrity, Bytes, Reply),
     Expire(Vec<Id>, Reply),
+    /// Moves consumer `name` forward to `id` (never backwards).
+    Ack {
+        name: String,
+        id: Id,
+        reply: Reply,
+    },
+    RemoveConsumer {
+        name: String,
+        reply: Reply,
+    },
 }
 
 pub(crate) struct Writer {
@@ -134,6 +146,8 @@ struct Plan {
     content: Vec<(Vec<u8>, Bytes)>,
     /// Index keys of replaced (re-imported) frames that are no longer wanted.
     stale_keys: Vec<(bool, Vec<u8>)>,
+    /// Consumer positions to write (`None`: remove the consumer).
+    consumers: HashMap<String, Option<Id>>,
 }
 
 impl WriterState {
@@ -226,6 +240,12 @@ impl WriterState {
                         }
                     }
                     replies.push((reply, err.map_or(Ok(Done::Count(n)), Err)));
+                }
+                WriteOp::Ack { name, id, reply } => {
+                    replies.push((reply, self.plan_ack(&mut plan, name, id)));
+                }
+                WriteOp::RemoveConsumer { name, reply } => {
+                    replies.push((reply, self.plan_remove_consumer(&mut plan, name)));
                 }
             }
         }
@@ -406,10 +426,52 @@ impl WriterState {
                 );
             }
         }
+        for (name, position) in plan.consumers {
+            match position {
+                Some(id) => batch.insert(&ks.consumers, name.into_bytes(), id.to_bytes().to_vec()),
+                None => batch.remove(&ks.consumers, name.into_bytes()),
+            }
+        }
         if batch.is_empty() {
             return Ok(());
         }
         batch.commit()?;
         Ok(())
+    }
+}
+
+/// Consumer acks and removals.
+impl WriterState {
+    /// A consumer's position, counting changes already planned in this batch.
+    fn consumer_position(&self, plan: &Plan, name: &str) -> Result<Option<Id>> {
+        if let Some(p) = plan.consumers.get(name) {
+            return Ok(*p);
+        }
+        match self.ks.consumers.get(name.as_bytes())? {
+            Some(v) => codec::id_from_key(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn plan_ack(&mut self, plan: &mut Plan, name: String, id: Id) -> Result<Done> {
+        if self.last_id.is_none_or(|last| id > last) {
+            return Err(Error::invalid(format!(
+                "cannot acknowledge {id}: it is after the newest frame in the store"
+            )));
+        }
+        let position = match self.consumer_position(plan, &name)? {
+            Some(p) if p >= id => p,
+            _ => id,
+        };
+        plan.consumers.insert(name, Some(position));
+        Ok(Done::Position(position))
+    }
+
+    fn plan_remove_consumer(&mut self, plan: &mut Plan, name: String) -> Result<Done> {
+        if self.consumer_position(plan, &name)?.is_none() {
+            return Err(Error::NotFound(format!("no consumer named {name:?}")));
+        }
+        plan.consumers.insert(name, None);
+        Ok(Done::Unit)
     }
 }

@@ -1,6 +1,8 @@
 //! CLI tests: the real `xs` binary against a daemon, asserting stdout, stderr and exit codes.
 
 mod commands;
+mod consumers;
 mod errors;
+mod export;
 mod large;
 mod serve;

@@ -4,6 +4,7 @@
 mod addr;
 mod client;
 mod commands;
+mod progress;
 
 use std::future::Future;
 use std::io::Write;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use crate::commands::{ack, consumers, export, restore};
 use crate::commands::{
     append, cas, cas_post, cat, get, import, last, remove, scru128, serve, version,
 };
@@ -47,6 +49,15 @@ enum Command {
     CasPost(cas_post::Args),
     /// Import NDJSON frames from stdin, keeping their ids
     Import(import::Args),
+    /// Acknowledge frame ID for a durable consumer
+    #[command(override_usage = "xs ack [ADDR] NAME ID")]
+    Ack(ack::Args),
+    /// List durable consumers with their position and lag
+    Consumers(consumers::Args),
+    /// Write the store (or some topics) as one archive to stdout
+    Export(export::Args),
+    /// Load an archive from `xs export` (stdin) into the store
+    Restore(restore::Args),
     /// Print the daemon's version
     Version(version::Args),
     /// Make, unpack and pack SCRU128 ids
@@ -81,6 +92,10 @@ fn run(command: Command) -> Result<()> {
         Command::Cas(args) => client(cas::run(args)),
         Command::CasPost(args) => client(cas_post::run(args)),
         Command::Import(args) => client(import::run(args)),
+        Command::Ack(args) => client(ack::run(args)),
+        Command::Consumers(args) => client(consumers::run(args)),
+        Command::Export(args) => client(export::run(args)),
+        Command::Restore(args) => client(restore::run(args)),
         Command::Version(args) => client(version::run(args)),
         Command::Scru128(args) => client(scru128::run(args)),
     }

@@ -45,6 +45,15 @@ pub struct Args {
     /// Print server-sent events instead of NDJSON
     #[arg(long)]
     sse: bool,
+    /// Read as durable consumer NAME: start after the last frame acknowledged for it
+    #[arg(long, value_name = "NAME")]
+    consumer: Option<String>,
+    /// Where a consumer with no position yet starts: first (default), new, or after ID
+    #[arg(long, value_name = "first|new|ID", requires = "consumer")]
+    start: Option<String>,
+    /// Acknowledge frames for the consumer as they are delivered
+    #[arg(long, requires = "consumer")]
+    ack_auto: bool,
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -68,7 +77,19 @@ pub async fn run(args: Args) -> Result<()> {
         },
         with_timestamp: args.with_timestamp,
     };
-    let query = options.to_query();
+    let mut query = options.to_query();
+    if let Some(name) = args.consumer {
+        xs::consumer::validate_name(&name)?;
+        let c = xs::consumer::ConsumerRead {
+            name,
+            start: args.start.as_deref().unwrap_or("first").parse()?,
+            ack_auto: args.ack_auto,
+        };
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&c.to_query());
+    }
     let uri = if query.is_empty() {
         "/".to_string()
     } else {

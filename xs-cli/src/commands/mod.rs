@@ -1,14 +1,18 @@
 //! One module per `xs` subcommand, named after the daemon route it calls
 //! (`commands/append.rs` ↔ `xs-server/src/api/append.rs`); each has `Args` and `run`.
 
+pub mod ack;
 pub mod append;
 pub mod cas;
 pub mod cas_post;
 pub mod cat;
+pub mod consumers;
+pub mod export;
 pub mod get;
 pub mod import;
 pub mod last;
 pub mod remove;
+pub mod restore;
 pub mod scru128;
 pub mod serve;
 pub mod version;

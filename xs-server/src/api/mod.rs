@@ -3,11 +3,14 @@
 
 mod append;
 mod cas;
+mod consumers;
+mod export;
 mod get;
 mod import;
 mod last;
 mod read;
 mod remove;
+mod restore;
 mod version;
 
 /// The `xs-meta` header decoder, public for the fuzz targets.
@@ -63,6 +66,9 @@ async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
         ("last", &Method::GET) => last::handle(store, req, None).await,
         ("cas", &Method::POST) => cas::post(store, req).await,
         ("import", &Method::POST) => import::handle(store, req).await,
+        ("consumers", &Method::GET) => consumers::list(store).await,
+        ("export", &Method::GET) => export::handle(store, req).await,
+        ("restore", &Method::POST) => restore::handle(store, req).await,
         ("eval", &Method::POST) => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "POST /eval is not available yet: the Nushell engine is not built into this daemon",
@@ -75,6 +81,8 @@ async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
             } else if let Some(hash) = rest.strip_prefix("cas/") {
                 only(&m, &[Method::GET])?;
                 cas::get(store, &decode(hash)?).await
+            } else if let Some(consumer) = rest.strip_prefix("consumers/") {
+                consumers::route(store, req, consumer).await
             } else if let Some(topic) = rest.strip_prefix("append/") {
                 only(&m, &[Method::POST])?;
                 let topic = decode(topic)?;
@@ -124,7 +132,10 @@ pub async fn drain(mut body: Incoming) {
 }
 
 fn is_known(rest: &str) -> bool {
-    matches!(rest, "" | "version" | "last" | "cas" | "import" | "eval")
+    matches!(
+        rest,
+        "" | "version" | "last" | "cas" | "import" | "eval" | "consumers" | "export" | "restore"
+    )
 }
 
 fn only(m: &Method, allowed: &[Method]) -> Result<(), ApiError> {

@@ -19,6 +19,9 @@ pub async fn handle(store: Store, req: Request<Incoming>) -> ApiResult {
         .iter()
         .any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream")));
     let format = if sse { Format::Sse } else { Format::Ndjson };
+    if let Some(c) = xs::consumer::ConsumerRead::from_query(req.uri().query())? {
+        return super::consumers::read(store, c, opts, format);
+    }
     Ok(stream(store, opts, format))
 }
 
