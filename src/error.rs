@@ -14,6 +14,13 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An append's `expect` did not hold: the newest frame on `topic` is `last`.
+    #[error("{}", expect_failed_message(topic, expected, last))]
+    ExpectFailed {
+        topic: String,
+        expected: crate::frame::Expect,
+        last: Option<crate::frame::Id>,
+    },
     /// Another daemon holds the store.
     #[error("store {path} is locked by another xs process (is `xs serve` already running on it?)")]
     Locked { path: PathBuf },
@@ -55,6 +62,20 @@ impl Error {
             source,
         }
     }
+}
+
+fn expect_failed_message(
+    topic: &str,
+    expected: &crate::frame::Expect,
+    last: &Option<crate::frame::Id>,
+) -> String {
+    let now = match last {
+        Some(id) => format!("its last frame is {id}"),
+        None => "it has no frame".to_string(),
+    };
+    format!(
+        "conflict on topic {topic}: expected last frame {expected}, but {now} (read it and retry)"
+    )
 }
 
 /// Adds context to an `std::io::Result`.

@@ -53,6 +53,47 @@ impl Frame {
     }
 }
 
+/// What an append expects the newest frame of its topic to be (`?expect=<id>|none`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The topic has no frame.
+    None,
+    /// The newest frame on the topic has this id.
+    Id(Id),
+}
+
+impl Expect {
+    /// Whether `last` (the newest frame on the topic, if any) meets the expectation.
+    pub fn holds(&self, last: Option<Id>) -> bool {
+        match self {
+            Expect::None => last.is_none(),
+            Expect::Id(id) => last == Some(*id),
+        }
+    }
+}
+
+impl std::str::FromStr for Expect {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Expect> {
+        match s.trim() {
+            "none" => Ok(Expect::None),
+            s => parse_id(s)
+                .map(Expect::Id)
+                .map_err(|e| Error::invalid(format!("invalid expect (an id or `none`): {e}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::None => f.write_str("none"),
+            Expect::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
 /// Parses a frame id, with an error that names what was wrong.
 pub fn parse_id(s: &str) -> Result<Id> {
     s.parse::<Id>()

@@ -12,7 +12,7 @@ pub mod topic;
 pub mod ttl;
 
 pub use error::{Error, Result};
-pub use frame::{Frame, Id};
+pub use frame::{Expect, Frame, Id};
 pub use read::{Follow, ReadOptions};
 pub use store::{Content, ContentWriter, NewFrame, Store, StoreOptions};
 pub use topic::{validate_topic, TopicFilter};

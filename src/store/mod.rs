@@ -8,8 +8,10 @@ mod check;
 pub mod codec;
 mod consumers;
 mod content;
+mod gc;
 mod scan;
 mod space;
+mod stats;
 mod writer;
 
 use std::fs::File;
@@ -24,8 +26,10 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 pub use check::CheckReport;
 pub use content::{CasContent, Content, ContentWriter};
+pub use gc::GcReport;
 pub use scan::{RawFrame, ScanEnd};
 pub use space::DEFAULT_MIN_FREE_BYTES;
+pub use stats::TopicInfo;
 use writer::{WriteOp, Writer};
 
 use crate::error::{Error, IoContext, Result};
@@ -47,6 +51,11 @@ pub struct NewFrame {
     pub meta: Option<serde_json::Value>,
     pub ttl: Ttl,
     pub content: Content,
+    /// Append only if the newest frame on the topic is this (checked in the writer).
+    pub expect: Option<crate::frame::Expect>,
+    /// Idempotency key: a repeated append with the same key and topic answers the original
+    /// frame, for as long as it exists.
+    pub key: Option<String>,
 }
 
 impl NewFrame {
@@ -122,6 +131,12 @@ pub(crate) struct Keyspaces {
     cas: Keyspace,
     /// consumer name → last acknowledged id (see `consumers`).
     consumers: Keyspace,
+    /// topic → frame count, first and last id (see `stats`).
+    topics: Keyspace,
+    /// content `algo-hex` → how many frames reference it (see `stats`).
+    refs: Keyspace,
+    /// `topic \0 idempotency key` → frame id.
+    idem: Keyspace,
 }
 
 impl Store {
@@ -162,6 +177,9 @@ impl Store {
             idx_expiry: db.keyspace("idx_expiry", ks_opts)?,
             cas: db.keyspace("cas", ks_opts)?,
             consumers: db.keyspace("consumers", ks_opts)?,
+            topics: db.keyspace("topics", ks_opts)?,
+            refs: db.keyspace("refs", ks_opts)?,
+            idem: db.keyspace("idem", ks_opts)?,
             db,
         };
         let (live, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
@@ -174,8 +192,15 @@ impl Store {
                     .and_then(|k| codec::id_from_key(&k))
             })
             .transpose()?;
+        stats::build_if_missing(&ks)?;
         let (failed, _) = watch::channel(None);
-        let writer = Writer::spawn(ks.clone(), live.clone(), last_id, failed.clone())?;
+        let writer = Writer::spawn(
+            ks.clone(),
+            cacache_dir.clone(),
+            live.clone(),
+            last_id,
+            failed.clone(),
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
@@ -435,6 +460,9 @@ impl Store {
                 &ks.idx_expiry,
                 &ks.cas,
                 &ks.consumers,
+                &ks.topics,
+                &ks.refs,
+                &ks.idem,
             ] {
                 if let Err(e) = k.rotate_memtable_and_wait() {
                     tracing::warn!(error = %e, "flushing a memtable at close failed");

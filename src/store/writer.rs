@@ -2,6 +2,7 @@
 //! once (group commit), then acknowledges each change and broadcasts the new frames in id order.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,9 +12,10 @@ use fjall::PersistMode;
 use ssri::Integrity;
 use tokio::sync::{broadcast, oneshot, watch};
 
-use super::{codec, content::cas_key, Keyspaces, LiveFrame, NewFrame};
+use super::gc::{Drops, GcReport};
+use super::{codec, content::cas_key, stats, Keyspaces, LiveFrame, NewFrame};
 use crate::error::{Error, Result};
-use crate::frame::{Frame, Id};
+use crate::frame::{now_ms, Frame, Id};
 use crate::topic::index_prefixes;
 use crate::ttl::Ttl;
 
@@ -24,6 +26,8 @@ pub(crate) type Reply = oneshot::Sender<Result<Done>>;
 
 pub(crate) enum Done {
     Frame(Frame),
+    /// Content removed by a purge or a gc.
+    Freed(GcReport),
     Count(usize),
     Unit,
     /// A consumer's position after an ack.
@@ -36,6 +40,10 @@ pub(crate) enum WriteOp {
     Remove(Id, Reply),
     PutContent(Integrity, Bytes, Reply),
     Expire(Vec<Id>, Reply),
+    /// Remove, and remove the frame's content if nothing else references it.
+    Purge(Id, Reply),
+    /// Remove these content keys if nothing references them once the batch is written.
+    Gc(Vec<Vec<u8>>, Reply),
     /// Moves consumer `name` forward to `id` (never backwards).
     Ack {
         name: String,
@@ -56,6 +64,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn spawn(
         ks: Keyspaces,
+        cacache_dir: PathBuf,
         live: broadcast::Sender<Arc<LiveFrame>>,
         last_id: Option<Id>,
         failed: watch::Sender<Option<String>>,
@@ -63,6 +72,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel();
         let mut state = WriterState {
             ks,
+            cacache_dir,
             live,
             last_id,
             failed,
@@ -123,6 +133,7 @@ impl Drop for Writer {
 
 struct WriterState {
     ks: Keyspaces,
+    cacache_dir: PathBuf,
     live: broadcast::Sender<Arc<LiveFrame>>,
     last_id: Option<Id>,
     failed: watch::Sender<Option<String>>,
@@ -146,6 +157,12 @@ struct Plan {
     content: Vec<(Vec<u8>, Bytes)>,
     /// Index keys of replaced (re-imported) frames that are no longer wanted.
     stale_keys: Vec<(bool, Vec<u8>)>,
+    /// Idempotency keys (`topic \0 key`) of this batch's appends, and their frames.
+    idem: HashMap<Vec<u8>, Frame>,
+    /// Purged frames, and the index of the reply that reports what was freed.
+    purge: Vec<(Id, usize)>,
+    /// Content keys to collect, and the index of the reply.
+    gc: Vec<(Vec<Vec<u8>>, usize)>,
     /// Consumer positions to write (`None`: remove the consumer).
     consumers: HashMap<String, Option<Id>>,
 }
@@ -168,42 +185,18 @@ impl WriterState {
         let mut plan = Plan::default();
         let mut replies: Vec<(Reply, Result<Done>)> = Vec::with_capacity(ops.len());
         let mut live = Vec::new();
+        // Ids above this are new: no stored frame has them (see `stats::account`).
+        let fresh_above = self.last_id;
 
         for op in ops {
             match op {
-                WriteOp::Append(nf, reply) => {
-                    let id = self.next_id();
-                    let frame = Frame {
-                        topic: nf.topic,
-                        id,
-                        hash: nf.content.hash().cloned(),
-                        meta: nf.meta,
-                        ttl: Some(nf.ttl),
-                    };
-                    let json = frame.to_json();
-                    if let super::Content::Inline { hash, bytes } = nf.content {
-                        plan.content.push((cas_key(&hash), bytes));
+                WriteOp::Append(nf, reply) => match self.plan_append(&mut plan, nf) {
+                    Ok((frame, l)) => {
+                        live.extend(l);
+                        replies.push((reply, Ok(Done::Frame(frame))));
                     }
-                    match nf.ttl {
-                        Ttl::Ephemeral => {}
-                        ttl => {
-                            if let Ttl::Last(n) = ttl {
-                                plan.trims
-                                    .push((plan.inserts.len(), frame.topic.clone(), n));
-                            }
-                            plan.inserts.push(Insert {
-                                value: codec::encode_frame(&frame, &json),
-                                frame: frame.clone(),
-                                skip: false,
-                            });
-                        }
-                    }
-                    live.push(Arc::new(LiveFrame {
-                        frame: frame.clone(),
-                        json,
-                    }));
-                    replies.push((reply, Ok(Done::Frame(frame))));
-                }
+                    Err(e) => replies.push((reply, Err(e))),
+                },
                 WriteOp::Import(frame, reply) => {
                     let r = self
                         .plan_import(&mut plan, &frame)
@@ -220,6 +213,22 @@ impl WriterState {
                         Err(e) => Err(e),
                     };
                     replies.push((reply, r));
+                }
+                WriteOp::Purge(id, reply) => {
+                    let r = match self.lookup(&id) {
+                        Ok(Some(found)) => {
+                            plan.deletes.insert(id, found);
+                            plan.purge.push((id, replies.len()));
+                            Ok(Done::Freed(GcReport::default()))
+                        }
+                        Ok(None) => Err(Error::NotFound(format!("no frame with id {id}"))),
+                        Err(e) => Err(e),
+                    };
+                    replies.push((reply, r));
+                }
+                WriteOp::Gc(keys, reply) => {
+                    plan.gc.push((keys, replies.len()));
+                    replies.push((reply, Ok(Done::Freed(GcReport::default()))));
                 }
                 WriteOp::PutContent(hash, bytes, reply) => {
                     plan.content.push((cas_key(&hash), bytes));
@@ -250,9 +259,16 @@ impl WriterState {
             }
         }
 
-        let result = self.plan_trims(&mut plan).and_then(|()| self.write(plan));
+        let result = self
+            .plan_trims(&mut plan)
+            .and_then(|()| self.write(plan, fresh_above));
         match result {
-            Ok(()) => {
+            Ok(freed) => {
+                for (i, report) in freed {
+                    if let Some((_, r @ Ok(_))) = replies.get_mut(i) {
+                        *r = Ok(Done::Freed(report));
+                    }
+                }
                 for (reply, r) in replies {
                     let _ = reply.send(r);
                 }
@@ -385,11 +401,18 @@ impl WriterState {
         Ok(())
     }
 
-    fn write(&self, plan: Plan) -> Result<()> {
+    fn write(&self, plan: Plan, fresh_above: Option<Id>) -> Result<Vec<(usize, GcReport)>> {
         // Refuse before fjall is touched: a failed journal write would poison it.
         let deletes_only = plan.inserts.iter().all(|i| i.skip) && plan.content.is_empty();
         self.ks.space.check(deletes_only)?;
         let ks = &self.ks;
+        let changes = stats::account(
+            ks,
+            plan.inserts.iter().filter(|i| !i.skip).map(|i| &i.frame),
+            plan.deletes.keys(),
+            fresh_above,
+        )?;
+        let (drops, freed) = self.plan_drops(&plan, &changes)?;
         // fdatasync: the journal's data and what is needed to read it back, not its mtime.
         let mut batch = ks.db.batch().durability(Some(PersistMode::SyncData));
         for (id, (topic, exp)) in &plan.deletes {
@@ -432,12 +455,192 @@ impl WriterState {
                 None => batch.remove(&ks.consumers, name.into_bytes()),
             }
         }
+        changes.write(ks, &mut batch);
+        for (key, frame) in &plan.idem {
+            batch.insert(&ks.idem, key.clone(), codec::id_key(&frame.id).to_vec());
+        }
+        for key in &drops.inline {
+            batch.remove(&ks.cas, key.clone());
+        }
         if batch.is_empty() {
-            return Ok(());
+            return Ok(freed);
         }
         batch.commit()?;
-        Ok(())
+        if let Err(e) = drops.remove_files() {
+            // The frames are gone for good; the files stay for the next `gc`.
+            tracing::warn!(error = %e, "removing purged content files failed");
+        }
+        Ok(freed)
     }
+}
+
+/// Optimistic concurrency, idempotency keys and content deletion.
+impl WriterState {
+    /// Plans one append: answers the original frame for a known idempotency key, checks
+    /// `expect`, then assigns the id. Returns the frame and, when it is new, its live copy.
+    fn plan_append(
+        &mut self,
+        plan: &mut Plan,
+        nf: NewFrame,
+    ) -> Result<(Frame, Option<Arc<LiveFrame>>)> {
+        let idem = nf.key.as_deref().map(|k| idem_key(&nf.topic, k));
+        if let Some(k) = &idem {
+            if let Some(f) = plan.idem.get(k) {
+                return Ok((f.clone(), None));
+            }
+            if let Some(f) = self.idem_frame(plan, k)? {
+                return Ok((f, None));
+            }
+        }
+        if let Some(expected) = nf.expect {
+            let last = self.newest_on(plan, &nf.topic)?;
+            if !expected.holds(last) {
+                return Err(Error::ExpectFailed {
+                    topic: nf.topic,
+                    expected,
+                    last,
+                });
+            }
+        }
+        if let super::Content::Stored(h) = &nf.content {
+            let key = cas_key(h);
+            let here = super::content::cacache_path(&self.cacache_dir, h).is_file()
+                || self.ks.cas.contains_key(&key)?;
+            if !here {
+                return Err(Error::Conflict(format!(
+                    "content {h} was removed (purged or collected) before its frame was written; append it again"
+                )));
+            }
+        }
+        let id = self.next_id();
+        let frame = Frame {
+            topic: nf.topic,
+            id,
+            hash: nf.content.hash().cloned(),
+            meta: nf.meta,
+            ttl: Some(nf.ttl),
+        };
+        let json = frame.to_json();
+        if let super::Content::Inline { hash, bytes } = nf.content {
+            plan.content.push((cas_key(&hash), bytes));
+        }
+        match nf.ttl {
+            Ttl::Ephemeral => {}
+            ttl => {
+                if let Ttl::Last(n) = ttl {
+                    plan.trims
+                        .push((plan.inserts.len(), frame.topic.clone(), n));
+                }
+                plan.inserts.push(Insert {
+                    value: codec::encode_frame(&frame, &json),
+                    frame: frame.clone(),
+                    skip: false,
+                });
+            }
+        }
+        let live = Arc::new(LiveFrame {
+            frame: frame.clone(),
+            json,
+        });
+        if let (Some(k), false) = (idem, nf.ttl == Ttl::Ephemeral) {
+            plan.idem.insert(k, frame.clone());
+        }
+        Ok((frame, Some(live)))
+    }
+
+    /// The stored frame an idempotency key points at, if it still exists (not removed, not
+    /// being removed in this batch, not expired).
+    fn idem_frame(&self, plan: &Plan, key: &[u8]) -> Result<Option<Frame>> {
+        let Some(v) = self.ks.idem.get(key)? else {
+            return Ok(None);
+        };
+        let id = codec::id_from_key(&v)?;
+        if plan.deletes.contains_key(&id) {
+            return Ok(None);
+        }
+        let Some(v) = self.ks.frames.get(codec::id_key(&id))? else {
+            return Ok(None);
+        };
+        if codec::decode_frame_value(&id, &v)?.is_expired(now_ms()) {
+            return Ok(None);
+        }
+        codec::decode_frame(&id, &v).map(Some)
+    }
+
+    /// The newest frame on exactly `topic`: this batch's frames first, then the store's
+    /// (skipping frames deleted in this batch and expired ones).
+    fn newest_on(&self, plan: &Plan, topic: &str) -> Result<Option<Id>> {
+        let in_batch = plan
+            .inserts
+            .iter()
+            .filter(|i| i.frame.topic == topic)
+            .map(|i| i.frame.id)
+            .max();
+        let mut prefix = topic.as_bytes().to_vec();
+        prefix.push(0);
+        let now = now_ms();
+        let mut stored = None;
+        for g in self.ks.idx_topic.prefix(&prefix).rev() {
+            let id = codec::id_from_topic_key(&g.key()?)?;
+            if plan.deletes.contains_key(&id) {
+                continue;
+            }
+            if let Some(v) = self.ks.frames.get(codec::id_key(&id))? {
+                if !codec::decode_frame_value(&id, &v)?.is_expired(now) {
+                    stored = Some(id);
+                    break;
+                }
+            }
+        }
+        Ok(in_batch.max(stored))
+    }
+
+    /// Content to remove with this batch: a purged frame's content once nothing references
+    /// it, and gc candidates still unreferenced. Returns it with what each reply freed.
+    fn plan_drops(
+        &self,
+        plan: &Plan,
+        changes: &stats::Changes,
+    ) -> Result<(Drops, Vec<(usize, GcReport)>)> {
+        let mut drops = Drops::default();
+        let mut freed = Vec::new();
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let ops = plan
+            .purge
+            .iter()
+            .map(|(id, i)| {
+                (
+                    changes.old_hashes.get(id).into_iter().collect::<Vec<_>>(),
+                    *i,
+                )
+            })
+            .chain(plan.gc.iter().map(|(keys, i)| (keys.iter().collect(), *i)));
+        for (keys, i) in ops {
+            let before = drops.report;
+            for key in keys {
+                if changes.count_after(&self.ks, key)? == 0 && seen.insert(key) {
+                    drops.add(&self.ks, &self.cacache_dir, key)?;
+                }
+            }
+            freed.push((
+                i,
+                GcReport {
+                    blobs: drops.report.blobs - before.blobs,
+                    bytes: drops.report.bytes - before.bytes,
+                },
+            ));
+        }
+        Ok((drops, freed))
+    }
+}
+
+/// Key of an idempotency key in the `idem` keyspace: `topic \0 key`.
+fn idem_key(topic: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(topic.len() + 1 + key.len());
+    k.extend_from_slice(topic.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 /// Consumer acks and removals.

@@ -1,5 +1,6 @@
 //! The `xs` command: parses flags, runs one subcommand, and turns its outcome into an exit code.
-//! Errors print as one `xs: <message>` line (exit 1); a closed stdout pipe is success.
+//! Errors print as one `xs: <message>` line (exit 1; 3 for an `append --expect` conflict); a
+//! closed stdout pipe is success.
 
 mod addr;
 mod client;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{ack, consumers, export, restore};
 use crate::commands::{
-    append, cas, cas_post, cat, get, import, last, remove, scru128, serve, version,
+    append, cas, cas_post, cat, gc, get, import, last, remove, scru128, serve, topics, version,
 };
 
 #[derive(Parser)]
@@ -39,8 +40,8 @@ enum Command {
     /// Print one frame
     #[command(override_usage = "xs get [ADDR] ID [OPTIONS]")]
     Get(get::Args),
-    /// Remove one frame
-    #[command(override_usage = "xs remove [ADDR] ID")]
+    /// Remove one frame (with --purge, its content too)
+    #[command(override_usage = "xs remove [ADDR] ID [--purge]")]
     Remove(remove::Args),
     /// Print content from the store
     #[command(override_usage = "xs cas [ADDR] HASH")]
@@ -49,6 +50,11 @@ enum Command {
     CasPost(cas_post::Args),
     /// Import NDJSON frames from stdin, keeping their ids
     Import(import::Args),
+    /// List topics with frame count, first and last id
+    #[command(override_usage = "xs topics [ADDR] [PREFIX] [--children]")]
+    Topics(topics::Args),
+    /// Remove every content blob no frame references
+    Gc(gc::Args),
     /// Acknowledge frame ID for a durable consumer
     #[command(override_usage = "xs ack [ADDR] NAME ID")]
     Ack(ack::Args),
@@ -73,7 +79,11 @@ fn main() -> ExitCode {
             let message = format!("{e:#}");
             let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
             let _ = writeln!(std::io::stderr(), "xs: {message}");
-            ExitCode::FAILURE
+            if e.is::<append::ExpectConflict>() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -92,6 +102,8 @@ fn run(command: Command) -> Result<()> {
         Command::Cas(args) => client(cas::run(args)),
         Command::CasPost(args) => client(cas_post::run(args)),
         Command::Import(args) => client(import::run(args)),
+        Command::Topics(args) => client(topics::run(args)),
+        Command::Gc(args) => client(gc::run(args)),
         Command::Ack(args) => client(ack::run(args)),
         Command::Consumers(args) => client(consumers::run(args)),
         Command::Export(args) => client(export::run(args)),

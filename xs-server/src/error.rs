@@ -24,6 +24,8 @@ pub enum ServeError {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// More fields for the error body, beside `error` (a 409's `last`).
+    pub extra: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -31,7 +33,17 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            extra: None,
         }
+    }
+
+    /// The `{"error": ...}` body, with the extra field if any.
+    pub fn body(&self) -> String {
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some((k, v)) = &self.extra {
+            body[*k] = v.clone();
+        }
+        body.to_string()
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -50,6 +62,11 @@ impl From<xs::Error> for ApiError {
             E::Invalid(_) => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Conflict(_) => StatusCode::CONFLICT,
+            E::ExpectFailed { last, .. } => {
+                let mut err = ApiError::new(StatusCode::CONFLICT, e.to_string());
+                err.extra = Some(("last", serde_json::json!(last.map(|id| id.to_string()))));
+                return err;
+            }
             E::Closed => StatusCode::SERVICE_UNAVAILABLE,
             E::NoSpace(_) => {
                 tracing::warn!(error = %e, "write refused");

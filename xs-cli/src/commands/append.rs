@@ -1,12 +1,14 @@
 //! `xs append [ADDR] TOPIC`: streams stdin as the content of a new frame (`POST /append/{topic}`)
-//! and prints the frame; `--meta` is checked here and sent base64 in `xs-meta`.
+//! and prints the frame; `--meta` is checked here and sent base64 in `xs-meta`. With `--expect`,
+//! a conflict is an [`ExpectConflict`] (exit code 3); `--key` makes retries idempotent.
 
+use std::fmt;
 use std::io::IsTerminal;
 use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use base64::Engine;
-use hyper::Request;
+use hyper::{Request, StatusCode};
 
 use crate::addr;
 use crate::client::{self, Client};
@@ -29,7 +31,26 @@ pub struct Args {
     /// Add the frame's creation time as "timestamp"
     #[arg(long)]
     with_timestamp: bool,
+    /// Append only if the newest frame on TOPIC has this id (`none`: only if TOPIC has no
+    /// frame); otherwise exit with code 3
+    #[arg(long, value_name = "ID|none")]
+    expect: Option<String>,
+    /// Idempotency key: a retry with the same key and topic prints the original frame
+    #[arg(long, value_name = "K")]
+    key: Option<String>,
 }
+
+/// The daemon refused the append because `--expect` did not hold (exit code 3).
+#[derive(Debug)]
+pub struct ExpectConflict(pub String);
+
+impl fmt::Display for ExpectConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ExpectConflict {}
 
 pub async fn run(args: Args) -> Result<()> {
     let (addr, topic) = addr::addr_and(args.addr, args.topic, "TOPIC")?;
@@ -45,6 +66,10 @@ pub async fn run(args: Args) -> Result<()> {
     if args.with_timestamp {
         query.push("with-timestamp=true".to_string());
     }
+    if let Some(expect) = &args.expect {
+        let expect = xs::Expect::from_str(expect)?;
+        query.push(format!("expect={expect}"));
+    }
     let mut uri = format!("/append/{topic}");
     if !query.is_empty() {
         uri = format!("{uri}?{}", query.join("&"));
@@ -56,12 +81,20 @@ pub async fn run(args: Args) -> Result<()> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(meta.to_string());
         req = req.header("xs-meta", encoded);
     }
+    if let Some(key) = &args.key {
+        req = req.header("xs-idempotency-key", key.as_str());
+    }
     let body = if std::io::stdin().is_terminal() {
         client::empty()
     } else {
         client::stdin()
     };
-    let resp = Client::new(addr).send(req.body(body)?).await?;
+    let resp = match Client::new(addr).send(req.body(body)?).await {
+        Err(e) if args.expect.is_some() && client::is_status(&e, StatusCode::CONFLICT) => {
+            return Err(ExpectConflict(e.to_string()).into())
+        }
+        r => r?,
+    };
     client::print(resp, true).await?;
     Ok(())
 }

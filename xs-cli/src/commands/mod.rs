@@ -8,6 +8,7 @@ pub mod cas_post;
 pub mod cat;
 pub mod consumers;
 pub mod export;
+pub mod gc;
 pub mod get;
 pub mod import;
 pub mod last;
@@ -15,6 +16,7 @@ pub mod remove;
 pub mod restore;
 pub mod scru128;
 pub mod serve;
+pub mod topics;
 pub mod version;
 
 use anyhow::Result;

@@ -1,5 +1,5 @@
-//! `xs remove [ADDR] ID`: deletes one frame (`DELETE /{id}`).
-//! Prints nothing on success.
+//! `xs remove [ADDR] ID [--purge]`: deletes one frame (`DELETE /{id}`); with `--purge`, also its
+//! content once no other frame references it. Prints nothing on success.
 
 use anyhow::Result;
 use hyper::Request;
@@ -17,12 +17,20 @@ pub struct Args {
     /// Id of the frame to remove
     #[arg(value_name = "ID")]
     id: Option<String>,
+    /// Also delete the frame's content if no other frame references it
+    #[arg(long)]
+    purge: bool,
 }
 
 pub async fn run(args: Args) -> Result<()> {
     let (addr, id) = addr::addr_and(args.addr, args.id, "ID")?;
     let id = parse_id(&id)?;
-    let req = Request::delete(format!("/{id}")).body(client::empty())?;
+    let uri = if args.purge {
+        format!("/{id}?purge=true")
+    } else {
+        format!("/{id}")
+    };
+    let req = Request::delete(uri).body(client::empty())?;
     Client::new(addr).send(req).await?;
     Ok(())
 }

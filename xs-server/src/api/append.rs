@@ -1,5 +1,6 @@
 //! `POST /append/{topic}`: appends a frame. Body = content (streamed), `xs-meta` header =
-//! base64 JSON meta, `?ttl=`; answers the frame once it is durable.
+//! base64 JSON meta, `?ttl=`, `?expect=<id>|none`, `xs-idempotency-key` header; answers the
+//! frame once it is durable.
 
 use base64::Engine;
 use hyper::body::Incoming;
@@ -13,14 +14,19 @@ pub async fn handle(store: Store, req: Request<Incoming>, topic: &str) -> ApiRes
     let checked = (|| {
         xs::validate_topic(topic)?;
         let ttl = ttl_param(req.uri().query())?;
+        let expect = expect_param(req.uri().query())?;
         let wt = with_timestamp(&req)?;
         let meta = match req.headers().get("xs-meta") {
             Some(v) => Some(decode_meta(v.as_bytes())?),
             None => None,
         };
-        Ok::<_, ApiError>((ttl, wt, meta))
+        let key = match req.headers().get(IDEMPOTENCY_KEY) {
+            Some(v) => Some(idempotency_key(v.as_bytes())?),
+            None => None,
+        };
+        Ok::<_, ApiError>((ttl, wt, meta, expect, key))
     })();
-    let (ttl, wt, meta) = match checked {
+    let (ttl, wt, meta, expect, key) = match checked {
         Ok(c) => c,
         Err(e) => {
             drain(req.into_body()).await;
@@ -34,6 +40,8 @@ pub async fn handle(store: Store, req: Request<Incoming>, topic: &str) -> ApiRes
             meta,
             ttl,
             content,
+            expect,
+            key,
         })
         .await?;
     Ok(json_response(frame_json(&frame, wt)))
@@ -45,6 +53,34 @@ fn ttl_param(query: Option<&str>) -> Result<Ttl, ApiError> {
         Some((_, v)) => Ok(v.parse()?),
         None => Ok(Ttl::Forever),
     }
+}
+
+/// The header naming an append's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "xs-idempotency-key";
+
+/// Longest idempotency key accepted, in bytes.
+const IDEMPOTENCY_KEY_MAX: usize = 256;
+
+fn expect_param(query: Option<&str>) -> Result<Option<xs::Expect>, ApiError> {
+    let pairs = xs::read::parse_query(query.unwrap_or(""))?;
+    match pairs.iter().rev().find(|(k, _)| k == "expect") {
+        Some((_, v)) => Ok(Some(v.parse()?)),
+        None => Ok(None),
+    }
+}
+
+/// Checks an idempotency key: 1 to 256 visible ASCII characters.
+fn idempotency_key(raw: &[u8]) -> Result<String, ApiError> {
+    let key = raw.trim_ascii();
+    if key.is_empty()
+        || key.len() > IDEMPOTENCY_KEY_MAX
+        || !key.iter().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::bad_request(format!(
+            "{IDEMPOTENCY_KEY} must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"
+        )));
+    }
+    Ok(String::from_utf8_lossy(key).into_owned())
 }
 
 /// Decodes the `xs-meta` header: standard base64 (padding optional) of a JSON value.

@@ -5,12 +5,14 @@ mod append;
 mod cas;
 mod consumers;
 mod export;
+mod gc;
 mod get;
 mod import;
 mod last;
 mod read;
 mod remove;
 mod restore;
+mod topics;
 mod version;
 
 /// The `xs-meta` header decoder, public for the fuzz targets.
@@ -69,6 +71,8 @@ async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
         ("consumers", &Method::GET) => consumers::list(store).await,
         ("export", &Method::GET) => export::handle(store, req).await,
         ("restore", &Method::POST) => restore::handle(store, req).await,
+        ("topics", &Method::GET) => topics::handle(store, req).await,
+        ("gc", &Method::POST) => gc::handle(store).await,
         ("eval", &Method::POST) => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "POST /eval is not available yet: the Nushell engine is not built into this daemon",
@@ -90,7 +94,7 @@ async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
             } else if !rest.is_empty() && !rest.contains('/') && !is_known(rest) {
                 match m {
                     Method::GET => get::handle(store, req, rest).await,
-                    Method::DELETE => remove::handle(store, rest).await,
+                    Method::DELETE => remove::handle(store, req, rest).await,
                     _ => Err(method_not_allowed(&m, &["GET", "DELETE"])),
                 }
             } else if is_known(rest) {
@@ -135,6 +139,7 @@ fn is_known(rest: &str) -> bool {
     matches!(
         rest,
         "" | "version" | "last" | "cas" | "import" | "eval" | "consumers" | "export" | "restore"
+            | "topics" | "gc"
     )
 }
 
@@ -164,8 +169,7 @@ fn decode(s: &str) -> Result<String, ApiError> {
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    let body = serde_json::json!({ "error": e.message }).to_string();
-    respond(e.status, JSON, body::full(body))
+    respond(e.status, JSON, body::full(e.body()))
 }
 
 pub fn respond(status: StatusCode, content_type: &str, body: Body) -> Response<Body> {

@@ -1,0 +1,24 @@
+//! `xs gc [ADDR]`: removes every content blob no frame references (`POST /gc`) and prints
+//! `{"blobs": n, "bytes": n}`.
+
+use anyhow::Result;
+use hyper::Request;
+
+use crate::addr;
+use crate::client::{self, Client};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
+    #[arg(value_name = "ADDR")]
+    addr: Option<String>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let addr = addr::addr_or_default(args.addr)?;
+    let resp = Client::new(addr)
+        .send(Request::post("/gc").body(client::empty())?)
+        .await?;
+    client::print(resp, true).await?;
+    Ok(())
+}
