@@ -80,7 +80,11 @@ fn start_applies_only_until_the_first_ack() {
     assert_eq!(ids(&d.read(&q)), ids(&f[2..]));
     assert!(d.read("consumer=c&start=new").is_empty(), "new: no history");
     assert_eq!(ack(&d, "c", id(&f[0])), 204);
-    assert_eq!(ids(&d.read(&q)), ids(&f[1..]), "the position wins over start");
+    assert_eq!(
+        ids(&d.read(&q)),
+        ids(&f[1..]),
+        "the position wins over start"
+    );
     assert_eq!(
         ids(&d.read(&format!("consumer=c&topic=t&after={}", id(&f[2])))),
         ids(&f[1..]),
@@ -147,7 +151,8 @@ fn bad_names_ids_and_options_are_400() {
     d.get("/?ack=auto").assert_error(400);
     d.http("POST", "/consumers/9bad/ack?id=x", &[], b"")
         .assert_error(400);
-    d.http("POST", "/consumers/c/ack", &[], b"").assert_error(400);
+    d.http("POST", "/consumers/c/ack", &[], b"")
+        .assert_error(400);
     d.http("POST", "/consumers/c/ack?id=nope", &[], b"")
         .assert_error(400);
     // An id after the newest frame cannot be acknowledged.
@@ -158,7 +163,8 @@ fn bad_names_ids_and_options_are_400() {
         .assert_error(400);
     assert!(e.contains("after the newest frame"), "{e}");
     d.get("/consumers/c").assert_error(404);
-    d.http("GET", "/consumers/c/ack", &[], b"").assert_error(405);
+    d.http("GET", "/consumers/c/ack", &[], b"")
+        .assert_error(405);
     d.http("POST", "/consumers", &[], b"").assert_error(405);
     d.assert_no_panic();
 }

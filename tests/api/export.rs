@@ -37,7 +37,10 @@ fn round_trip_of_100k_frames_with_binary_content() {
     let mut blobs: Vec<Vec<u8>> = (0..300)
         .map(|i| random_bytes(1 + (i * 53) % 16_000, i as u64))
         .collect();
-    for (i, len) in [16 * 1024 + 1, 200 * 1024, 1024 * 1024].into_iter().enumerate() {
+    for (i, len) in [16 * 1024 + 1, 200 * 1024, 1024 * 1024]
+        .into_iter()
+        .enumerate()
+    {
         blobs.push(random_bytes(len, 1000 + i as u64));
     }
     let hashes: Vec<String> = blobs
@@ -58,7 +61,11 @@ fn round_trip_of_100k_frames_with_binary_content() {
         if i % 2 == 0 {
             f["meta"] = json!({ "i": i, "s": "é\"\n" });
         }
-        f["ttl"] = json!(if i % 5 == 0 { "time:86400000" } else { "forever" });
+        f["ttl"] = json!(if i % 5 == 0 {
+            "time:86400000"
+        } else {
+            "forever"
+        });
         lines.push(f.to_string());
     }
     // Small batches: the raw client writes the whole body before it reads the answer.
@@ -80,7 +87,11 @@ fn round_trip_of_100k_frames_with_binary_content() {
     let t_restore = t2.elapsed();
     assert_eq!(r.status, 200, "{}", r.text());
     let want = src.frames();
-    assert_eq!(want.len(), n + 1, "the source holds its xs.start and the imports");
+    assert_eq!(
+        want.len(),
+        n + 1,
+        "the source holds its xs.start and the imports"
+    );
     let total: usize = blobs.iter().map(Vec::len).sum();
     assert_eq!(
         r.json(),
@@ -132,7 +143,10 @@ fn export_selects_topics_and_after_and_sends_each_content_once() {
     assert_eq!(e["bytes"], 3 + 40_000 + 3);
     assert_eq!(e["sha256"].as_str().unwrap().len(), 64);
 
-    let part = export(&d, &format!("?topic=a&after={}", f[0]["id"].as_str().unwrap()));
+    let part = export(
+        &d,
+        &format!("?topic=a&after={}", f[0]["id"].as_str().unwrap()),
+    );
     let dst = Daemon::start();
     let start = dst.frames();
     let r = restore(&dst, &part);
@@ -182,7 +196,10 @@ fn corrupt_archives_are_refused_with_a_clear_error() {
                 assert!(e.contains("does not match its hash"), "{what}: {e}");
                 // The frame after the blob, and everything later, was not imported.
                 let got = ids(&frames_without(&dst, &start));
-                assert!(!got.contains(&f[1]["id"].as_str().unwrap().to_string()), "{what}");
+                assert!(
+                    !got.contains(&f[1]["id"].as_str().unwrap().to_string()),
+                    "{what}"
+                );
             }
             "truncated" | "no trailer" => assert!(e.contains("ends early"), "{what}: {e}"),
             "bad trailer" => assert!(e.contains("does not match the archive"), "{what}: {e}"),

@@ -38,7 +38,11 @@ fn cat_as_a_consumer_resumes_after_acks_and_auto_acks() {
 
     // A new consumer with --start.
     let got = d
-        .xs("cat", &["--consumer", "n", "--start", id(&f[2]), "-T", "t"], b"")
+        .xs(
+            "cat",
+            &["--consumer", "n", "--start", id(&f[2]), "-T", "t"],
+            b"",
+        )
         .ok()
         .ndjson();
     assert_eq!(ids(&got), ids(&f[3..]));
@@ -55,7 +59,9 @@ fn consumer_errors_are_one_line() {
     assert!(e.contains("consumer name"), "{e}");
     let e = d.xs("ack", &["c", "nope"], b"").error();
     assert!(e.contains("invalid frame id"), "{e}");
-    let e = d.xs("cat", &["--consumer", "c", "--start", "soon"], b"").error();
+    let e = d
+        .xs("cat", &["--consumer", "c", "--start", "soon"], b"")
+        .error();
     assert!(e.contains("invalid start"), "{e}");
     let e = d.xs("consumers", &["--remove", "zz"], b"").error();
     assert!(e.contains("no consumer"), "{e}");

@@ -17,7 +17,10 @@ fn export_then_restore_into_a_fresh_store() {
     let dst = Daemon::start();
     let start = dst.frames();
     let summary = dst.xs("restore", &[], &dump).ok().json();
-    assert_eq!(summary, json!({"frames": 4, "contents": 2, "bytes": 5 + 100_000}));
+    assert_eq!(
+        summary,
+        json!({"frames": 4, "contents": 2, "bytes": 5 + 100_000})
+    );
     let mut want = start.clone();
     want.extend(src.frames());
     want.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
