@@ -85,10 +85,40 @@ impl Store {
     /// too (inline content in the same batch, a large file right after it). `NotFound` if there
     /// is no such frame.
     pub async fn remove_purge(&self, id: Id) -> Result<GcReport> {
-        match self.submit(|r| writer::WriteOp::Purge(id, r)).await? {
-            writer::Done::Freed(r) => Ok(r),
+        let report = match self.submit(|r| writer::WriteOp::Purge(id, r)).await? {
+            writer::Done::Freed(r) => r,
             _ => unreachable!("purge answers with a report"),
+        };
+        self.scrub(report).await?;
+        Ok(report)
+    }
+
+    /// After inline content was deleted: flushes every memtable (so the journals that still
+    /// hold the bytes are dropped) and compacts the `cas` keyspace (so no table keeps them).
+    /// Costs in proportion to the inline content, not to the frames.
+    async fn scrub(&self, freed: GcReport) -> Result<()> {
+        if freed.blobs == 0 {
+            return Ok(());
         }
+        let ks = self.inner.ks.clone();
+        tokio::task::spawn_blocking(move || {
+            for k in [
+                &ks.frames,
+                &ks.idx_topic,
+                &ks.idx_expiry,
+                &ks.cas,
+                &ks.consumers,
+                &ks.topics,
+                &ks.refs,
+                &ks.idem,
+            ] {
+                k.rotate_memtable_and_wait()?;
+            }
+            ks.cas.major_compact()?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("scrub task failed: {e}")))?
     }
 
     /// Removes every content blob no frame references (large files only once they are older
@@ -102,10 +132,12 @@ impl Store {
         if candidates.is_empty() {
             return Ok(GcReport::default());
         }
-        match self.submit(|r| writer::WriteOp::Gc(candidates, r)).await? {
-            writer::Done::Freed(r) => Ok(r),
+        let report = match self.submit(|r| writer::WriteOp::Gc(candidates, r)).await? {
+            writer::Done::Freed(r) => r,
             _ => unreachable!("gc answers with a report"),
-        }
+        };
+        self.scrub(report).await?;
+        Ok(report)
     }
 }
 

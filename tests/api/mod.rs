@@ -3,8 +3,12 @@
 mod consumers;
 mod disk;
 mod errors;
+mod expect;
 mod export;
 mod guarantees;
+mod purge;
 mod read;
 mod routes;
+mod topics;
 mod ttl;
+mod webhooks;
