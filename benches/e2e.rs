@@ -2,7 +2,7 @@
 //! socket with a hyper HTTP/1.1 client, printing one `bench <name> <value> <unit>` line per figure.
 //!
 //! Usage: `scripts/bench.sh [--quick] [NAME_PREFIX...]`, e.g. `scripts/bench.sh append_1conn`.
-//! Figures: append_1conn, append_32conn, build_store, replay_all, replay_topic,
+//! Figures: append_1conn, append_32conn, append_expect_32conn, build_store, replay_all, replay_topic,
 //! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`).
 //! `--quick` uses a 100k store and names the restart figure `start_time_quick` instead.
 //! `XS_BENCH_DIR` picks the parent directory of the temp store (default: the system temp dir);
@@ -38,6 +38,7 @@ fn body() -> Bytes {
 const FIGURES: &[&str] = &[
     "append_1conn",
     "append_32conn",
+    "append_expect_32conn",
     "build_store",
     "replay_all",
     "replay_topic",
@@ -159,6 +160,20 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         report("append_32conn", n as f64 / el.as_secs_f64(), "frames/s");
         summary.push(format!(
             "append_32conn: {n} frames in {el:.2?}; {}",
+            cpu.describe(el)
+        ));
+    }
+    if sel.wants("append_expect_32conn") {
+        let n = sizes.append_32conn;
+        let cpu = CpuMeter::start(daemon.pid());
+        let el = append_expect_load(&sock, CONNS, n).await?;
+        report(
+            "append_expect_32conn",
+            n as f64 / el.as_secs_f64(),
+            "frames/s",
+        );
+        summary.push(format!(
+            "append_expect_32conn: {n} frames, each connection chaining ?expect=<its previous id> on its own topic, in {el:.2?}; {}",
             cpu.describe(el)
         ));
     }
@@ -572,6 +587,40 @@ async fn append_load(
                         _ => &paths[2],
                     };
                     conn.append(path).await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(t.elapsed())
+}
+
+/// Like [`append_load`] with optimistic concurrency: connection c appends to its own topic
+/// `bench.expect.<c>`, each append expecting the id the previous one answered (`none` first).
+async fn append_expect_load(sock: &Path, conns: usize, n: usize) -> Result<Duration> {
+    let mut opened = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        opened.push(Conn::open(sock, false).await?);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let tasks: Vec<_> = opened
+        .into_iter()
+        .enumerate()
+        .map(|(c, mut conn)| {
+            let next = next.clone();
+            tokio::spawn(async move {
+                let mut expect = "none".to_string();
+                loop {
+                    if next.fetch_add(1, Ordering::Relaxed) >= n {
+                        return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
+                    }
+                    let path = format!("/append/bench.expect.{c}?expect={expect}");
+                    let body = conn.append(&path).await?;
+                    let id = frame_id(&body).ok_or("append answered no id")?;
+                    expect = String::from_utf8_lossy(&id).into_owned();
                 }
             })
         })

@@ -4,5 +4,6 @@ mod commands;
 mod consumers;
 mod errors;
 mod export;
+mod keys;
 mod large;
 mod serve;
