@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::commands::{ack, consumers, export, restore};
+use crate::commands::{ack, consumers, export, ps, restore};
 use crate::commands::{
     append, cas, cas_post, cat, gc, get, import, last, remove, scru128, serve, topics, version,
 };
@@ -60,6 +60,8 @@ enum Command {
     Ack(ack::Args),
     /// List durable consumers with their position and lag
     Consumers(consumers::Args),
+    /// List processors (webhooks) with their state, position and last error
+    Ps(ps::Args),
     /// Write the store (or some topics) as one archive to stdout
     Export(export::Args),
     /// Load an archive from `xs export` (stdin) into the store
@@ -106,6 +108,7 @@ fn run(command: Command) -> Result<()> {
         Command::Gc(args) => client(gc::run(args)),
         Command::Ack(args) => client(ack::run(args)),
         Command::Consumers(args) => client(consumers::run(args)),
+        Command::Ps(args) => client(ps::run(args)),
         Command::Export(args) => client(export::run(args)),
         Command::Restore(args) => client(restore::run(args)),
         Command::Version(args) => client(version::run(args)),

@@ -1,10 +1,12 @@
 //! The xs daemon: mounts a store, serves the HTTP/1.1 API on `<store>/sock` (and optionally
-//! TCP), appends the runtime frames `xs.start` / `xs.stopping`, and sweeps expired frames.
+//! TCP), appends the runtime frames `xs.start` / `xs.stopping`, sweeps expired frames, and runs webhooks.
 
 pub mod api;
 mod body;
 mod error;
 mod listener;
+mod ps;
+mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -65,6 +67,7 @@ pub async fn run(
     tracing::info!(store = %store.path().display(), socket = %sock.display(), expose = ?opts.expose, "xs serving");
 
     let sweeper = tokio::spawn(sweep_expired(store.clone()));
+    let webhooks = webhook::start(store.clone());
     let accept = listener::serve(listeners, store.clone(), shutdown.clone());
     let graceful = tokio::select! {
         g = accept => g,
@@ -74,6 +77,7 @@ pub async fn run(
         }
     };
     sweeper.abort();
+    webhooks.stop().await;
 
     tracing::info!("xs stopping");
     if let Err(e) = store.append(NewFrame::new("xs.stopping")).await {

@@ -12,6 +12,7 @@ pub mod gc;
 pub mod get;
 pub mod import;
 pub mod last;
+pub mod ps;
 pub mod remove;
 pub mod restore;
 pub mod scru128;

@@ -9,6 +9,7 @@ mod gc;
 mod get;
 mod import;
 mod last;
+mod ps;
 mod read;
 mod remove;
 mod restore;
@@ -73,6 +74,7 @@ async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
         ("restore", &Method::POST) => restore::handle(store, req).await,
         ("topics", &Method::GET) => topics::handle(store, req).await,
         ("gc", &Method::POST) => gc::handle(store).await,
+        ("ps", &Method::GET) => ps::handle(store).await,
         ("eval", &Method::POST) => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "POST /eval is not available yet: the Nushell engine is not built into this daemon",
@@ -139,7 +141,7 @@ fn is_known(rest: &str) -> bool {
     matches!(
         rest,
         "" | "version" | "last" | "cas" | "import" | "eval" | "consumers" | "export" | "restore"
-            | "topics" | "gc"
+            | "topics" | "gc" | "ps"
     )
 }
 

@@ -1,0 +1,24 @@
+//! `xs ps [ADDR]`: lists the processors (for now, webhooks) as NDJSON
+//! `{"kind","name","state","since","position","last_error",...}` (`GET /ps`).
+
+use anyhow::Result;
+use hyper::Request;
+
+use crate::addr;
+use crate::client::{self, Client};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
+    #[arg(value_name = "ADDR")]
+    addr: Option<String>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let client = Client::new(addr::addr_or_default(args.addr)?);
+    let resp = client
+        .send(Request::get("/ps").body(client::empty())?)
+        .await?;
+    client::print(resp, false).await?;
+    Ok(())
+}

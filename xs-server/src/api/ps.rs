@@ -1,0 +1,16 @@
+//! `GET /ps`: the processors (for now, webhooks) as NDJSON
+//! `{"kind","name","state","since","position","last_error",...}`.
+
+use xs::Store;
+
+use super::{respond, ApiResult, NDJSON};
+use crate::body;
+
+pub async fn handle(store: Store) -> ApiResult {
+    let mut out = Vec::new();
+    for row in crate::ps::list(store.path()) {
+        serde_json::to_writer(&mut out, &row).expect("a status always serializes");
+        out.push(b'\n');
+    }
+    Ok(respond(hyper::StatusCode::OK, NDJSON, body::full(out)))
+}

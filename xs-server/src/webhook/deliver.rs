@@ -1,0 +1,328 @@
+//! One webhook's delivery loop: frames after its durable position, in id order, POSTed one
+//! at a time; a 2xx acknowledges the frame, anything else is retried with back-off, never skipped.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use xs::consumer::Start;
+use xs::{Frame, Id, ReadOptions, Store};
+
+use super::config::Config;
+use crate::ps::{self, Table};
+
+/// Content under this size is sent inline (base64); larger content only by its hash.
+pub const INLINE_MAX: u64 = 64 * 1024;
+/// A delivery attempt (connect, request, answer) gives up after this long.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Frames read from the store per scan.
+const BATCH: usize = 256;
+
+/// The durable consumer that holds webhook `name`'s position.
+pub fn consumer_name(name: &str) -> String {
+    format!("xs.webhook.{name}")
+}
+
+/// One running webhook.
+pub struct Delivery {
+    pub store: Store,
+    pub name: String,
+    pub create_id: Id,
+    pub config: Arc<Config>,
+    pub table: Table,
+}
+
+impl Delivery {
+    /// Delivers until `stop` turns true or the store closes.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // Subscribe before the first scan so no frame falls between the two.
+        let mut live = self.store.subscribe();
+        let consumer = consumer_name(&self.name);
+        let mut pos = match self.store.consumer_position(&consumer) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(webhook = %self.name, error = %e, "reading the webhook position");
+                return;
+            }
+        };
+        let mut opts = ReadOptions {
+            limit: Some(BATCH),
+            topic: self.config.topics.clone(),
+            ..ReadOptions::default()
+        };
+        if pos.is_none() {
+            opts.after = match self.config.start {
+                Start::First => None,
+                Start::New => Some(self.create_id),
+                Start::After(id) => Some(id),
+            };
+        }
+        let mut conn: Option<Conn> = None;
+        loop {
+            if let Some(p) = pos {
+                opts.after = Some(p);
+            }
+            let batch = match self.scan(&opts).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(webhook = %self.name, error = %e, "scanning for the webhook");
+                    return;
+                }
+            };
+            let Some(last_scanned) = batch.last().map(|f| f.id) else {
+                // Caught up: wait for a frame we want (or lag, which means: look again).
+                loop {
+                    tokio::select! {
+                        _ = crate::stopped(&mut stop) => return,
+                        r = live.recv() => match r {
+                            Ok(f) if self.config.wants(&f.frame.topic)
+                                && opts.after.is_none_or(|a| f.frame.id > a) => break,
+                            Ok(_) => {}
+                            Err(RecvError::Lagged(_)) => break,
+                            Err(RecvError::Closed) => return,
+                        },
+                    }
+                }
+                continue;
+            };
+            for frame in batch.into_iter().filter(|f| self.config.wants(&f.topic)) {
+                let body = match self.body(&frame).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(webhook = %self.name, error = %e, "reading frame content");
+                        return;
+                    }
+                };
+                let mut failures = 0u32;
+                loop {
+                    let attempt = tokio::time::timeout(
+                        ATTEMPT_TIMEOUT,
+                        post(&self.config, &mut conn, &self.name, &frame, body.clone()),
+                    );
+                    let outcome = tokio::select! {
+                        _ = crate::stopped(&mut stop) => return,
+                        r = attempt => r.unwrap_or_else(|_| {
+                            Err(format!("no answer within {ATTEMPT_TIMEOUT:?}"))
+                        }),
+                    };
+                    match outcome {
+                        Ok(()) => break,
+                        Err(e) => {
+                            conn = None;
+                            failures += 1;
+                            tracing::warn!(webhook = %self.name, id = %frame.id, error = %e, "webhook delivery failed; retrying");
+                            self.update(|s| {
+                                if s.state != "retrying" {
+                                    s.since = ps::now();
+                                }
+                                s.state = "retrying";
+                                s.last_error = Some(e.clone());
+                                s.failures += 1;
+                            });
+                            tokio::select! {
+                                _ = crate::stopped(&mut stop) => return,
+                                _ = tokio::time::sleep(backoff(failures)) => {}
+                            }
+                        }
+                    }
+                }
+                if let Err(e) = self.store.ack(&consumer, frame.id).await {
+                    tracing::error!(webhook = %self.name, error = %e, "saving the webhook position");
+                    return;
+                }
+                let id = frame.id;
+                pos = Some(id);
+                self.update(|s| {
+                    if s.state != "active" {
+                        s.since = ps::now();
+                    }
+                    s.state = "active";
+                    s.position = Some(id);
+                    s.failures = 0;
+                });
+            }
+            // Frames the webhook skips (runtime topics) move its position too.
+            if pos < Some(last_scanned) {
+                if let Err(e) = self.store.ack(&consumer, last_scanned).await {
+                    tracing::error!(webhook = %self.name, error = %e, "saving the webhook position");
+                    return;
+                }
+                pos = Some(last_scanned);
+            }
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ps::Status)) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = t.get_mut(&("webhook", self.name.clone())) {
+            if s.create_id == self.create_id {
+                f(s);
+            }
+        }
+    }
+
+    async fn scan(&self, opts: &ReadOptions) -> xs::Result<Vec<Frame>> {
+        let store = self.store.clone();
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut bad = None;
+            store.scan(&opts, |raw| match Frame::from_json(raw.json) {
+                Ok(f) => {
+                    out.push(f);
+                    true
+                }
+                Err(e) => {
+                    bad = Some(e);
+                    false
+                }
+            })?;
+            match bad {
+                Some(e) => Err(e),
+                None => Ok(out),
+            }
+        })
+        .await
+        .map_err(|e| xs::Error::Internal(format!("webhook scan task failed: {e}")))?
+    }
+
+    /// The request body: the frame's JSON plus `content` (base64) when its content is under
+    /// [`INLINE_MAX`], else `content_hash`.
+    async fn body(&self, frame: &Frame) -> xs::Result<Bytes> {
+        let mut v = serde_json::to_value(frame).expect("a frame always serializes");
+        if let Some(hash) = frame.hash.clone() {
+            let store = self.store.clone();
+            let content = tokio::task::spawn_blocking(move || match store.cas_get(&hash)? {
+                Some(c) if c.len() < INLINE_MAX => store.cas_read(&hash),
+                _ => Ok(None),
+            })
+            .await
+            .map_err(|e| xs::Error::Internal(format!("webhook content task failed: {e}")))??;
+            match content {
+                Some(bytes) => {
+                    v["content"] = base64::engine::general_purpose::STANDARD
+                        .encode(bytes)
+                        .into();
+                }
+                None => v["content_hash"] = serde_json::to_value(&frame.hash).unwrap_or_default(),
+            }
+        }
+        Ok(serde_json::to_vec(&v)
+            .expect("JSON always serializes")
+            .into())
+    }
+}
+
+type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// One POST; `Ok` only for a 2xx answer whose body was read. Reuses `conn` while it lives.
+async fn post(
+    config: &Config,
+    conn: &mut Option<Conn>,
+    name: &str,
+    frame: &Frame,
+    body: Bytes,
+) -> Result<(), String> {
+    if conn.as_ref().is_none_or(|c| c.is_closed()) {
+        let stream = tokio::net::TcpStream::connect(&config.authority)
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", config.authority))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP handshake with {}: {e}", config.authority))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        *conn = Some(sender);
+    }
+    let sender = conn.as_mut().expect("connected above");
+    let path = config
+        .url
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let mut req = Request::post(path)
+        .body(Full::new(body))
+        .map_err(|e| format!("building the request: {e}"))?;
+    let h = req.headers_mut();
+    for (k, v) in &config.headers {
+        h.insert(k.clone(), v.clone());
+    }
+    if let Some(a) = config.url.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            h.insert(HOST, v);
+        }
+    }
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(name) {
+        h.insert("xs-webhook", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&frame.id.to_string()) {
+        h.insert("xs-frame-id", v);
+    }
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection to {}: {e}", config.authority))?;
+    let res = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("POST {}: {e}", config.url))?;
+    let status = res.status();
+    let answer = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer of {}: {e}", config.url))?
+        .to_bytes();
+    if status.is_success() {
+        return Ok(());
+    }
+    let snippet: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
+    let snippet = snippet.split_whitespace().collect::<Vec<_>>().join(" ");
+    Err(format!("{} answered {status}: {snippet}", config.url))
+}
+
+/// The wait before retry `n` (1-based): 100 ms doubling up to 30 s, each with up to ±25 %
+/// jitter so that many webhooks failing together don't retry in step.
+fn backoff(n: u32) -> Duration {
+    let base = BACKOFF_FIRST
+        .saturating_mul(1u32 << n.saturating_sub(1).min(20))
+        .min(BACKOFF_MAX);
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let permille = 750 + r % 501; // 0.75 ..= 1.25
+    base * permille as u32 / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_bound_with_jitter() {
+        for (n, base) in [
+            (1, 100),
+            (2, 200),
+            (5, 1600),
+            (9, 25_600),
+            (10, 30_000),
+            (60, 30_000),
+        ] {
+            let d = backoff(n).as_millis() as u64;
+            assert!(d >= base * 3 / 4 && d <= base * 5 / 4, "retry {n}: {d} ms");
+        }
+    }
+}
