@@ -25,6 +25,8 @@ pub const INLINE_MAX: u64 = 64 * 1024;
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Most bytes of a receiver's answer read.
+const ANSWER_MAX: usize = 1024 * 1024;
 /// Frames read from the store per scan.
 const BATCH: usize = 256;
 
@@ -280,12 +282,18 @@ async fn post(
         .await
         .map_err(|e| format!("POST {}: {e}", config.url))?;
     let status = res.status();
-    let answer = res
-        .into_body()
+    let answer = match http_body_util::Limited::new(res.into_body(), ANSWER_MAX)
         .collect()
         .await
-        .map_err(|e| format!("reading the answer of {}: {e}", config.url))?
-        .to_bytes();
+    {
+        Ok(a) => a.to_bytes(),
+        // A 2xx counts even if its body is cut off; the connection is not reused.
+        Err(_) if status.is_success() => {
+            *conn = None;
+            return Ok(());
+        }
+        Err(e) => return Err(format!("reading the answer of {}: {e}", config.url)),
+    };
     if status.is_success() {
         return Ok(());
     }
