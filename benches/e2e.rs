@@ -598,7 +598,7 @@ async fn append_load(
 }
 
 /// Like [`append_load`] with optimistic concurrency: connection c appends to its own topic
-/// `bench.expect.<c>`, each append expecting the id the previous one answered (`none` first).
+/// `bench.expect<c>` (as deep as `bench.one`), each append expecting the id the previous one answered (`none` first).
 async fn append_expect_load(sock: &Path, conns: usize, n: usize) -> Result<Duration> {
     let mut opened = Vec::with_capacity(conns);
     for _ in 0..conns {
@@ -617,7 +617,7 @@ async fn append_expect_load(sock: &Path, conns: usize, n: usize) -> Result<Durat
                     if next.fetch_add(1, Ordering::Relaxed) >= n {
                         return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
                     }
-                    let path = format!("/append/bench.expect.{c}?expect={expect}");
+                    let path = format!("/append/bench.expect{c}?expect={expect}");
                     let body = conn.append(&path).await?;
                     let id = frame_id(&body).ok_or("append answered no id")?;
                     expect = String::from_utf8_lossy(&id).into_owned();

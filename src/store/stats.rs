@@ -58,6 +58,14 @@ fn decode_count(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
+/// The newest stored frame of exactly `topic` as the index has it (expired frames included).
+pub(crate) fn topic_last(ks: &Keyspaces, topic: &str) -> Result<Option<Id>> {
+    match ks.topics.get(topic.as_bytes())? {
+        Some(v) => Ok(Some(decode_stat(topic.as_bytes(), &v)?.last)),
+        None => Ok(None),
+    }
+}
+
 /// The reference count of content `key` (`algo-hex`) as stored.
 pub(crate) fn ref_count(ks: &Keyspaces, key: &[u8]) -> Result<u64> {
     Ok(ks.refs.get(key)?.map_or(0, |v| decode_count(&v)))

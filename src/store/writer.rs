@@ -576,20 +576,30 @@ impl WriterState {
             .filter(|i| i.frame.topic == topic)
             .map(|i| i.frame.id)
             .max();
+        let now = now_ms();
+        let live = |id: &Id| -> Result<bool> {
+            if plan.deletes.contains_key(id) {
+                return Ok(false);
+            }
+            match self.ks.frames.get(codec::id_key(id))? {
+                Some(v) => Ok(!codec::decode_frame_value(id, &v)?.is_expired(now)),
+                None => Ok(false),
+            }
+        };
+        // Fast path: the topic index's last frame, when it is still there (point reads only).
+        match stats::topic_last(&self.ks, topic)? {
+            None => return Ok(in_batch),
+            Some(id) if live(&id)? => return Ok(in_batch.max(Some(id))),
+            Some(_) => {}
+        }
         let mut prefix = topic.as_bytes().to_vec();
         prefix.push(0);
-        let now = now_ms();
         let mut stored = None;
         for g in self.ks.idx_topic.prefix(&prefix).rev() {
             let id = codec::id_from_topic_key(&g.key()?)?;
-            if plan.deletes.contains_key(&id) {
-                continue;
-            }
-            if let Some(v) = self.ks.frames.get(codec::id_key(&id))? {
-                if !codec::decode_frame_value(&id, &v)?.is_expired(now) {
-                    stored = Some(id);
-                    break;
-                }
+            if live(&id)? {
+                stored = Some(id);
+                break;
             }
         }
         Ok(in_batch.max(stored))

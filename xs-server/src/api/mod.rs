@@ -140,8 +140,17 @@ pub async fn drain(mut body: Incoming) {
 fn is_known(rest: &str) -> bool {
     matches!(
         rest,
-        "" | "version" | "last" | "cas" | "import" | "eval" | "consumers" | "export" | "restore"
-            | "topics" | "gc" | "ps"
+        "" | "version"
+            | "last"
+            | "cas"
+            | "import"
+            | "eval"
+            | "consumers"
+            | "export"
+            | "restore"
+            | "topics"
+            | "gc"
+            | "ps"
     )
 }
 
