@@ -102,16 +102,7 @@ impl Store {
         }
         let ks = self.inner.ks.clone();
         tokio::task::spawn_blocking(move || {
-            for k in [
-                &ks.frames,
-                &ks.idx_topic,
-                &ks.idx_expiry,
-                &ks.cas,
-                &ks.consumers,
-                &ks.topics,
-                &ks.refs,
-                &ks.idem,
-            ] {
+            for k in ks.all() {
                 k.rotate_memtable_and_wait()?;
             }
             ks.cas.major_compact()?;

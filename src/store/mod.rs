@@ -139,6 +139,22 @@ pub(crate) struct Keyspaces {
     idem: Keyspace,
 }
 
+impl Keyspaces {
+    /// Every keyspace, for work that touches them all (flushing memtables).
+    fn all(&self) -> [&Keyspace; 8] {
+        [
+            &self.frames,
+            &self.idx_topic,
+            &self.idx_expiry,
+            &self.cas,
+            &self.consumers,
+            &self.topics,
+            &self.refs,
+            &self.idem,
+        ]
+    }
+}
+
 impl Store {
     /// Opens (creating if missing) the store in `path`: `fjall/`, `cacache/`, and a `lock`
     /// file held for as long as the store is open, so a second daemon is refused.
@@ -453,17 +469,7 @@ impl Store {
         if let Some(w) = writer {
             w.shutdown();
             // Flush memtables so the next start has (almost) no journal to replay.
-            let ks = &self.inner.ks;
-            for k in [
-                &ks.frames,
-                &ks.idx_topic,
-                &ks.idx_expiry,
-                &ks.cas,
-                &ks.consumers,
-                &ks.topics,
-                &ks.refs,
-                &ks.idem,
-            ] {
+            for k in self.inner.ks.all() {
                 if let Err(e) = k.rotate_memtable_and_wait() {
                     tracing::warn!(error = %e, "flushing a memtable at close failed");
                 }
