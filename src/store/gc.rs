@@ -138,7 +138,7 @@ fn candidates(ks: &Keyspaces, dir: &Path) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     for g in ks.cas.iter() {
         let key = g.key()?;
-        if !ks.refs.contains_key(&key)? {
+        if !super::stats::referenced(ks, &key)? {
             out.push(key.to_vec());
         }
     }
@@ -165,7 +165,7 @@ fn candidates(ks: &Keyspaces, dir: &Path) -> Result<Vec<Vec<u8>>> {
                         continue;
                     }
                     let key = format!("{algo_name}-{hex}").into_bytes();
-                    if !ks.refs.contains_key(&key)? {
+                    if !super::stats::referenced(ks, &key)? {
                         out.push(key);
                     }
                 }

@@ -1,5 +1,7 @@
 //! Indexes the writer keeps beside the log, updated in the same batch as every change:
-//! per-topic stats (`topics`: count, first and last id) and content reference counts (`refs`).
+//! per-topic stats (`topics`: count, first and last id) and content references (`refs`: one
+//! `content key \0 frame id` entry per referencing frame, written blind so an append never
+//! reads before it writes).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -11,7 +13,7 @@ use crate::frame::{Frame, Id};
 
 /// Marks (in `refs`) that both indexes cover every frame; they are built once for a store
 /// that predates them.
-const BUILT_MARKER: &[u8] = b"\0stats-v1";
+const BUILT_MARKER: &[u8] = b"\0stats-v2";
 
 /// One topic (or, with `children`, one level of the hierarchy) as `GET /topics` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,8 +56,19 @@ fn decode_stat(topic: &[u8], v: &[u8]) -> Result<TopicStat> {
     })
 }
 
-fn decode_count(v: &[u8]) -> u64 {
-    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+/// Key of one reference in `refs`: `content key \0 frame id`.
+fn ref_key(key: &[u8], id: &Id) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 17);
+    k.extend_from_slice(key);
+    k.push(0);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+fn ref_prefix(key: &[u8]) -> Vec<u8> {
+    let mut p = key.to_vec();
+    p.push(0);
+    p
 }
 
 /// The newest stored frame of exactly `topic` as the index has it (expired frames included).
@@ -66,28 +79,38 @@ pub(crate) fn topic_last(ks: &Keyspaces, topic: &str) -> Result<Option<Id>> {
     }
 }
 
-/// The reference count of content `key` (`algo-hex`) as stored.
-pub(crate) fn ref_count(ks: &Keyspaces, key: &[u8]) -> Result<u64> {
-    Ok(ks.refs.get(key)?.map_or(0, |v| decode_count(&v)))
+/// Whether any stored frame references content `key` (`algo-hex`).
+pub(crate) fn referenced(ks: &Keyspaces, key: &[u8]) -> Result<bool> {
+    match ks.refs.prefix(ref_prefix(key)).next() {
+        Some(g) => g.key().map(|_| true).map_err(Error::from),
+        None => Ok(false),
+    }
 }
 
-/// What a batch changes in the indexes: new topic stats (`None`: the topic is gone) and new
-/// reference counts (0: remove the key).
+/// What a batch changes in the indexes: new topic stats (`None`: the topic is gone) and the
+/// references it adds and removes (content key, frame id).
 #[derive(Default)]
 pub(crate) struct Changes {
     pub topics: Vec<(String, Option<TopicStat>)>,
-    pub refs: HashMap<Vec<u8>, u64>,
+    pub ref_adds: Vec<(Vec<u8>, Id)>,
+    pub ref_dels: Vec<(Vec<u8>, Id)>,
     /// The content key each changed frame referenced before the batch.
     pub old_hashes: HashMap<Id, Vec<u8>>,
 }
 
 impl Changes {
-    /// The reference count of `key` once the batch is written.
-    pub fn count_after(&self, ks: &Keyspaces, key: &[u8]) -> Result<u64> {
-        match self.refs.get(key) {
-            Some(n) => Ok(*n),
-            None => ref_count(ks, key),
+    /// Whether anything references content `key` once the batch is written.
+    pub fn referenced_after(&self, ks: &Keyspaces, key: &[u8]) -> Result<bool> {
+        if self.ref_adds.iter().any(|(k, _)| k == key) {
+            return Ok(true);
         }
+        for g in ks.refs.prefix(ref_prefix(key)) {
+            let id = codec::id_from_topic_key(&g.key()?)?;
+            if !self.ref_dels.iter().any(|(k, i)| k == key && *i == id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn write(&self, ks: &Keyspaces, batch: &mut fjall::OwnedWriteBatch) {
@@ -97,12 +120,11 @@ impl Changes {
                 None => batch.remove(&ks.topics, topic.as_bytes().to_vec()),
             }
         }
-        for (key, n) in &self.refs {
-            if *n == 0 {
-                batch.remove(&ks.refs, key.clone());
-            } else {
-                batch.insert(&ks.refs, key.clone(), n.to_be_bytes().to_vec());
-            }
+        for (key, id) in &self.ref_dels {
+            batch.remove(&ks.refs, ref_key(key, id));
+        }
+        for (key, id) in &self.ref_adds {
+            batch.insert(&ks.refs, ref_key(key, id), Vec::new());
         }
     }
 }
@@ -144,7 +166,6 @@ pub(crate) fn account<'a>(
     let mut changes = Changes::default();
     let mut added: HashMap<&str, Vec<Id>> = HashMap::new();
     let mut removed: HashMap<String, HashSet<Id>> = HashMap::new();
-    let mut delta: HashMap<Vec<u8>, i64> = HashMap::new();
     for (id, a) in &after {
         let b = before.get(id);
         let (b_topic, b_hash) = match b {
@@ -165,10 +186,10 @@ pub(crate) fn account<'a>(
         }
         if b_hash != a_hash {
             if let Some(h) = a_hash {
-                *delta.entry(h.clone()).or_default() += 1;
+                changes.ref_adds.push((h.clone(), *id));
             }
             if let Some(h) = b_hash {
-                *delta.entry(h.clone()).or_default() -= 1;
+                changes.ref_dels.push((h.clone(), *id));
             }
         }
         if let Some(h) = b_hash {
@@ -213,13 +234,6 @@ pub(crate) fn account<'a>(
         }
     }
 
-    for (key, d) in delta {
-        if d == 0 {
-            continue;
-        }
-        let n = ref_count(ks, &key)?;
-        changes.refs.insert(key, (n as i64 + d).max(0) as u64);
-    }
     Ok(changes)
 }
 
@@ -249,13 +263,17 @@ fn edge_of(ks: &Keyspaces, topic: &str, gone: &HashSet<Id>, newest: bool) -> Res
     Ok(None)
 }
 
-/// Builds both indexes from the log for a store that predates them (once, O(store)).
+/// Builds both indexes from the log for a store that predates them or their current layout
+/// (once, O(store)).
 pub(crate) fn build_if_missing(ks: &Keyspaces) -> Result<()> {
     if ks.refs.contains_key(BUILT_MARKER)? {
         return Ok(());
     }
+    // Whatever an older layout left is rebuilt from the log (the marker is written last).
+    ks.refs.clear()?;
+    ks.topics.clear()?;
     let mut topics: HashMap<String, TopicStat> = HashMap::new();
-    let mut refs: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut refs: Vec<Vec<u8>> = Vec::new();
     let mut frames = 0u64;
     for g in ks.frames.iter() {
         let (k, v) = g.into_inner()?;
@@ -269,7 +287,7 @@ pub(crate) fn build_if_missing(ks: &Keyspaces) -> Result<()> {
         };
         frames += 1;
         if let Some(h) = &f.hash {
-            *refs.entry(cas_key(h)).or_default() += 1;
+            refs.push(ref_key(&cas_key(h), &id));
         }
         topics
             .entry(f.topic)
@@ -287,8 +305,8 @@ pub(crate) fn build_if_missing(ks: &Keyspaces) -> Result<()> {
     for (topic, s) in &topics {
         batch.insert(&ks.topics, topic.as_bytes().to_vec(), encode_stat(s));
     }
-    for (key, n) in refs {
-        batch.insert(&ks.refs, key, n.to_be_bytes().to_vec());
+    for key in refs {
+        batch.insert(&ks.refs, key, Vec::new());
     }
     batch.insert(&ks.refs, BUILT_MARKER.to_vec(), Vec::new());
     batch.commit()?;

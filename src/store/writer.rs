@@ -628,7 +628,7 @@ impl WriterState {
         for (keys, i) in ops {
             let before = drops.report;
             for key in keys {
-                if changes.count_after(&self.ks, key)? == 0 && seen.insert(key) {
+                if !changes.referenced_after(&self.ks, key)? && seen.insert(key) {
                     drops.add(&self.ks, &self.cacache_dir, key)?;
                 }
             }
