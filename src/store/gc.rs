@@ -1,5 +1,5 @@
 //! Content deletion: `remove --purge` (a frame and, if nothing else references it, its content)
-//! and `gc` (every blob whose reference count is 0), both decided inside the writer.
+//! and `gc` (every blob no frame references), both decided inside the writer.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
