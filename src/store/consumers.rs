@@ -15,12 +15,9 @@ impl Store {
     pub fn ack(&self, name: &str, id: Id) -> impl Future<Output = Result<Id>> + Send + 'static {
         let checked = validate_name(name);
         let name = name.to_string();
-        let done = checked
-            .is_ok()
-            .then(|| self.submit(move |reply| WriteOp::Ack { name, id, reply }));
+        let done = checked.map(|()| self.submit(move |reply| WriteOp::Ack { name, id, reply }));
         async move {
-            checked?;
-            match done.expect("submitted when valid").await? {
+            match done?.await? {
                 writer::Done::Position(p) => Ok(p),
                 _ => unreachable!("ack answers with a position"),
             }

@@ -263,12 +263,9 @@ impl Store {
     /// order); the future resolves once it is durable (fsynced) and broadcast to followers.
     pub fn append(&self, frame: NewFrame) -> impl Future<Output = Result<Frame>> + Send + 'static {
         let checked = crate::topic::validate_topic(&frame.topic);
-        let done = checked
-            .is_ok()
-            .then(|| self.submit(|r| WriteOp::Append(frame, r)));
+        let done = checked.map(|()| self.submit(|r| WriteOp::Append(frame, r)));
         async move {
-            checked?;
-            match done.expect("submitted when valid").await? {
+            match done?.await? {
                 writer::Done::Frame(f) => Ok(f),
                 _ => unreachable!("append answers with a frame"),
             }
@@ -304,12 +301,9 @@ impl Store {
             ))),
             _ => Ok(()),
         });
-        let done = checked
-            .is_ok()
-            .then(|| self.submit(|r| WriteOp::Import(frame, r)));
+        let done = checked.map(|()| self.submit(|r| WriteOp::Import(frame, r)));
         async move {
-            checked?;
-            match done.expect("submitted when valid").await? {
+            match done?.await? {
                 writer::Done::Frame(f) => Ok(f),
                 _ => unreachable!("import answers with a frame"),
             }
