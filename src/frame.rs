@@ -206,6 +206,15 @@ mod tests {
         assert_eq!(Frame::from_json(s.as_bytes()).unwrap(), f);
     }
 
+    /// Found by fuzzing: a huge integer in meta must survive a round trip unchanged (serde_json
+    /// parses floats exactly only with `float_roundtrip`).
+    #[test]
+    fn big_numbers_in_meta_round_trip() {
+        let json = br#"{"topic":"chat","id":"03d4q1qhbiv09ovtuhokw6yxv","meta":{"a":[1,999003875820019684212727]},"ttl":"last:3"}"#;
+        let f = Frame::from_json(json).unwrap();
+        assert_eq!(Frame::from_json(&f.to_json()).unwrap(), f);
+    }
+
     #[test]
     fn rejects_bad_frames_and_hashes() {
         assert!(Frame::from_json(b"{}").is_err());

@@ -120,11 +120,22 @@ async fn auto_ack_while_following_acknowledges_live_frames() {
         });
     }
     drop(s);
-    // A new follower for the same consumer starts after what was delivered.
+    // A new follower for the same consumer starts after what was delivered. The dropped
+    // follower may still have been handed `z` (and so acknowledged it) before its connection
+    // closed: auto-ack is at-most-once for a client that goes away.
     let l = d.append("t", b"z");
     let mut s = Stream::open(&d.sock(), "/?consumer=w&topic=t&follow", &[]).await;
-    assert_eq!(id(&s.next().await), id(&l));
-    assert_eq!(s.next().await["topic"], "xs.threshold");
+    let first = s.next().await;
+    if first["topic"] == "xs.threshold" {
+        assert_eq!(
+            position(&d, "w"),
+            l["id"],
+            "z was skipped, so it was acknowledged"
+        );
+    } else {
+        assert_eq!(id(&first), id(&l));
+        assert_eq!(s.next().await["topic"], "xs.threshold");
+    }
 }
 
 #[test]
