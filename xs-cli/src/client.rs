@@ -89,6 +89,12 @@ impl Client {
         Client { addr }
     }
 
+    /// Sends a request without a body and streams the answer to stdout (see [`print`]).
+    pub async fn print(&self, method: hyper::Method, uri: &str, line: bool) -> Result<u64> {
+        let req = Request::builder().method(method).uri(uri).body(empty())?;
+        print(self.send(req).await?, line).await
+    }
+
     /// Sends `req` on a new connection; a non-2xx answer is a [`ServerError`].
     pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>> {
         let host = match &self.addr {

@@ -2,10 +2,10 @@
 //! `{"blobs": n, "bytes": n}`.
 
 use anyhow::Result;
-use hyper::Request;
+use hyper::Method;
 
 use crate::addr;
-use crate::client::{self, Client};
+use crate::client::Client;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,9 +16,6 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<()> {
     let addr = addr::addr_or_default(args.addr)?;
-    let resp = Client::new(addr)
-        .send(Request::post("/gc").body(client::empty())?)
-        .await?;
-    client::print(resp, true).await?;
+    Client::new(addr).print(Method::POST, "/gc", true).await?;
     Ok(())
 }

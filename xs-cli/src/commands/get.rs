@@ -2,10 +2,10 @@
 //! Unknown ids are the daemon's 404, reported as an error.
 
 use anyhow::Result;
-use hyper::Request;
+use hyper::Method;
 
 use crate::addr;
-use crate::client::{self, Client};
+use crate::client::Client;
 use crate::commands::parse_id;
 
 #[derive(clap::Args)]
@@ -30,9 +30,6 @@ pub async fn run(args: Args) -> Result<()> {
     } else {
         format!("/{id}")
     };
-    let resp = Client::new(addr)
-        .send(Request::get(uri).body(client::empty())?)
-        .await?;
-    client::print(resp, true).await?;
+    Client::new(addr).print(Method::GET, &uri, true).await?;
     Ok(())
 }

@@ -2,10 +2,10 @@
 //! `{"kind","name","state","since","position","last_error",...}` (`GET /ps`).
 
 use anyhow::Result;
-use hyper::Request;
+use hyper::Method;
 
 use crate::addr;
-use crate::client::{self, Client};
+use crate::client::Client;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,9 +16,6 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<()> {
     let client = Client::new(addr::addr_or_default(args.addr)?);
-    let resp = client
-        .send(Request::get("/ps").body(client::empty())?)
-        .await?;
-    client::print(resp, false).await?;
+    client.print(Method::GET, "/ps", false).await?;
     Ok(())
 }

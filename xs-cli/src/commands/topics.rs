@@ -2,10 +2,10 @@
 //! id (`GET /topics`), as NDJSON sorted by topic.
 
 use anyhow::{bail, Result};
-use hyper::Request;
+use hyper::Method;
 
 use crate::addr;
-use crate::client::{self, Client};
+use crate::client::Client;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,9 +41,6 @@ pub async fn run(args: Args) -> Result<()> {
     } else {
         format!("/topics?{}", query.join("&"))
     };
-    let resp = Client::new(addr)
-        .send(Request::get(uri).body(client::empty())?)
-        .await?;
-    client::print(resp, false).await?;
+    Client::new(addr).print(Method::GET, &uri, false).await?;
     Ok(())
 }

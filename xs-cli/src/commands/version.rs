@@ -2,10 +2,10 @@
 //! The client's own version is `xs --version`.
 
 use anyhow::Result;
-use hyper::Request;
+use hyper::Method;
 
 use crate::addr;
-use crate::client::{self, Client};
+use crate::client::Client;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,9 +16,8 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<()> {
     let addr = addr::addr_or_default(args.addr)?;
-    let resp = Client::new(addr)
-        .send(Request::get("/version").body(client::empty())?)
+    Client::new(addr)
+        .print(Method::GET, "/version", true)
         .await?;
-    client::print(resp, true).await?;
     Ok(())
 }
