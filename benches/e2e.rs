@@ -3,7 +3,8 @@
 //!
 //! Usage: `scripts/bench.sh [--quick] [NAME_PREFIX...]`, e.g. `scripts/bench.sh append_1conn`.
 //! Figures: append_1conn, append_32conn, append_expect_32conn, build_store, replay_all, replay_topic,
-//! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`).
+//! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`),
+//! handler_first_100k (frames/s through a handler with a trivial closure, from the first frame).
 //! `--quick` uses a 100k store and names the restart figure `start_time_quick` instead.
 //! `XS_BENCH_DIR` picks the parent directory of the temp store (default: the system temp dir);
 //! `XS_BENCH_KEEP=1` keeps it (store and daemon logs) for a look afterwards.
@@ -46,6 +47,7 @@ const FIGURES: &[&str] = &[
     "follow_latency_p99",
     "start_time_1m",
     "daemon_rss_peak",
+    "handler_first_100k",
 ];
 const CONNS: usize = 32;
 
@@ -273,6 +275,18 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
             report("daemon_rss_peak_restart", hwm2, "MiB");
         }
         summary.push(format!("restarted daemon: VmHWM {hwm2:.1} MiB"));
+        daemon.stop()?;
+    }
+
+    if sel.wants("handler_first_100k") {
+        let n = 100_000;
+        let store2 = tmp.path().join("store-handler");
+        let (daemon, _) = Daemon::start(&store2, tmp.path().join("daemon3.log")).await?;
+        let el = handler_throughput(&store2.join("sock"), n).await?;
+        report("handler_first_100k", n as f64 / el.as_secs_f64(), "frames/s");
+        summary.push(format!(
+            "handler_first_100k: {n} imported frames (meta {{i}}) through `{{|frame, state| {{next: ($state + 1)}}}}` from start: first, checkpointed, in {el:.2?} (from the create frame to the last frame's checkpoint)"
+        ));
         daemon.stop()?;
     }
 
@@ -535,6 +549,61 @@ impl Conn {
             return Err(format!("POST {path}: {status} {}", String::from_utf8_lossy(&body)).into());
         }
         Ok(body)
+    }
+}
+
+/// Imports `n` frames, registers a handler with a trivial closure from the first frame, and
+/// times it until its checkpoint is at the last frame (`GET /ps`).
+async fn handler_throughput(sock: &Path, n: usize) -> Result<Duration> {
+    let mut conn = Conn::open(sock, true).await?;
+    let mut last = String::new();
+    let mut i = 0;
+    while i < n {
+        let mut body = String::new();
+        for _ in 0..10_000.min(n - i) {
+            last = scru128::new().to_string();
+            body.push_str(&format!(
+                "{{\"topic\":\"bench.h\",\"id\":\"{last}\",\"meta\":{{\"i\":{i}}}}}\n"
+            ));
+            i += 1;
+        }
+        let res = conn
+            .request(Method::POST, "/import", Some(Bytes::from(body)))
+            .await?;
+        let status = res.status();
+        res.into_body().collect().await?;
+        if status != StatusCode::OK {
+            return Err(format!("POST /import: {status}").into());
+        }
+    }
+    let script = r#"{ start: "first", topics: "bench.h", initial: 0, run: {|frame, state| {next: ($state + 1)} } }"#;
+    let t = Instant::now();
+    let res = conn
+        .request(
+            Method::POST,
+            "/append/xs.handler.bench.create",
+            Some(Bytes::from_static(script.as_bytes())),
+        )
+        .await?;
+    res.into_body().collect().await?;
+    loop {
+        let res = conn.request(Method::GET, "/ps", None).await?;
+        let body = res.into_body().collect().await?.to_bytes();
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let row: serde_json::Value = serde_json::from_slice(line)?;
+            if row["name"] == "bench" {
+                if row["state"] != "active" {
+                    return Err(format!("the bench handler is {row}").into());
+                }
+                if row["position"] == last.as_str() {
+                    return Ok(t.elapsed());
+                }
+            }
+        }
+        if t.elapsed() > Duration::from_secs(300) {
+            return Err("the bench handler did not finish within 300 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

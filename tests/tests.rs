@@ -4,3 +4,5 @@
 mod api;
 mod cli;
 mod helper;
+#[cfg(feature = "nu")]
+mod nu;

@@ -3,6 +3,7 @@
 //! Its interface (append, import, remove, get, scan, CAS put/get, subscribe) is kept narrow and
 //! free of fjall types so that another backend can sit behind it later.
 
+mod atomic;
 mod check;
 #[doc(hidden)]
 pub mod codec;
@@ -137,11 +138,13 @@ pub(crate) struct Keyspaces {
     refs: Keyspace,
     /// `topic \0 idempotency key` → frame id.
     idem: Keyspace,
+    /// name → a processor's checkpoint (see `atomic`).
+    checkpoints: Keyspace,
 }
 
 impl Keyspaces {
     /// Every keyspace, for work that touches them all (flushing memtables).
-    fn all(&self) -> [&Keyspace; 8] {
+    fn all(&self) -> [&Keyspace; 9] {
         [
             &self.frames,
             &self.idx_topic,
@@ -151,6 +154,7 @@ impl Keyspaces {
             &self.topics,
             &self.refs,
             &self.idem,
+            &self.checkpoints,
         ]
     }
 }
@@ -196,6 +200,7 @@ impl Store {
             topics: db.keyspace("topics", ks_opts)?,
             refs: db.keyspace("refs", ks_opts)?,
             idem: db.keyspace("idem", ks_opts)?,
+            checkpoints: db.keyspace("checkpoints", ks_opts)?,
             db,
         };
         let (live, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);

@@ -32,6 +32,8 @@ pub(crate) enum Done {
     Unit,
     /// A consumer's position after an ack.
     Position(Id),
+    /// The frames of an atomic append.
+    Frames(Vec<Frame>),
 }
 
 pub(crate) enum WriteOp {
@@ -51,6 +53,16 @@ pub(crate) enum WriteOp {
         reply: Reply,
     },
     RemoveConsumer {
+        name: String,
+        reply: Reply,
+    },
+    /// Frames and a checkpoint, all or nothing (see `atomic`).
+    Atomic {
+        frames: Vec<NewFrame>,
+        checkpoint: Option<(String, Vec<u8>)>,
+        reply: Reply,
+    },
+    RemoveCheckpoint {
         name: String,
         reply: Reply,
     },
@@ -165,6 +177,8 @@ struct Plan {
     gc: Vec<(Vec<Vec<u8>>, usize)>,
     /// Consumer positions to write (`None`: remove the consumer).
     consumers: HashMap<String, Option<Id>>,
+    /// Checkpoints to write (`None`: remove).
+    checkpoints: HashMap<String, Option<Vec<u8>>>,
 }
 
 impl WriterState {
@@ -255,6 +269,21 @@ impl WriterState {
                 }
                 WriteOp::RemoveConsumer { name, reply } => {
                     replies.push((reply, self.plan_remove_consumer(&mut plan, name)));
+                }
+                WriteOp::Atomic {
+                    frames,
+                    checkpoint,
+                    reply,
+                } => match self.plan_atomic(&mut plan, frames, checkpoint) {
+                    Ok((frames, l)) => {
+                        live.extend(l);
+                        replies.push((reply, Ok(Done::Frames(frames))));
+                    }
+                    Err(e) => replies.push((reply, Err(e))),
+                },
+                WriteOp::RemoveCheckpoint { name, reply } => {
+                    plan.checkpoints.insert(name, None);
+                    replies.push((reply, Ok(Done::Unit)));
                 }
             }
         }
@@ -455,6 +484,12 @@ impl WriterState {
                 None => batch.remove(&ks.consumers, name.into_bytes()),
             }
         }
+        for (name, value) in plan.checkpoints {
+            match value {
+                Some(v) => batch.insert(&ks.checkpoints, name.into_bytes(), v),
+                None => batch.remove(&ks.checkpoints, name.into_bytes()),
+            }
+        }
         changes.write(ks, &mut batch);
         for (key, frame) in &plan.idem {
             batch.insert(&ks.idem, key.clone(), codec::id_key(&frame.id).to_vec());
@@ -641,6 +676,44 @@ impl WriterState {
             ));
         }
         Ok((drops, freed))
+    }
+}
+
+/// Atomic appends.
+impl WriterState {
+    /// Plans every frame, then the checkpoint; if one frame is refused, undoes what the
+    /// others planned, so none of them is written.
+    fn plan_atomic(
+        &mut self,
+        plan: &mut Plan,
+        frames: Vec<NewFrame>,
+        checkpoint: Option<(String, Vec<u8>)>,
+    ) -> Result<(Vec<Frame>, Vec<Arc<LiveFrame>>)> {
+        let marks = (plan.inserts.len(), plan.trims.len(), plan.content.len());
+        let idem = plan.idem.clone();
+        let last_id = self.last_id;
+        let mut out = Vec::with_capacity(frames.len());
+        let mut live = Vec::with_capacity(frames.len());
+        for nf in frames {
+            match self.plan_append(plan, nf) {
+                Ok((f, l)) => {
+                    out.push(f);
+                    live.extend(l);
+                }
+                Err(e) => {
+                    plan.inserts.truncate(marks.0);
+                    plan.trims.truncate(marks.1);
+                    plan.content.truncate(marks.2);
+                    plan.idem = idem;
+                    self.last_id = last_id;
+                    return Err(e);
+                }
+            }
+        }
+        if let Some((name, value)) = checkpoint {
+            plan.checkpoints.insert(name, Some(value));
+        }
+        Ok((out, live))
     }
 }
 

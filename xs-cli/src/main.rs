@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::commands::{ack, consumers, export, ps, restore};
+use crate::commands::{ack, consumers, eval, export, nu, processors, ps, restore};
 use crate::commands::{
     append, cas, cas_post, cat, gc, get, import, last, remove, scru128, serve, topics, version,
 };
@@ -60,8 +60,22 @@ enum Command {
     Ack(ack::Args),
     /// List durable consumers with their position and lag
     Consumers(consumers::Args),
-    /// List processors (webhooks) with their state, position and last error
+    /// List processors (handlers, generators, actions, webhooks) with their state
     Ps(ps::Args),
+    /// Run a Nushell script in the daemon, against the live store
+    #[command(override_usage = "xs eval [ADDR] [FILE|-] [-c SCRIPT]")]
+    Eval(eval::Args),
+    /// Register or unregister a handler (reacts to frames, in order, exactly once)
+    #[command(subcommand)]
+    Handler(processors::Handler),
+    /// Spawn or terminate a generator (a pipeline whose output becomes frames)
+    #[command(subcommand)]
+    Generator(processors::Generator),
+    /// Define, undefine or call an action
+    #[command(subcommand)]
+    Action(processors::Action),
+    /// Print (or --install) the xs.nu module for interactive Nushell sessions
+    Nu(nu::Args),
     /// Write the store (or some topics) as one archive to stdout
     Export(export::Args),
     /// Load an archive from `xs export` (stdin) into the store
@@ -109,6 +123,11 @@ fn run(command: Command) -> Result<()> {
         Command::Ack(args) => client(ack::run(args)),
         Command::Consumers(args) => client(consumers::run(args)),
         Command::Ps(args) => client(ps::run(args)),
+        Command::Eval(args) => client(eval::run(args)),
+        Command::Handler(cmd) => client(processors::handler(cmd)),
+        Command::Generator(cmd) => client(processors::generator(cmd)),
+        Command::Action(cmd) => client(processors::action(cmd)),
+        Command::Nu(args) => nu::run(args),
         Command::Export(args) => client(export::run(args)),
         Command::Restore(args) => client(restore::run(args)),
         Command::Version(args) => client(version::run(args)),

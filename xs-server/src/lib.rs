@@ -5,6 +5,9 @@ pub mod api;
 mod body;
 mod error;
 mod listener;
+#[cfg(feature = "nu")]
+pub mod nu;
+mod processor;
 mod ps;
 mod webhook;
 
@@ -25,6 +28,27 @@ pub struct ServeOptions {
     /// Free space to keep on the store's filesystem (default `xs::DEFAULT_MIN_FREE_BYTES`):
     /// below it, appends answer 507.
     pub min_free_space: Option<u64>,
+}
+
+/// What the requests and background tasks of one daemon share; cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    pub store: Store,
+    /// The Nushell engine that `POST /eval` and the processors run on.
+    #[cfg(feature = "nu")]
+    pub engine: nu::Engine,
+}
+
+impl Daemon {
+    /// The daemon's shared state for `store` (builds the Nushell engine).
+    pub fn new(store: Store) -> Result<Daemon, ServeError> {
+        Ok(Daemon {
+            #[cfg(feature = "nu")]
+            engine: nu::Engine::new(&std::env::current_dir().unwrap_or_else(|_| store.path().to_path_buf()))
+                .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
+            store,
+        })
+    }
 }
 
 /// Opens the store, serves until SIGINT/SIGTERM, then stops cleanly.
@@ -53,6 +77,7 @@ pub async fn run(
     opts: ServeOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
+    let daemon = Daemon::new(store.clone())?;
     let sock = store.path().join("sock");
     let listeners = listener::bind(&sock, opts.expose.as_deref()).await?;
 
@@ -67,8 +92,8 @@ pub async fn run(
     tracing::info!(store = %store.path().display(), socket = %sock.display(), expose = ?opts.expose, "xs serving");
 
     let sweeper = tokio::spawn(sweep_expired(store.clone()));
-    let webhooks = webhook::start(store.clone());
-    let accept = listener::serve(listeners, store.clone(), shutdown.clone());
+    let processors = processor::start_all(&daemon);
+    let accept = listener::serve(listeners, daemon.clone(), shutdown.clone());
     let graceful = tokio::select! {
         g = accept => g,
         reason = store.failed() => {
@@ -77,7 +102,9 @@ pub async fn run(
         }
     };
     sweeper.abort();
-    webhooks.stop().await;
+    for p in processors {
+        p.stop().await;
+    }
 
     tracing::info!("xs stopping");
     if let Err(e) = store.append(NewFrame::new("xs.stopping")).await {

@@ -12,7 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
-use xs::Store;
+use crate::Daemon;
 
 use crate::error::ServeError;
 
@@ -62,13 +62,13 @@ pub async fn bind(sock: &Path, expose: Option<&str>) -> Result<Vec<Listener>, Se
 /// that finishes the open connections (see `GracefulShutdown::shutdown`).
 pub async fn serve(
     listeners: Vec<Listener>,
-    store: Store,
+    daemon: Daemon,
     shutdown: watch::Receiver<bool>,
 ) -> GracefulShutdown {
     let graceful = Arc::new(GracefulShutdown::new());
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
-        let store = store.clone();
+        let daemon = daemon.clone();
         let mut shutdown = shutdown.clone();
         let graceful = graceful.clone();
         tasks.spawn(async move {
@@ -76,8 +76,8 @@ pub async fn serve(
                 tokio::select! {
                     _ = crate::stopped(&mut shutdown) => return,
                     conn = accept(&l) => match conn {
-                        Ok(Conn::Unix(s)) => spawn_conn(s, store.clone(), &graceful),
-                        Ok(Conn::Tcp(s)) => spawn_conn(s, store.clone(), &graceful),
+                        Ok(Conn::Unix(s)) => spawn_conn(s, daemon.clone(), &graceful),
+                        Ok(Conn::Tcp(s)) => spawn_conn(s, daemon.clone(), &graceful),
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
                             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -106,11 +106,11 @@ async fn accept(l: &Listener) -> std::io::Result<Conn> {
     }
 }
 
-fn spawn_conn<S>(stream: S, store: Store, graceful: &GracefulShutdown)
+fn spawn_conn<S>(stream: S, daemon: Daemon, graceful: &GracefulShutdown)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| crate::api::handle(store.clone(), req));
+    let service = service_fn(move |req| crate::api::handle(daemon.clone(), req));
     let conn = http1::Builder::new()
         .max_buf_size(MAX_BUF_BYTES)
         .serve_connection(TokioIo::new(stream), service);

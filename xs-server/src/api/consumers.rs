@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL};
 use hyper::{Method, Request, StatusCode};
@@ -114,7 +113,7 @@ pub fn read(
         store,
         name: consumer.name,
     };
-    let mut res = respond(StatusCode::OK, content_type, body.boxed());
+    let mut res = respond(StatusCode::OK, content_type, body::infallible(body));
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(res)

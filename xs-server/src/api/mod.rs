@@ -4,6 +4,8 @@
 mod append;
 mod cas;
 mod consumers;
+#[cfg(feature = "nu")]
+mod eval;
 mod export;
 mod gc;
 mod get;
@@ -25,10 +27,10 @@ use std::convert::Infallible;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use xs::Store;
 
 use crate::body::{self, Body};
 use crate::error::ApiError;
+use crate::Daemon;
 
 pub type ApiResult = Result<Response<Body>, ApiError>;
 
@@ -40,7 +42,7 @@ pub const JSON: &str = "application/json";
 pub const NDJSON: &str = "application/x-ndjson";
 
 /// Answers one request. Never fails: errors become a status and a `{"error"}` body.
-pub async fn handle(store: Store, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(daemon: Daemon, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let res = if head_size(&req) > MAX_HEAD_BYTES {
@@ -50,7 +52,7 @@ pub async fn handle(store: Store, req: Request<Incoming>) -> Result<Response<Bod
         );
         Err(e)
     } else {
-        route(store, req).await
+        route(daemon, req).await
     };
     let res = res.unwrap_or_else(|e| {
         tracing::debug!(%method, %path, status = %e.status, error = %e.message, "request refused");
@@ -59,7 +61,8 @@ pub async fn handle(store: Store, req: Request<Incoming>) -> Result<Response<Bod
     Ok(res)
 }
 
-async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
+async fn route(daemon: Daemon, req: Request<Incoming>) -> ApiResult {
+    let store = daemon.store.clone();
     let path = req.uri().path().to_string();
     let m = req.method().clone();
     let rest = path.strip_prefix('/').unwrap_or(&path);
@@ -75,9 +78,12 @@ async fn route(store: Store, req: Request<Incoming>) -> ApiResult {
         ("topics", &Method::GET) => topics::handle(store, req).await,
         ("gc", &Method::POST) => gc::handle(store).await,
         ("ps", &Method::GET) => ps::handle(store).await,
+        #[cfg(feature = "nu")]
+        ("eval", &Method::POST) => eval::handle(daemon, req).await,
+        #[cfg(not(feature = "nu"))]
         ("eval", &Method::POST) => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
-            "POST /eval is not available yet: the Nushell engine is not built into this daemon",
+            "POST /eval is not available: this daemon was built without the Nushell engine",
         )),
         _ => {
             if let Some(topic) = rest.strip_prefix("last/") {

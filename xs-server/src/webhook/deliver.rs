@@ -17,7 +17,8 @@ use xs::consumer::Start;
 use xs::{Frame, Id, ReadOptions, Store};
 
 use super::config::Config;
-use crate::ps::{self, Table};
+use crate::processor::Status;
+use crate::ps;
 
 /// Content under this size is sent inline (base64); larger content only by its hash.
 pub const INLINE_MAX: u64 = 64 * 1024;
@@ -41,7 +42,7 @@ pub struct Delivery {
     pub name: String,
     pub create_id: Id,
     pub config: Arc<Config>,
-    pub table: Table,
+    pub status: Status,
 }
 
 impl Delivery {
@@ -57,6 +58,9 @@ impl Delivery {
                 return;
             }
         };
+        if let Some(p) = pos {
+            self.status.position(p);
+        }
         let mut opts = ReadOptions {
             limit: Some(BATCH),
             topic: self.config.topics.clone(),
@@ -165,12 +169,7 @@ impl Delivery {
     }
 
     fn update(&self, f: impl FnOnce(&mut ps::Status)) {
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = t.get_mut(&("webhook", self.name.clone())) {
-            if s.create_id == self.create_id {
-                f(s);
-            }
-        }
+        self.status.update(f);
     }
 
     async fn scan(&self, opts: &ReadOptions) -> xs::Result<Vec<Frame>> {

@@ -1,0 +1,167 @@
+//! `POST /eval` and `xs eval`: results streamed by type, errors with Nushell's report, and the
+//! store commands (`.append .cat .last .get .cas .cas-post .remove .import`) inside scripts.
+
+use serde_json::Value;
+
+use crate::helper::{topics, Daemon};
+
+fn eval(d: &Daemon, script: &str) -> crate::helper::Resp {
+    d.http("POST", "/eval", &[], script.as_bytes())
+}
+
+#[test]
+fn results_stream_by_type() {
+    let d = Daemon::start();
+    let r = eval(&d, "1..3 | each {|i| {n: $i} }");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    let rows: Vec<i64> = r.ndjson().iter().map(|v| v["n"].as_i64().unwrap()).collect();
+    assert_eq!(rows, [1, 2, 3]);
+
+    let r = eval(&d, "{a: 1, b: [x y]}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json(), serde_json::json!({"a": 1, "b": ["x", "y"]}));
+
+    let r = eval(&d, "'hello'");
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.text(), "hello");
+
+    let r = eval(&d, "6 * 7");
+    assert_eq!(r.text(), "42");
+
+    let r = eval(&d, "0x[00 ff 10]");
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(r.body, [0u8, 0xff, 0x10]);
+
+    let r = eval(&d, "null");
+    assert_eq!(r.status, 204);
+
+    // An external's output streams as bytes.
+    let r = eval(&d, "^printf 'a\\nb\\n'");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "a\nb\n");
+    d.assert_no_panic();
+}
+
+#[test]
+fn script_errors_are_400_with_the_report_and_position() {
+    let d = Daemon::start();
+    let r = eval(&d, "let x = 1\n[1 2] | no-such-command");
+    let msg = r.assert_error(400);
+    assert!(msg.contains("no-such-command"), "{msg}");
+    assert!(msg.contains("eval:2:"), "the report has the line: {msg}");
+
+    let r = eval(&d, "error make {msg: 'boom'}");
+    let msg = r.assert_error(400);
+    assert!(msg.contains("boom"), "{msg}");
+
+    let r = eval(&d, "{a: 1");
+    r.assert_error(400);
+
+    let r = d.http("POST", "/eval", &[], &[0xff, 0xfe]);
+    r.assert_error(400);
+
+    // exit does not stop the daemon.
+    let r = eval(&d, "exit 3");
+    assert!(r.status == 400 || r.status == 204, "{}", r.status);
+    d.assert_healthy_and_empty();
+}
+
+#[test]
+fn store_commands_inside_scripts() {
+    let d = Daemon::start();
+    let r = eval(&d, r#"
+        let a = ("hi" | .append chat --meta {u: bob})
+        {a: 1} | .append obj
+        0x[01 02] | .append bin
+        .append empty
+        [ ($a.meta.u) (.cas $a.hash) (.last chat | get id | $in == $a.id) (.get $a.id | get topic) ]
+    "#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), serde_json::json!(["bob", "hi", true, "chat"]));
+
+    let frames = d.frames();
+    assert_eq!(topics(&frames[1..]), ["chat", "obj", "bin", "empty"]);
+    let obj = &frames[2];
+    let content = d.get(&format!("/cas/{}", obj["hash"].as_str().unwrap()));
+    assert_eq!(content.json(), serde_json::json!({"a": 1}));
+    assert!(frames[4]["hash"].is_null());
+
+    // .cat is a list stream with the read flags; .last N is a list.
+    let r = eval(&d, ".cat --topic chat,obj | get topic");
+    assert_eq!(r.json(), serde_json::json!(["chat", "obj"]));
+    let r = eval(&d, ".cat --last 2 | get topic | to json -r");
+    assert_eq!(r.text(), r#"["bin","empty"]"#);
+    let r = eval(&d, ".last chat 5 | length");
+    assert_eq!(r.text(), "1");
+
+    // .cas-post / .remove / .import
+    let r = eval(&d, "'stored' | .cas-post");
+    let hash = r.text();
+    assert!(hash.starts_with("sha256-"), "{hash}");
+    assert_eq!(d.get(&format!("/cas/{hash}")).text(), "stored");
+    let id = frames[1]["id"].as_str().unwrap();
+    let r = eval(&d, &format!(".remove {id}"));
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(d.get(&format!("/{id}")).status, 404);
+    let r = eval(&d, &format!("{{topic: back, id: '{id}', hash: '{hash}'}} | .import | get id"));
+    assert_eq!(r.text(), id);
+    assert_eq!(d.get(&format!("/{id}")).json()["topic"], "back");
+
+    // Bad input to a store command is a script error, nothing stored.
+    let before = d.frames().len();
+    eval(&d, "'x' | .append 'bad topic!'").assert_error(400);
+    eval(&d, "'x' | .append ok --ttl forever-ish").assert_error(400);
+    eval(&d, ".get nope").assert_error(400);
+    assert_eq!(d.frames().len(), before);
+    d.assert_no_panic();
+}
+
+#[test]
+fn cat_follow_is_lazy() {
+    let d = Daemon::start();
+    d.append("a", b"1");
+    // `first 2` ends the follow once two frames (history + threshold) were read.
+    let r = eval(&d, ".cat --follow | first 2 | get topic");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(got, ["xs.start", "a"]);
+}
+
+#[test]
+fn cli_eval_file_stdin_and_commands() {
+    let d = Daemon::start();
+    let out = d.xs("eval", &["-c", "[1 2] | each {|x| $x * 10} | to json -r"], b"").ok();
+    assert_eq!(out.stdout_str(), "[10,20]\n");
+    let out = d.xs("eval", &["-c", "[1 2] | each {|x| {n: $x} }"], b"").ok();
+    assert_eq!(out.stdout_str(), "{\"n\":1}\n{\"n\":2}\n");
+
+    let out = d.xs("eval", &["-"], b"{x: 1}").ok();
+    assert_eq!(out.json(), serde_json::json!({"x": 1}));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("s.nu");
+    std::fs::write(&f, "'from a file'").unwrap();
+    let out = d.xs("eval", &[f.to_str().unwrap()], b"").ok();
+    assert_eq!(out.stdout_str(), "from a file\n");
+
+    let out = d.xs("eval", &["-c", "1 | nope"], b"");
+    let line = out.error();
+    assert!(line.contains("nope"), "{line}");
+}
+
+#[test]
+fn a_script_that_never_ends_blocks_nothing() {
+    let d = Daemon::start();
+    let sock = d.sock();
+    // A client that starts an endless script and is never answered...
+    std::thread::spawn(move || {
+        let _ = crate::helper::request(&sock, "POST", "/eval", &[], b"loop { }");
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // ...does not keep anyone else waiting.
+    let t = std::time::Instant::now();
+    assert_eq!(eval(&d, "1 + 1").text(), "2");
+    d.append("still", b"writable");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+}

@@ -1,0 +1,125 @@
+//! The `examples/` run as the README shows, and `xs nu`'s module in a real interactive Nushell
+//! (the `nu` binary; `.ci/run` installs it from the npm registry).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::helper::{poll_until, xs, Daemon};
+use crate::nu::handlers::{content, on, wait_for};
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name)
+}
+
+#[test]
+fn counter_handler() {
+    let d = Daemon::start();
+    let f = example("counter.nu");
+    xs(&["handler", "register", d.addr(), "counter", f.to_str().unwrap()], b"").ok();
+    for _ in 0..2 {
+        xs(&["append", d.addr(), "tick"], b"").ok();
+    }
+    let out = wait_for(&d, "counter.out", 2);
+    assert_eq!(out[1]["meta"]["count"], 2);
+    let last = xs(&["last", d.addr(), "counter.out"], b"").ok().json();
+    assert_eq!(last["meta"]["count"], 2);
+}
+
+#[test]
+fn tail_generator() {
+    let d = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("app.log");
+    std::fs::write(&log, "").unwrap();
+    // The example reads $env.XS_TAIL_FILE (the daemon's environment); point it at our file.
+    let script = std::fs::read_to_string(example("tail.nu"))
+        .unwrap()
+        .replace("\"app.log\"", &format!("{:?}", log.to_str().unwrap()));
+    xs(&["generator", "spawn", d.addr(), "applog", "-"], script.as_bytes()).ok();
+    // tail -n 0 starts at the end: write once it runs.
+    poll_until(Duration::from_secs(20), "lines to arrive", || {
+        std::fs::write(&log, "first line\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        (!on(&d, "applog.recv").is_empty()).then_some(())
+    });
+    let got = on(&d, "applog.recv");
+    assert_eq!(content(&d, &got[0]), "first line");
+    xs(&["generator", "terminate", d.addr(), "applog"], b"").ok();
+}
+
+#[test]
+fn duplex_generator() {
+    let d = Daemon::start();
+    let f = example("duplex.nu");
+    xs(&["generator", "spawn", d.addr(), "calc", f.to_str().unwrap()], b"").ok();
+    xs(&["append", d.addr(), "calc.send"], b"21\n").ok();
+    xs(&["append", d.addr(), "calc.send"], b"5").ok();
+    let got = wait_for(&d, "calc.recv", 2);
+    assert_eq!(content(&d, &got[0]), "42");
+    assert_eq!(content(&d, &got[1]), "10");
+}
+
+#[test]
+fn greet_action() {
+    let d = Daemon::start();
+    let f = example("greet.nu");
+    xs(&["action", "define", d.addr(), "greet", f.to_str().unwrap()], b"").ok();
+    let out = xs(&["action", "call", d.addr(), "greet", "--args", r#"{"times": 2}"#], b"bob").ok();
+    assert_eq!(out.stdout_str(), "hello bob x2");
+}
+
+/// `xs nu`'s module used from the `nu` binary; skipped (with a note) when `nu` is missing.
+#[test]
+fn xs_nu_module_in_nushell() {
+    if Command::new("nu").arg("--version").output().is_err() {
+        eprintln!("skipping: no `nu` binary on PATH (npm install -g nushell)");
+        return;
+    }
+    let d = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let module = tmp.path().join("xs.nu");
+    let out = xs(&["nu"], b"").ok();
+    std::fs::write(&module, &out.stdout).unwrap();
+    let bin = PathBuf::from(crate::helper::XS);
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!(
+        r#"use {} *
+        let f = ("hi" | .append chat --meta {{u: bob}})
+        {{a: 1}} | .append obj
+        [
+          (.last chat | get meta.u)
+          (.cas $f.hash)
+          (.cat -T chat,obj | length)
+          (.get $f.id | get topic)
+          (.eval "1 + 2")
+          ("x" | .cas-post | .cas $in)
+        ] | to json -r"#,
+        module.display()
+    );
+    let run = Command::new("nu")
+        .args(["--no-config-file", "-c", &script])
+        .env("XS_ADDR", d.addr())
+        .env("PATH", path)
+        .output()
+        .expect("running nu");
+    assert!(run.status.success(), "nu failed: {}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        r#"["bob","hi",2,"chat","3","x"]"#
+    );
+
+    // --install writes the module into Nushell's autoload directory.
+    let out = crate::helper::xs_env(
+        &["nu", "--install"],
+        b"",
+        &[("XDG_CONFIG_HOME", tmp.path().to_str().unwrap())],
+    )
+    .ok();
+    assert!(out.stdout_str().contains("autoload/xs.nu"));
+    assert!(tmp.path().join("nushell/autoload/xs.nu").is_file());
+}

@@ -1,0 +1,9 @@
+//! The embedded Nushell engine: `POST /eval` / `xs eval`, the store commands inside scripts,
+//! modules from the stream, and the processors (handlers, generators, actions) with their
+//! lifecycle — each against a real daemon.
+
+mod eval;
+mod examples;
+mod generators;
+mod handlers;
+mod lifecycle;

@@ -1,0 +1,213 @@
+//! Actions: `{run: {|frame| ...}, return_options?}`. Appending `<name>.call` (content = the
+//! closure's input, `meta.args` = arguments) runs it, each call on a thread of its own; the
+//! result lands in `<name>.response`, a failure in `<name>.error`, both with `action_id` and
+//! `frame_id` (the call) in their meta. Calls appended while the action was not running (the
+//! daemon was down) and not yet answered are run when it starts.
+
+use std::collections::HashSet;
+
+use nu_engine::ClosureEval;
+use nu_protocol::engine::Closure;
+use nu_protocol::{IntoValue, PipelineData, Span};
+use tokio::sync::broadcast::error::RecvError;
+use xs::{Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
+
+use super::nu_config::{self, check_keys, output_frame, ReturnOptions, Script};
+use super::{Instance, Kind, Outcome};
+use crate::nu::convert::content_value;
+use crate::nu::{script::ScriptError, Ctx, Engine, APPEND_META_ENV};
+
+pub struct Action {
+    engine: Engine,
+    rt: tokio::runtime::Handle,
+}
+
+impl Action {
+    pub fn new(d: &crate::Daemon) -> Action {
+        Action {
+            engine: d.engine.clone(),
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+pub struct Config {
+    script: Script,
+    run: Closure,
+    ctx: Ctx,
+    ret: ReturnOptions,
+}
+
+impl Kind for Action {
+    const NAME: &'static str = "action";
+    type Config = Config;
+
+    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
+        let ctx = Ctx::new(store.clone(), self.rt.clone());
+        let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
+        let c = &script.config;
+        check_keys(c, &["run", "return_options"])?;
+        let (run, params) = crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
+        if params > 1 {
+            return Err("an action's run takes the call frame: {|frame| ...}".into());
+        }
+        let ret = ReturnOptions::parse(c, ".response")?;
+        let name = super::parse_topic("xs.action.", &frame.topic).map_or("", |(n, _)| n);
+        xs::validate_topic(&ret.topic(name)).map_err(|e| format!("return_options.suffix: {e}"))?;
+        Ok(Config { script, run, ctx, ret })
+    }
+
+    fn run(&self, inst: Instance<Config>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
+        Box::pin(serve(inst))
+    }
+}
+
+/// Runs every call: first those not answered yet, then each new one as it arrives.
+async fn serve(inst: Instance<Config>) -> Outcome {
+    let inst = std::sync::Arc::new(inst);
+    let mut live = inst.store.subscribe();
+    let call_topic = format!("{}.call", inst.name);
+    let pending = {
+        let (store, name, create_id) = (inst.store.clone(), inst.name.clone(), inst.create_id);
+        let response = inst.config.ret.topic(&name);
+        tokio::task::spawn_blocking(move || unanswered(&store, &name, &response, create_id)).await
+    };
+    let mut seen = match pending {
+        Ok(Ok(calls)) => {
+            let last = calls.last().map(|f| f.id);
+            for f in calls {
+                spawn_call(&inst, f);
+            }
+            last
+        }
+        Ok(Err(e)) => return Outcome::Failed(format!("reading pending calls: {e}")),
+        Err(e) => return Outcome::Failed(format!("reading pending calls: {e}")),
+    };
+    let mut stop = inst.stop.clone();
+    loop {
+        tokio::select! {
+            _ = crate::stopped(&mut stop) => return Outcome::Stopped,
+            r = live.recv() => match r {
+                Ok(f) if f.frame.topic == call_topic && seen.is_none_or(|s| f.frame.id > s) => {
+                    seen = Some(f.frame.id);
+                    spawn_call(&inst, f.frame.clone());
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    // Look in the store for the calls that went by.
+                    let (store, topic, after) = (inst.store.clone(), call_topic.clone(), seen);
+                    let missed = tokio::task::spawn_blocking(move || calls_after(&store, &topic, after)).await;
+                    if let Ok(Ok(calls)) = missed {
+                        for f in calls {
+                            seen = Some(f.id);
+                            spawn_call(&inst, f);
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => return Outcome::Stopped,
+            },
+        }
+    }
+}
+
+/// The calls after the action's create frame that have neither a response nor an error.
+fn unanswered(store: &Store, name: &str, response: &str, create_id: Id) -> xs::Result<Vec<Frame>> {
+    let mut answered = HashSet::new();
+    let opts = ReadOptions {
+        topic: TopicFilter::parse(&format!("{response},{name}.error"))?,
+        after: Some(create_id),
+        ..ReadOptions::default()
+    };
+    store.scan(&opts, |raw| {
+        if let Ok(f) = Frame::from_json(raw.json) {
+            if let Some(id) = f.meta.as_ref().and_then(|m| m.get("frame_id")).and_then(|v| v.as_str()) {
+                answered.insert(id.to_string());
+            }
+        }
+        true
+    })?;
+    let calls = calls_after(store, &format!("{name}.call"), Some(create_id))?;
+    Ok(calls
+        .into_iter()
+        .filter(|f| !answered.contains(&f.id.to_string()))
+        .collect())
+}
+
+fn calls_after(store: &Store, topic: &str, after: Option<Id>) -> xs::Result<Vec<Frame>> {
+    let opts = ReadOptions {
+        topic: TopicFilter::parse(topic)?,
+        after,
+        ..ReadOptions::default()
+    };
+    let mut out = Vec::new();
+    store.scan(&opts, |raw| {
+        if let Ok(f) = Frame::from_json(raw.json) {
+            out.push(f);
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+fn spawn_call(inst: &std::sync::Arc<Instance<Config>>, call: Frame) {
+    let inst = inst.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("xs-action-{}", inst.name))
+        .spawn(move || {
+            let c = &inst.config;
+            let mut stamp = serde_json::Map::new();
+            stamp.insert("action_id".into(), serde_json::Value::String(inst.create_id.to_string()));
+            stamp.insert("frame_id".into(), serde_json::Value::String(call.id.to_string()));
+            let answer = match run_call(&inst, &call, &stamp) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    inst.status.state("active", Some(e.clone()));
+                    let mut meta = stamp.clone();
+                    meta.insert("error".into(), serde_json::Value::String(e));
+                    NewFrame {
+                        topic: format!("{}.error", inst.name),
+                        meta: Some(serde_json::Value::Object(meta)),
+                        ..NewFrame::default()
+                    }
+                }
+            };
+            match c.ctx.rt.block_on(inst.store.append(answer)) {
+                Ok(f) => inst.status.position(f.id),
+                Err(e) => tracing::warn!(action = %inst.name, error = %e, "could not append an action's answer"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start an action call thread");
+    }
+}
+
+/// Runs one call: the call frame as the argument, its content as the input.
+fn run_call(
+    inst: &Instance<Config>,
+    call: &Frame,
+    stamp: &serde_json::Map<String, serde_json::Value>,
+) -> Result<NewFrame, String> {
+    let c = &inst.config;
+    let es = &c.script.engine;
+    let span = Span::unknown();
+    let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
+    let input = match &call.hash {
+        None => PipelineData::empty(),
+        Some(h) => match inst.store.cas_read(h).map_err(|e| e.to_string())? {
+            Some(bytes) => PipelineData::value(content_value(bytes, span), None),
+            None => return Err(format!("the call's content {h} is missing")),
+        },
+    };
+    let mut stack = crate::nu::script::stack();
+    stack.add_env_var(
+        APPEND_META_ENV.into(),
+        serde_json::Value::Object(stamp.clone()).into_value(span),
+    );
+    let mut closure = ClosureEval::new(es, &stack, c.run.clone());
+    let value = closure
+        .add_arg(crate::nu::convert::frame_value(call, false, span))
+        .and_then(|cl| cl.run_with_input(input))
+        .and_then(|p| p.into_value(span))
+        .map_err(shell)?;
+    output_frame(&c.ctx, &c.ret, &c.ret.topic(&inst.name), value, stamp).map_err(shell)
+}

@@ -1,0 +1,235 @@
+//! Generators: `{run: {|| ...}, duplex?, return_options?}`. Each value the pipeline produces
+//! (or each line of a byte stream) becomes a `<name>.recv` frame (`source_id` in its meta);
+//! with `duplex`, the content of each `<name>.send` frame is fed to the pipeline's input.
+//! When the pipeline ends it restarts after a back-off: 1 s, doubling up to 60 s while runs
+//! keep ending within a minute, back to 1 s after a run that lasted a minute. External
+//! processes live in the generator's job and are killed (process group) when it stops.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use nu_engine::ClosureEval;
+use nu_protocol::engine::Closure;
+use nu_protocol::{ByteStream, ByteStreamType, PipelineData, Signals, Span, Value};
+use tokio::sync::broadcast::error::RecvError;
+use xs::{Frame, Store};
+
+use super::nu_config::{self, check_keys, output_frame, ReturnOptions, Script};
+use super::{Instance, Kind, Outcome};
+use crate::nu::{script::ScriptError, Ctx, Engine, APPEND_META_ENV};
+
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A run at least this long is healthy: the back-off starts over.
+const HEALTHY: Duration = Duration::from_secs(60);
+
+pub struct Generator {
+    engine: Engine,
+    rt: tokio::runtime::Handle,
+}
+
+impl Generator {
+    pub fn new(d: &crate::Daemon) -> Generator {
+        Generator {
+            engine: d.engine.clone(),
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+pub struct Config {
+    script: Script,
+    run: Closure,
+    ctx: Ctx,
+    duplex: bool,
+    ret: ReturnOptions,
+}
+
+impl Kind for Generator {
+    const NAME: &'static str = "generator";
+    type Config = Config;
+
+    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
+        let ctx = Ctx::new(store.clone(), self.rt.clone());
+        let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
+        let c = &script.config;
+        check_keys(c, &["run", "duplex", "return_options"])?;
+        let (run, params) = crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
+        if params != 0 {
+            return Err("a generator's run takes no parameters: {|| ...} (duplex input is $in)".into());
+        }
+        let duplex = match c.get("duplex") {
+            None => false,
+            Some(Value::Bool { val, .. }) => *val,
+            Some(_) => return Err("duplex must be true or false".into()),
+        };
+        let ret = ReturnOptions::parse(c, ".recv")?;
+        let name = super::parse_topic("xs.generator.", &frame.topic).map_or("", |(n, _)| n);
+        xs::validate_topic(&ret.topic(name)).map_err(|e| format!("return_options.suffix: {e}"))?;
+        Ok(Config {
+            script,
+            run,
+            ctx,
+            duplex,
+            ret,
+        })
+    }
+
+    fn run(&self, inst: Instance<Config>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
+        let job = inst.config.script.job.clone();
+        let name = format!("generator-{}", inst.name);
+        let stop = inst.stop.clone();
+        nu_config::on_thread(name, job, stop, move || supervise(&inst))
+    }
+}
+
+/// Runs the pipeline again and again until stopped.
+fn supervise(inst: &Instance<Config>) -> Outcome {
+    let c = &inst.config;
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        let started = Instant::now();
+        let result = run_once(inst);
+        c.script.job.kill_externals();
+        if *inst.stop.borrow() || c.script.job.interrupted() {
+            return Outcome::Stopped;
+        }
+        match result {
+            Ok(()) => {
+                tracing::info!(generator = %inst.name, "pipeline ended; restarting");
+                inst.status.state("restarting", None);
+            }
+            Err(e) => {
+                tracing::warn!(generator = %inst.name, error = %e, "pipeline failed; restarting");
+                inst.status.state("restarting", Some(e));
+            }
+        }
+        if started.elapsed() >= HEALTHY {
+            backoff = BACKOFF_FIRST;
+        }
+        let mut stop = inst.stop.clone();
+        let stopped = c.ctx.rt.block_on(async {
+            tokio::select! {
+                _ = crate::stopped(&mut stop) => true,
+                _ = tokio::time::sleep(backoff) => false,
+            }
+        });
+        if stopped {
+            return Outcome::Stopped;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        inst.status.state("active", None);
+    }
+}
+
+/// One run of the pipeline: its output appended as `<name>.recv` frames.
+fn run_once(inst: &Instance<Config>) -> Result<(), String> {
+    let c = &inst.config;
+    let es = &c.script.engine;
+    let span = Span::unknown();
+    let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
+    let mut stamp = serde_json::Map::new();
+    stamp.insert("source_id".into(), serde_json::Value::String(inst.create_id.to_string()));
+    let mut stack = crate::nu::script::stack();
+    stack.add_env_var(
+        APPEND_META_ENV.into(),
+        nu_protocol::IntoValue::into_value(serde_json::Value::Object(stamp.clone()), span),
+    );
+    let input = if c.duplex {
+        duplex_input(inst, es.signals().clone())
+    } else {
+        PipelineData::empty()
+    };
+    let piped = stack.push_redirection(
+        Some(nu_protocol::engine::Redirection::Pipe(nu_protocol::OutDest::PipeSeparate)),
+        None,
+    );
+    let mut closure = ClosureEval::new_preserve_out_dest(es, &piped, c.run.clone());
+    let out = closure.run_with_input(input).map_err(shell)?;
+    let topic = c.ret.topic(&inst.name);
+    let emit = |v: Value| -> Result<(), String> {
+        if matches!(v, Value::Nothing { .. }) {
+            return Ok(());
+        }
+        if let Value::Error { error, .. } = v {
+            return Err(shell(*error));
+        }
+        let frame = output_frame(&c.ctx, &c.ret, &topic, v, &stamp).map_err(shell)?;
+        inst.store
+            .append_blocking(frame)
+            .map(|f| inst.status.position(f.id))
+            .map_err(|e| e.to_string())
+    };
+    match out {
+        PipelineData::Empty => Ok(()),
+        PipelineData::Value(v, _) => emit(v),
+        PipelineData::ListStream(s, _) => {
+            for v in s {
+                emit(v)?;
+            }
+            Ok(())
+        }
+        PipelineData::ByteStream(s, _) => match s.into_child() {
+            Ok(mut child) => {
+                if let Some(stdout) = child.stdout.take() {
+                    for line in std::io::BufReader::new(stdout).lines() {
+                        let line = line.map_err(|e| format!("reading the pipeline's output: {e}"))?;
+                        emit(Value::string(line, span))?;
+                    }
+                }
+                child.wait().map_err(shell)
+            }
+            Err(s) => {
+                if let Some(lines) = s.lines() {
+                    for line in lines {
+                        emit(Value::string(line.map_err(shell)?, span))?;
+                    }
+                }
+                Ok(())
+            }
+        },
+    }
+}
+
+/// The pipeline's input for a duplex generator: the content of each `<name>.send` frame
+/// appended from now on, each ending with a newline.
+fn duplex_input(inst: &Instance<Config>, signals: Signals) -> PipelineData {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+    let store = inst.store.clone();
+    let topic = format!("{}.send", inst.name);
+    let mut stop = inst.stop.clone();
+    let mut live = store.subscribe();
+    inst.config.ctx.rt.spawn(async move {
+        loop {
+            let f = tokio::select! {
+                _ = crate::stopped(&mut stop) => return,
+                r = live.recv() => match r {
+                    Ok(f) => f,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(topic = %topic, skipped = n, "duplex input lagged");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            if f.frame.topic != topic {
+                continue;
+            }
+            let Some(hash) = &f.frame.hash else { continue };
+            let mut bytes = match store.cas_read(hash) {
+                Ok(Some(b)) => b,
+                _ => continue,
+            };
+            if bytes.last() != Some(&b'\n') {
+                bytes.push(b'\n');
+            }
+            let tx = tx.clone();
+            let sent = tokio::task::spawn_blocking(move || tx.send(bytes).is_ok()).await;
+            if !matches!(sent, Ok(true)) {
+                return;
+            }
+        }
+    });
+    let stream = ByteStream::from_iter(rx.into_iter(), Span::unknown(), signals, ByteStreamType::String);
+    PipelineData::byte_stream(stream, None)
+}

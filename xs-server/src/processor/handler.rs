@@ -1,0 +1,386 @@
+//! Handlers: `{run: {|frame, state| ...}, initial?, start?, topics?, pulse?, return_options?}`.
+//! Frames arrive one at a time in id order. The closure answers `{out?, next?}`: `out` is
+//! emitted (`<name>.out`), `next` is the state for the next frame; without `next` the handler
+//! finishes (`fin.ok`). Output frames carry `handler_id` and `frame_id`; a handler never sees
+//! its own output.
+//!
+//! Exactly-once: the frames of a burst are run one after another, then their output (returned
+//! or `.append`ed) and the checkpoint (position and state) are committed in one atomic batch.
+//! After a crash the handler resumes after the last committed frame with the committed state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nu_engine::ClosureEval;
+use nu_protocol::engine::Closure;
+use nu_protocol::{IntoValue, PipelineData, Span, Value};
+use tokio::sync::broadcast::error::RecvError;
+use xs::{Frame, Id, ReadOptions, Store, TopicFilter};
+
+use super::nu_config::{self, check_keys, output_frame, ReturnOptions, Script};
+use super::{Instance, Kind, Outcome};
+use crate::nu::convert::{frame_value, to_json};
+use crate::nu::{script::ScriptError, Batch, Ctx, Engine};
+
+/// Most frames run between two commits.
+const BURST: usize = 1024;
+
+pub struct Handler {
+    engine: Engine,
+    rt: tokio::runtime::Handle,
+}
+
+impl Handler {
+    pub fn new(d: &crate::Daemon) -> Handler {
+        Handler {
+            engine: d.engine.clone(),
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+/// Where a handler without a checkpoint starts.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    First,
+    /// After its create frame.
+    New,
+    After(Id),
+}
+
+pub struct Config {
+    script: Script,
+    run: Closure,
+    batch: Arc<Batch>,
+    ctx: Ctx,
+    initial: serde_json::Value,
+    start: Start,
+    topics: TopicFilter,
+    pulse: Option<Duration>,
+    ret: ReturnOptions,
+}
+
+impl Kind for Handler {
+    const NAME: &'static str = "handler";
+    type Config = Config;
+
+    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
+        let batch = Arc::new(Batch::default());
+        let ctx = Ctx {
+            batch: Some(batch.clone()),
+            ..Ctx::new(store.clone(), self.rt.clone())
+        };
+        let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
+        let c = &script.config;
+        check_keys(c, &["run", "initial", "start", "topics", "pulse", "return_options"])?;
+        let (run, params) = crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
+        if params == 0 || params > 2 {
+            return Err("run must take the frame and, optionally, the state: {|frame, state| ...}".into());
+        }
+        let initial = match c.get("initial") {
+            Some(v) => to_json(v).map_err(|e| ScriptError::shell(&script.engine, &e).0)?,
+            None => serde_json::Value::Null,
+        };
+        let start = match c.get("start") {
+            None => Start::New,
+            Some(v) => match v.as_str() {
+                Ok("first") => Start::First,
+                Ok("new") => Start::New,
+                Ok(id) => Start::After(
+                    xs::frame::parse_id(id)
+                        .map_err(|_| format!("start must be \"first\", \"new\" or a frame id, not {id:?}"))?,
+                ),
+                Err(_) => return Err("start must be a string".into()),
+            },
+        };
+        let topics = match c.get("topics") {
+            None => TopicFilter::All,
+            Some(Value::String { val, .. }) => TopicFilter::parse(val).map_err(|e| e.to_string())?,
+            Some(Value::List { vals, .. }) => {
+                let parts: Result<Vec<&str>, _> = vals.iter().map(|v| v.as_str()).collect();
+                let parts = parts.map_err(|_| "topics must be a string or a list of strings")?;
+                TopicFilter::parse(&parts.join(",")).map_err(|e| e.to_string())?
+            }
+            Some(_) => return Err("topics must be a string or a list of strings".into()),
+        };
+        let pulse = match c.get("pulse") {
+            None => None,
+            Some(Value::Int { val, .. }) if *val > 0 => Some(Duration::from_millis(*val as u64)),
+            Some(Value::Duration { val, .. }) if *val > 0 => Some(Duration::from_nanos(*val as u64)),
+            Some(_) => return Err("pulse must be a positive number of milliseconds".into()),
+        };
+        let ret = ReturnOptions::parse(c, ".out")?;
+        let name = super::parse_topic("xs.handler.", &frame.topic).map_or("", |(n, _)| n);
+        xs::validate_topic(&ret.topic(name)).map_err(|e| format!("return_options.suffix: {e}"))?;
+        Ok(Config {
+            script,
+            run,
+            batch,
+            ctx,
+            initial,
+            start,
+            topics,
+            pulse,
+            ret,
+        })
+    }
+
+    fn run(&self, inst: Instance<Config>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
+        let job = inst.config.script.job.clone();
+        let name = format!("handler-{}", inst.name);
+        let stop = inst.stop.clone();
+        nu_config::on_thread(name, job, stop, move || match run(&inst) {
+            Ok(o) => o,
+            Err(e) => Outcome::Failed(e),
+        })
+    }
+}
+
+/// The checkpoint of handler instance `create_id`: `{position, state}` as JSON.
+fn checkpoint_name(name: &str, create_id: &Id) -> String {
+    format!("handler/{name}/{create_id}")
+}
+
+/// What one run of the closure asked for.
+enum Step {
+    Next(Value),
+    Finish,
+}
+
+fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
+    let c = &inst.config;
+    let es = &c.script.engine;
+    let store = &inst.store;
+    let ck = checkpoint_name(&inst.name, &inst.create_id);
+    let span = Span::unknown();
+    let (mut pos, mut state) = match store.checkpoint(&ck).map_err(|e| e.to_string())? {
+        Some(bytes) => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("reading the handler's checkpoint: {e}"))?;
+            let pos = v
+                .get("position")
+                .and_then(|p| p.as_str())
+                .and_then(|p| xs::frame::parse_id(p).ok());
+            (pos, v.get("state").cloned().unwrap_or_default().into_value(span))
+        }
+        None => {
+            let pos = match c.start {
+                Start::First => None,
+                Start::New => Some(inst.create_id),
+                Start::After(id) => Some(id),
+            };
+            (pos, c.initial.clone().into_value(span))
+        }
+    };
+    if let Some(p) = pos {
+        inst.status.position(p);
+    }
+    let own_id = inst.create_id.to_string();
+    let own_lifecycle = format!("xs.handler.{}.", inst.name);
+    let out_topic = c.ret.topic(&inst.name);
+    let stack = crate::nu::script::stack();
+    let mut closure = ClosureEval::new(es, &stack, c.run.clone());
+    // Subscribed before the first scan, so no frame falls between the two.
+    let mut live = store.subscribe();
+    let mut opts = ReadOptions {
+        limit: Some(BURST),
+        topic: c.topics.clone(),
+        ..ReadOptions::default()
+    };
+    loop {
+        if stopping(inst) {
+            return Ok(Outcome::Stopped);
+        }
+        opts.after = pos;
+        let mut frames = Vec::new();
+        let end = store
+            .scan(&opts, |raw| {
+                frames.push(Frame::from_json(raw.json));
+                true
+            })
+            .map_err(|e| e.to_string())?;
+        let scanned_to = end.last_id;
+        if frames.is_empty() {
+            match wait(inst, &mut live, &c.ctx.rt, c.pulse, pos) {
+                Wake::Stop => return Ok(Outcome::Stopped),
+                Wake::Frames => continue,
+                Wake::Pulse => {
+                    let pulse = xs::reader::marker_frame("xs.pulse");
+                    let step = call(&mut closure, c, &pulse, &state, &own_id, &out_topic)?;
+                    let finished = apply(step, &mut state);
+                    commit(inst, &ck, pos, &state)?;
+                    if finished {
+                        return Ok(Outcome::Done);
+                    }
+                    continue;
+                }
+            }
+        }
+        let mut finished = false;
+        for f in frames {
+            let f = f.map_err(|e| e.to_string())?;
+            if f.topic.starts_with(&own_lifecycle) || is_own(&f, &own_id) {
+                pos = Some(f.id);
+                continue;
+            }
+            let before = c.batch.len();
+            match call(&mut closure, c, &f, &state, &own_id, &out_topic) {
+                Ok(step) => {
+                    pos = Some(f.id);
+                    if apply(step, &mut state) {
+                        finished = true;
+                        break;
+                    }
+                }
+                Err(_) if stopping(inst) => return Ok(Outcome::Stopped),
+                Err(e) => {
+                    // What the frames before this one produced is kept; this one's is not.
+                    c.batch.truncate(before);
+                    commit(inst, &ck, pos, &state)?;
+                    return Err(format!("on frame {}: {e}", f.id));
+                }
+            }
+        }
+        if !finished {
+            pos = pos.max(scanned_to);
+        }
+        if stopping(inst) {
+            // Not committed: the burst runs again when (if) the handler resumes.
+            return Ok(Outcome::Stopped);
+        }
+        commit(inst, &ck, pos, &state)?;
+        if let Some(p) = pos {
+            inst.status.position(p);
+        }
+        if finished {
+            return Ok(Outcome::Done);
+        }
+    }
+}
+
+/// Whether the handler was told to stop (term, replaced, daemon stopping).
+fn stopping(inst: &Instance<Config>) -> bool {
+    *inst.stop.borrow() || inst.config.script.job.interrupted()
+}
+
+fn is_own(f: &Frame, own_id: &str) -> bool {
+    f.meta
+        .as_ref()
+        .and_then(|m| m.get("handler_id"))
+        .and_then(|v| v.as_str())
+        == Some(own_id)
+}
+
+/// Runs the closure on one frame; its output goes to the batch.
+fn call(
+    closure: &mut ClosureEval,
+    c: &Config,
+    f: &Frame,
+    state: &Value,
+    own_id: &str,
+    out_topic: &str,
+) -> Result<Step, String> {
+    let es = &c.script.engine;
+    let span = Span::unknown();
+    let mut stamp = serde_json::Map::new();
+    stamp.insert("handler_id".into(), serde_json::Value::String(own_id.to_string()));
+    stamp.insert("frame_id".into(), serde_json::Value::String(f.id.to_string()));
+    c.batch.set_stamp(stamp.clone());
+    let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
+    let result = closure
+        .add_arg(frame_value(f, false, span))
+        .and_then(|cl| cl.add_arg(state.clone()))
+        .and_then(|cl| cl.run_with_input(PipelineData::empty()))
+        .and_then(|p| p.into_value(span))
+        .map_err(shell)?;
+    let record = match result {
+        Value::Nothing { .. } => return Ok(Step::Finish),
+        Value::Record { val, .. } => val.into_owned(),
+        other => {
+            return Err(format!(
+                "a handler returns {{out?, next?}} (or nothing to finish), not {}",
+                other.get_type()
+            ))
+        }
+    };
+    check_keys(&record, &["out", "next"]).map_err(|e| format!("the handler's answer: {e}"))?;
+    if let Some(out) = record.get("out") {
+        if !matches!(out, Value::Nothing { .. }) {
+            let frame = output_frame(&c.ctx, &c.ret, out_topic, out.clone(), &stamp).map_err(shell)?;
+            c.batch.push(frame);
+        }
+    }
+    Ok(match record.get("next") {
+        Some(next) => Step::Next(next.clone()),
+        None => Step::Finish,
+    })
+}
+
+/// Applies a step to the state; true when the handler finishes.
+fn apply(step: Step, state: &mut Value) -> bool {
+    match step {
+        Step::Next(v) => {
+            *state = v;
+            false
+        }
+        Step::Finish => true,
+    }
+}
+
+/// Commits the batch's frames and the checkpoint in one atomic, durable write.
+fn commit(inst: &Instance<Config>, ck: &str, pos: Option<Id>, state: &Value) -> Result<(), String> {
+    let c = &inst.config;
+    let state = to_json(state).map_err(|e| {
+        format!(
+            "the handler's state must be data that JSON can hold: {}",
+            ScriptError::shell(&c.script.engine, &e).0
+        )
+    })?;
+    let value = serde_json::json!({
+        "position": pos.map(|p| p.to_string()),
+        "state": state,
+    });
+    let frames = c.batch.take();
+    c.ctx
+        .rt
+        .block_on(inst.store.append_atomic(
+            frames,
+            Some((ck.to_string(), serde_json::to_vec(&value).unwrap_or_default())),
+        ))
+        .map(|_| ())
+        .map_err(|e| format!("committing the handler's output: {e}"))
+}
+
+enum Wake {
+    Stop,
+    Frames,
+    Pulse,
+}
+
+/// Waits for a frame after `pos` (or a lag, which means: scan again), the pulse, or stop.
+fn wait(
+    inst: &Instance<Config>,
+    live: &mut tokio::sync::broadcast::Receiver<Arc<xs::store::LiveFrame>>,
+    rt: &tokio::runtime::Handle,
+    pulse: Option<Duration>,
+    pos: Option<Id>,
+) -> Wake {
+    let mut stop = inst.stop.clone();
+    rt.block_on(async {
+        let sleep = tokio::time::sleep(pulse.unwrap_or(Duration::from_secs(3600 * 24 * 365)));
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = crate::stopped(&mut stop) => return Wake::Stop,
+                _ = &mut sleep, if pulse.is_some() => return Wake::Pulse,
+                r = live.recv() => match r {
+                    Ok(f) if pos.is_none_or(|p| f.frame.id > p)
+                        && f.frame.ttl != Some(xs::Ttl::Ephemeral) => return Wake::Frames,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => return Wake::Frames,
+                    Err(RecvError::Closed) => return Wake::Stop,
+                },
+            }
+        }
+    })
+}

@@ -1,0 +1,529 @@
+//! Processors and their lifecycle (DESIGN.md §6), one vocabulary for every kind: users append
+//! `xs.<kind>.<name>.create` / `.term`; the runtime answers `active`, `invalid`, `fin.ok`,
+//! `fin.error`, `fin.term`, `replaced` and `stopped`, each with `create_id` in its meta.
+//! A dispatcher per kind rebuilds its processors at start from the `xs.<kind>.` frames only,
+//! then follows them live; the kinds (webhook, handler, generator, action) say how a create
+//! frame is read and how one instance runs.
+
+#[cfg(feature = "nu")]
+pub mod action;
+#[cfg(feature = "nu")]
+pub mod generator;
+#[cfg(feature = "nu")]
+pub mod handler;
+#[cfg(feature = "nu")]
+mod nu_config;
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use xs::{Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
+
+use crate::ps::{self, Table};
+
+/// A kind of processor.
+pub trait Kind: Send + Sync + 'static {
+    /// `webhook`, `handler`, `generator` or `action`: its frames are `xs.<NAME>.*`.
+    const NAME: &'static str;
+    type Config: Send + Sync + 'static;
+
+    /// Reads a create frame's configuration (called on a blocking thread); the error says
+    /// what is wrong and is answered as `invalid`.
+    fn parse(&self, store: &Store, frame: &Frame) -> Result<Self::Config, String>;
+
+    /// Runs one instance until it ends by itself or `inst.stop` turns true.
+    fn run(&self, inst: Instance<Self::Config>) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+    /// A detail shown by `xs ps` (a webhook's url).
+    fn detail(_config: &Self::Config) -> Option<String> {
+        None
+    }
+}
+
+/// One live processor, as its kind runs it.
+pub struct Instance<C> {
+    pub name: String,
+    pub create_id: Id,
+    pub config: Arc<C>,
+    pub store: Store,
+    /// Turns true when the instance must stop (term, replaced, daemon stopping).
+    pub stop: watch::Receiver<bool>,
+    pub status: Status,
+}
+
+/// How an instance ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Told to stop.
+    Stopped,
+    /// Finished by itself (`fin.ok`).
+    Done,
+    /// Failed for good (`fin.error`).
+    Failed(String),
+}
+
+/// An instance's row in `xs ps`.
+#[derive(Clone)]
+pub struct Status {
+    table: Table,
+    kind: &'static str,
+    name: String,
+    create_id: Id,
+}
+
+impl Status {
+    /// Changes the row, if it still describes this instance.
+    pub fn update(&self, f: impl FnOnce(&mut ps::Status)) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = t.get_mut(&(self.kind, self.name.clone())) {
+            if s.create_id == self.create_id {
+                f(s);
+            }
+        }
+    }
+
+    /// Sets the state (and `since` when it changes).
+    pub fn state(&self, state: &'static str, error: Option<String>) {
+        self.update(|s| {
+            if s.state != state {
+                s.since = ps::now();
+                s.state = state;
+            }
+            if error.is_some() {
+                s.failures += 1;
+                s.last_error = error;
+            }
+        });
+    }
+
+    pub fn position(&self, id: Id) {
+        self.update(|s| s.position = Some(id));
+    }
+}
+
+/// A running dispatcher; [`Dispatcher::stop`] ends it.
+pub struct Dispatcher {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Starts the dispatcher of every kind.
+pub fn start_all(d: &crate::Daemon) -> Vec<Dispatcher> {
+    let store = &d.store;
+    #[allow(unused_mut)]
+    let mut all = vec![start(crate::webhook::Webhook, store.clone())];
+    #[cfg(feature = "nu")]
+    {
+        all.push(start(handler::Handler::new(d), store.clone()));
+        all.push(start(generator::Generator::new(d), store.clone()));
+        all.push(start(action::Action::new(d), store.clone()));
+    }
+    all
+}
+
+/// Rebuilds the processors of kind `K` from their lifecycle frames and runs them.
+pub fn start<K: Kind>(kind: K, store: Store) -> Dispatcher {
+    let (stop, stop_rx) = watch::channel(false);
+    let table = ps::table(store.path());
+    table
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(k, _), _| *k != K::NAME);
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+    let d = State {
+        kind: Arc::new(kind),
+        store,
+        table,
+        names: BTreeMap::new(),
+        answered: HashSet::new(),
+        pending: Vec::new(),
+        replaying: true,
+        ended_tx,
+    };
+    Dispatcher {
+        stop,
+        task: tokio::spawn(d.run(stop_rx, ended_rx)),
+    }
+}
+
+impl Dispatcher {
+    /// Stops every instance and appends `.stopped` for each; they resume on the next start.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// A live processor: its create frame, config and task.
+struct Live<C> {
+    create_id: Id,
+    config: Arc<C>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// How long a stopping instance gets to end before it is left behind (a script blocked
+/// where no interrupt reaches it); it can no longer write anything that matters.
+const HALT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl<C> Live<C> {
+    /// Stops the task and waits for it (up to [`HALT_GRACE`]).
+    async fn halt(self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.task {
+            if tokio::time::timeout(HALT_GRACE, t).await.is_err() {
+                tracing::warn!("a processor did not stop within {HALT_GRACE:?}; leaving it behind");
+            }
+        }
+    }
+}
+
+/// A lifecycle frame, with a create's config read (or why it is invalid).
+struct Event<C> {
+    frame: Frame,
+    config: Option<Result<C, String>>,
+}
+
+type Ended = (String, Id, Outcome);
+
+struct State<K: Kind> {
+    kind: Arc<K>,
+    store: Store,
+    table: Table,
+    /// The live instance of each name.
+    names: BTreeMap<String, Live<K::Config>>,
+    /// `(create id, event)` answers already in the stream.
+    answered: HashSet<(Id, String)>,
+    /// Answers owed while replaying, appended once replay is done (unless already there).
+    pending: Vec<(String, &'static str, Id, serde_json::Value)>,
+    replaying: bool,
+    ended_tx: mpsc::UnboundedSender<Ended>,
+}
+
+impl<K: Kind> State<K> {
+    fn prefix() -> String {
+        format!("xs.{}.", K::NAME)
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<bool>, mut ended: mpsc::UnboundedReceiver<Ended>) {
+        let mut live = self.store.subscribe();
+        let prefix = Self::prefix();
+        let mut after: Option<Id> = None;
+        loop {
+            let events = match self.scan(after).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(kind = K::NAME, error = %e, "reading lifecycle frames");
+                    break;
+                }
+            };
+            for ev in events {
+                after = Some(ev.frame.id);
+                self.apply(ev).await;
+            }
+            if self.replaying {
+                self.finish_replay().await;
+            }
+            loop {
+                tokio::select! {
+                    _ = crate::stopped(&mut stop) => {
+                        self.shutdown().await;
+                        return;
+                    }
+                    Some((name, create_id, outcome)) = ended.recv() => {
+                        self.ended(name, create_id, outcome).await;
+                    }
+                    r = live.recv() => match r {
+                        Ok(f) if f.frame.topic.starts_with(&prefix)
+                            && after.is_none_or(|a| f.frame.id > a) => break,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => {
+                            self.shutdown().await;
+                            return;
+                        }
+                    },
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
+    async fn apply(&mut self, ev: Event<K::Config>) {
+        let Some((name, event)) = parse_topic(&Self::prefix(), &ev.frame.topic) else {
+            return;
+        };
+        let name = name.to_string();
+        let id = ev.frame.id;
+        match event {
+            "create" => match ev.config.unwrap_or_else(|| Err("no config".into())) {
+                Ok(config) => {
+                    if let Some(old) = self.names.remove(&name) {
+                        let old_id = old.create_id;
+                        old.halt().await;
+                        self.answer(&name, "replaced", old_id, serde_json::json!({"replaced_by": id}))
+                            .await;
+                    }
+                    let (stop, _) = watch::channel(false);
+                    let r = Live {
+                        create_id: id,
+                        config: Arc::new(config),
+                        stop,
+                        task: None,
+                    };
+                    self.names.insert(name.clone(), r);
+                    if !self.replaying {
+                        self.launch(&name).await;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(kind = K::NAME, name = %name, %error, "invalid processor");
+                    self.answer(&name, "invalid", id, serde_json::json!({ "error": error }))
+                        .await;
+                    if !self.names.contains_key(&name) {
+                        self.set_row(&name, id, "invalid", None, Some(error));
+                    }
+                }
+            },
+            "term" => {
+                if let Some(old) = self.names.remove(&name) {
+                    let (old_id, detail) = (old.create_id, K::detail(&old.config));
+                    old.halt().await;
+                    self.answer(&name, "fin.term", old_id, serde_json::json!({ "term_id": id }))
+                        .await;
+                    self.set_row(&name, old_id, "terminated", detail, None);
+                }
+            }
+            other => {
+                let create = ev
+                    .frame
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.get("create_id"))
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| xs::frame::parse_id(s).ok());
+                if let Some(c) = create {
+                    self.answered.insert((c, other.to_string()));
+                    // A processor that finished (or failed) before a restart stays finished.
+                    if matches!(other, "fin.ok" | "fin.error")
+                        && self.names.get(&name).is_some_and(|l| l.create_id == c)
+                    {
+                        if let Some(old) = self.names.remove(&name) {
+                            old.halt().await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After replay: appends the answers the stream still lacks (e.g. for frames appended
+    /// while the daemon was down), then starts every live processor.
+    async fn finish_replay(&mut self) {
+        self.replaying = false;
+        for (name, event, create_id, extra) in std::mem::take(&mut self.pending) {
+            if !self.answered.contains(&(create_id, event.to_string())) {
+                self.append(&name, event, create_id, extra).await;
+            }
+        }
+        let names: Vec<String> = self.names.keys().cloned().collect();
+        for name in names {
+            self.launch(&name).await;
+        }
+    }
+
+    /// Starts `name`'s task and appends `.active`.
+    async fn launch(&mut self, name: &str) {
+        let Some(r) = self.names.get_mut(name) else {
+            return;
+        };
+        let (create_id, config) = (r.create_id, r.config.clone());
+        {
+            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            t.insert(
+                (K::NAME, name.to_string()),
+                ps::Status {
+                    kind: K::NAME,
+                    name: name.to_string(),
+                    state: "active",
+                    since: ps::now(),
+                    create_id,
+                    position: None,
+                    last_error: None,
+                    failures: 0,
+                    url: K::detail(&config),
+                },
+            );
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let inst = Instance {
+            name: name.to_string(),
+            create_id,
+            config,
+            store: self.store.clone(),
+            stop: stop_rx,
+            status: Status {
+                table: self.table.clone(),
+                kind: K::NAME,
+                name: name.to_string(),
+                create_id,
+            },
+        };
+        let fut = self.kind.run(inst);
+        let ended = self.ended_tx.clone();
+        let n = name.to_string();
+        r.stop = stop;
+        r.task = Some(tokio::spawn(async move {
+            let outcome = fut.await;
+            let _ = ended.send((n, create_id, outcome));
+        }));
+        self.append(name, "active", create_id, serde_json::json!({}))
+            .await;
+    }
+
+    /// An instance ended: by itself (`fin.ok` / `fin.error`) or because it was stopped.
+    async fn ended(&mut self, name: String, create_id: Id, outcome: Outcome) {
+        if !self.names.get(&name).is_some_and(|l| l.create_id == create_id) {
+            return;
+        }
+        let (event, state, extra, error) = match outcome {
+            Outcome::Stopped => return,
+            Outcome::Done => ("fin.ok", "finished", serde_json::json!({}), None),
+            Outcome::Failed(e) => ("fin.error", "failed", serde_json::json!({ "error": e }), Some(e)),
+        };
+        if let Some(l) = self.names.remove(&name) {
+            let detail = K::detail(&l.config);
+            l.halt().await;
+            self.set_row(&name, create_id, state, detail, error);
+        }
+        self.append(&name, event, create_id, extra).await;
+    }
+
+    async fn shutdown(&mut self) {
+        for (name, r) in std::mem::take(&mut self.names) {
+            let create_id = r.create_id;
+            r.halt().await;
+            self.append(&name, "stopped", create_id, serde_json::json!({}))
+                .await;
+        }
+    }
+
+    /// Answers `event` for `create_id` now, or after replay if we are replaying.
+    async fn answer(&mut self, name: &str, event: &'static str, create_id: Id, extra: serde_json::Value) {
+        if self.replaying {
+            self.pending.push((name.to_string(), event, create_id, extra));
+        } else {
+            self.append(name, event, create_id, extra).await;
+        }
+    }
+
+    async fn append(&mut self, name: &str, event: &str, create_id: Id, extra: serde_json::Value) {
+        let mut meta = serde_json::json!({ "create_id": create_id });
+        if let serde_json::Value::Object(m) = extra {
+            for (k, v) in m {
+                meta[k] = v;
+            }
+        }
+        let frame = NewFrame {
+            meta: Some(meta),
+            ..NewFrame::new(format!("{}{name}.{event}", Self::prefix()))
+        };
+        self.answered.insert((create_id, event.to_string()));
+        if let Err(e) = self.store.append(frame).await {
+            tracing::warn!(kind = K::NAME, name = %name, event, error = %e, "could not append a lifecycle frame");
+        }
+    }
+
+    fn set_row(&self, name: &str, create_id: Id, state: &'static str, detail: Option<String>, error: Option<String>) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (K::NAME, name.to_string());
+        let old = t.get(&key);
+        let position = old.and_then(|s| s.position);
+        let last_error = error.or_else(|| old.and_then(|s| s.last_error.clone()));
+        let url = detail.or_else(|| old.and_then(|s| s.url.clone()));
+        t.insert(
+            key,
+            ps::Status {
+                kind: K::NAME,
+                name: name.to_string(),
+                state,
+                since: ps::now(),
+                create_id,
+                position,
+                last_error,
+                failures: 0,
+                url,
+            },
+        );
+    }
+
+    /// Every lifecycle frame after `after`, with each create's config read.
+    async fn scan(&self, after: Option<Id>) -> xs::Result<Vec<Event<K::Config>>> {
+        let store = self.store.clone();
+        let kind = self.kind.clone();
+        let prefix = Self::prefix();
+        tokio::task::spawn_blocking(move || {
+            let opts = ReadOptions {
+                after,
+                topic: TopicFilter::parse(&format!("{prefix}*"))?,
+                ..ReadOptions::default()
+            };
+            let mut frames = Vec::new();
+            store.scan(&opts, |raw| {
+                match Frame::from_json(raw.json) {
+                    Ok(f) => frames.push(f),
+                    Err(e) => tracing::error!(error = %e, "skipping a bad lifecycle frame"),
+                }
+                true
+            })?;
+            let mut out = Vec::with_capacity(frames.len());
+            for frame in frames {
+                let config = match parse_topic(&prefix, &frame.topic) {
+                    Some((_, "create")) => Some(kind.parse(&store, &frame)),
+                    _ => None,
+                };
+                out.push(Event { frame, config });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| xs::Error::Internal(format!("lifecycle scan task failed: {e}")))?
+    }
+}
+
+/// `<prefix><name>.<event>` → `(name, event)`; `None` for other topics or events.
+pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = topic.strip_prefix(prefix)?;
+    for event in [
+        "fin.term", "fin.ok", "fin.error", "create", "term", "active", "invalid", "replaced",
+        "stopped",
+    ] {
+        if let Some(name) = rest.strip_suffix(event).and_then(|n| n.strip_suffix('.')) {
+            if !name.is_empty() {
+                let event = &rest[rest.len() - event.len()..];
+                return Some((name, event));
+            }
+        }
+    }
+    None
+}
+
+/// A create frame's content (its script or JSON), or its meta as JSON when it has none.
+pub fn create_source(store: &Store, frame: &Frame) -> Result<Vec<u8>, String> {
+    if let Some(hash) = &frame.hash {
+        return match store.cas_read(hash) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(format!("the create frame's content {hash} is missing")),
+            Err(e) => Err(format!("reading the create frame's content: {e}")),
+        };
+    }
+    match &frame.meta {
+        Some(meta) => Ok(meta.to_string().into_bytes()),
+        None => Err("the create frame has no content".into()),
+    }
+}
