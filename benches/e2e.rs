@@ -283,7 +283,11 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         let store2 = tmp.path().join("store-handler");
         let (daemon, _) = Daemon::start(&store2, tmp.path().join("daemon3.log")).await?;
         let el = handler_throughput(&store2.join("sock"), n).await?;
-        report("handler_first_100k", n as f64 / el.as_secs_f64(), "frames/s");
+        report(
+            "handler_first_100k",
+            n as f64 / el.as_secs_f64(),
+            "frames/s",
+        );
         summary.push(format!(
             "handler_first_100k: {n} imported frames (meta {{i}}) through `{{|frame, state| {{next: ($state + 1)}}}}` from start: first, checkpointed, in {el:.2?} (from the create frame to the last frame's checkpoint)"
         ));

@@ -1,8 +1,9 @@
-# A duplex generator wrapping a line-oriented CLI (awk here; bc or a REPL work the same):
-# each `calc.send` frame is a line of input, each line it prints a `calc.recv` frame.
+# A duplex generator wrapping a line-oriented CLI, the calculator `bc`: each `calc.send`
+# frame is a line of input, each line bc prints becomes a `calc.recv` frame.
 #   xs generator spawn ./store calc examples/duplex.nu
-#   echo '21' | xs append ./store calc.send; xs last ./store calc.recv | xs cas ./store ...
+#   echo '6 * 7' | xs append ./store calc.send
+#   xs eval ./store -c '.last calc.recv | .cas $in.hash'                   # 42
 {
   duplex: true
-  run: {|| $in | ^awk '{ print $1 * 2; fflush() }' }
+  run: {|| ^bc -q }          # the send frames are its input (do not write `$in`: it waits for the end)
 }

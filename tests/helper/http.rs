@@ -62,6 +62,17 @@ impl Resp {
         );
         msg.to_string()
     }
+
+    /// Like [`Resp::assert_error`], for a Nushell report: the message may span lines.
+    #[track_caller]
+    pub fn assert_report(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let v = self.json();
+        let msg = v["error"].as_str().expect("\"error\" is a string");
+        assert!(!msg.trim().is_empty(), "empty error message");
+        msg.to_string()
+    }
 }
 
 /// Sends one request on a new connection with `Connection: close` and reads the whole answer.

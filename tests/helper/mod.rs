@@ -335,6 +335,20 @@ impl Out {
         );
         self.stderr.trim_end().to_string()
     }
+
+    /// Like [`Out::error`], for a Nushell report printed as it is (it may span lines).
+    #[track_caller]
+    pub fn report(&self) -> String {
+        assert_eq!(
+            self.code,
+            Some(1),
+            "expected exit code 1; stderr: {}",
+            self.stderr
+        );
+        assert!(self.stdout.is_empty(), "expected no stdout");
+        assert!(self.stderr.starts_with("xs: "), "{:?}", self.stderr);
+        self.stderr.clone()
+    }
 }
 
 /// Parses NDJSON bytes (each line one JSON value).

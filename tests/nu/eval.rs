@@ -15,7 +15,11 @@ fn results_stream_by_type() {
     let r = eval(&d, "1..3 | each {|i| {n: $i} }");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
-    let rows: Vec<i64> = r.ndjson().iter().map(|v| v["n"].as_i64().unwrap()).collect();
+    let rows: Vec<i64> = r
+        .ndjson()
+        .iter()
+        .map(|v| v["n"].as_i64().unwrap())
+        .collect();
     assert_eq!(rows, [1, 2, 3]);
 
     let r = eval(&d, "{a: 1, b: [x y]}");
@@ -47,16 +51,16 @@ fn results_stream_by_type() {
 fn script_errors_are_400_with_the_report_and_position() {
     let d = Daemon::start();
     let r = eval(&d, "let x = 1\n[1 2] | no-such-command");
-    let msg = r.assert_error(400);
+    let msg = r.assert_report(400);
     assert!(msg.contains("no-such-command"), "{msg}");
     assert!(msg.contains("eval:2:"), "the report has the line: {msg}");
 
     let r = eval(&d, "error make {msg: 'boom'}");
-    let msg = r.assert_error(400);
+    let msg = r.assert_report(400);
     assert!(msg.contains("boom"), "{msg}");
 
     let r = eval(&d, "{a: 1");
-    r.assert_error(400);
+    r.assert_report(400);
 
     let r = d.http("POST", "/eval", &[], &[0xff, 0xfe]);
     r.assert_error(400);
@@ -70,13 +74,16 @@ fn script_errors_are_400_with_the_report_and_position() {
 #[test]
 fn store_commands_inside_scripts() {
     let d = Daemon::start();
-    let r = eval(&d, r#"
+    let r = eval(
+        &d,
+        r#"
         let a = ("hi" | .append chat --meta {u: bob})
         {a: 1} | .append obj
         0x[01 02] | .append bin
         .append empty
         [ ($a.meta.u) (.cas $a.hash) (.last chat | get id | $in == $a.id) (.get $a.id | get topic) ]
-    "#);
+    "#,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), serde_json::json!(["bob", "hi", true, "chat"]));
 
@@ -89,7 +96,7 @@ fn store_commands_inside_scripts() {
 
     // .cat is a list stream with the read flags; .last N is a list.
     let r = eval(&d, ".cat --topic chat,obj | get topic");
-    assert_eq!(r.json(), serde_json::json!(["chat", "obj"]));
+    assert_eq!(r.ndjson(), ["chat", "obj"]);
     let r = eval(&d, ".cat --last 2 | get topic | to json -r");
     assert_eq!(r.text(), r#"["bin","empty"]"#);
     let r = eval(&d, ".last chat 5 | length");
@@ -104,15 +111,18 @@ fn store_commands_inside_scripts() {
     let r = eval(&d, &format!(".remove {id}"));
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(d.get(&format!("/{id}")).status, 404);
-    let r = eval(&d, &format!("{{topic: back, id: '{id}', hash: '{hash}'}} | .import | get id"));
+    let r = eval(
+        &d,
+        &format!("{{topic: back, id: '{id}', hash: '{hash}'}} | .import | get id"),
+    );
     assert_eq!(r.text(), id);
     assert_eq!(d.get(&format!("/{id}")).json()["topic"], "back");
 
     // Bad input to a store command is a script error, nothing stored.
     let before = d.frames().len();
-    eval(&d, "'x' | .append 'bad topic!'").assert_error(400);
-    eval(&d, "'x' | .append ok --ttl forever-ish").assert_error(400);
-    eval(&d, ".get nope").assert_error(400);
+    eval(&d, "'x' | .append 'bad topic!'").assert_report(400);
+    eval(&d, "'x' | .append ok --ttl forever-ish").assert_report(400);
+    eval(&d, ".get nope").assert_report(400);
     assert_eq!(d.frames().len(), before);
     d.assert_no_panic();
 }
@@ -124,16 +134,24 @@ fn cat_follow_is_lazy() {
     // `first 2` ends the follow once two frames (history + threshold) were read.
     let r = eval(&d, ".cat --follow | first 2 | get topic");
     assert_eq!(r.status, 200, "{}", r.text());
-    let got: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+    let got: Vec<Value> = r.ndjson();
     assert_eq!(got, ["xs.start", "a"]);
 }
 
 #[test]
 fn cli_eval_file_stdin_and_commands() {
     let d = Daemon::start();
-    let out = d.xs("eval", &["-c", "[1 2] | each {|x| $x * 10} | to json -r"], b"").ok();
+    let out = d
+        .xs(
+            "eval",
+            &["-c", "[1 2] | each {|x| $x * 10} | to json -r"],
+            b"",
+        )
+        .ok();
     assert_eq!(out.stdout_str(), "[10,20]\n");
-    let out = d.xs("eval", &["-c", "[1 2] | each {|x| {n: $x} }"], b"").ok();
+    let out = d
+        .xs("eval", &["-c", "[1 2] | each {|x| {n: $x} }"], b"")
+        .ok();
     assert_eq!(out.stdout_str(), "{\"n\":1}\n{\"n\":2}\n");
 
     let out = d.xs("eval", &["-"], b"{x: 1}").ok();
@@ -146,8 +164,11 @@ fn cli_eval_file_stdin_and_commands() {
     assert_eq!(out.stdout_str(), "from a file\n");
 
     let out = d.xs("eval", &["-c", "1 | nope"], b"");
-    let line = out.error();
-    assert!(line.contains("nope"), "{line}");
+    let report = out.report();
+    assert!(
+        report.contains("nope") && report.contains("eval:1:"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -163,5 +184,9 @@ fn a_script_that_never_ends_blocks_nothing() {
     let t = std::time::Instant::now();
     assert_eq!(eval(&d, "1 + 1").text(), "2");
     d.append("still", b"writable");
-    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
 }

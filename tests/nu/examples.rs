@@ -9,14 +9,26 @@ use crate::helper::{poll_until, xs, Daemon};
 use crate::nu::handlers::{content, on, wait_for};
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
 }
 
 #[test]
 fn counter_handler() {
     let d = Daemon::start();
     let f = example("counter.nu");
-    xs(&["handler", "register", d.addr(), "counter", f.to_str().unwrap()], b"").ok();
+    xs(
+        &[
+            "handler",
+            "register",
+            d.addr(),
+            "counter",
+            f.to_str().unwrap(),
+        ],
+        b"",
+    )
+    .ok();
     for _ in 0..2 {
         xs(&["append", d.addr(), "tick"], b"").ok();
     }
@@ -36,7 +48,11 @@ fn tail_generator() {
     let script = std::fs::read_to_string(example("tail.nu"))
         .unwrap()
         .replace("\"app.log\"", &format!("{:?}", log.to_str().unwrap()));
-    xs(&["generator", "spawn", d.addr(), "applog", "-"], script.as_bytes()).ok();
+    xs(
+        &["generator", "spawn", d.addr(), "applog", "-"],
+        script.as_bytes(),
+    )
+    .ok();
     // tail -n 0 starts at the end: write once it runs.
     poll_until(Duration::from_secs(20), "lines to arrive", || {
         std::fs::write(&log, "first line\n").unwrap();
@@ -52,9 +68,13 @@ fn tail_generator() {
 fn duplex_generator() {
     let d = Daemon::start();
     let f = example("duplex.nu");
-    xs(&["generator", "spawn", d.addr(), "calc", f.to_str().unwrap()], b"").ok();
-    xs(&["append", d.addr(), "calc.send"], b"21\n").ok();
-    xs(&["append", d.addr(), "calc.send"], b"5").ok();
+    xs(
+        &["generator", "spawn", d.addr(), "calc", f.to_str().unwrap()],
+        b"",
+    )
+    .ok();
+    xs(&["append", d.addr(), "calc.send"], b"6 * 7\n").ok();
+    xs(&["append", d.addr(), "calc.send"], b"5 * 2").ok();
     let got = wait_for(&d, "calc.recv", 2);
     assert_eq!(content(&d, &got[0]), "42");
     assert_eq!(content(&d, &got[1]), "10");
@@ -64,8 +84,23 @@ fn duplex_generator() {
 fn greet_action() {
     let d = Daemon::start();
     let f = example("greet.nu");
-    xs(&["action", "define", d.addr(), "greet", f.to_str().unwrap()], b"").ok();
-    let out = xs(&["action", "call", d.addr(), "greet", "--args", r#"{"times": 2}"#], b"bob").ok();
+    xs(
+        &["action", "define", d.addr(), "greet", f.to_str().unwrap()],
+        b"",
+    )
+    .ok();
+    let out = xs(
+        &[
+            "action",
+            "call",
+            d.addr(),
+            "greet",
+            "--args",
+            r#"{"times": 2}"#,
+        ],
+        b"bob",
+    )
+    .ok();
     assert_eq!(out.stdout_str(), "hello bob x2");
 }
 
@@ -107,7 +142,11 @@ fn xs_nu_module_in_nushell() {
         .env("PATH", path)
         .output()
         .expect("running nu");
-    assert!(run.status.success(), "nu failed: {}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "nu failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&run.stdout).trim(),
         r#"["bob","hi",2,"chat","3","x"]"#

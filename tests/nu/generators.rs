@@ -10,16 +10,22 @@ use crate::nu::handlers::{content, create, on, wait_for};
 /// Whether a process with this pid is still alive (and not a zombie).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
 }
 
 /// Pids of processes whose command line contains `needle`.
 fn pids_with(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).replace('\0', " ").contains(needle) && alive(pid) {
+        if String::from_utf8_lossy(&cmd)
+            .replace('\0', " ")
+            .contains(needle)
+            && alive(pid)
+        {
             out.push(pid);
         }
     }
@@ -71,8 +77,8 @@ fn processes_die_with_the_daemon_and_the_generator_resumes() {
     poll_until(Duration::from_secs(10), "no orphans", || {
         pids_with(&marker).is_empty().then_some(())
     });
-    assert_eq!(on(&d, "xs.generator.sleeper.stopped").len(), 1);
     d.restart();
+    assert_eq!(on(&d, "xs.generator.sleeper.stopped").len(), 1);
     // `stopped` does not stop it: it runs again after the restart.
     wait_for(&d, "sleeper.recv", 2);
     drop(d);
@@ -85,7 +91,11 @@ fn restarts_after_its_pipeline_ends() {
     create(&d, "generator", "once", r#"{ run: {|| "hello" } }"#);
     let got = wait_for(&d, "once.recv", 3);
     // Back-off 1 s then 2 s between runs.
-    assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(content(&d, &got[0]), "hello");
     let ps = xs(&["ps", d.addr()], b"").ok().ndjson();
     let row = ps.iter().find(|r| r["name"] == "once").unwrap();
@@ -119,11 +129,32 @@ fn actions_answer_calls() {
     }"#;
     let active = create(&d, "action", "rep", script);
     assert_eq!(active["topic"], "xs.action.rep.active");
-    let out = xs(&["action", "call", d.addr(), "rep", "--args", r#"{"times": 3}"#], b"ab").ok();
+    let out = xs(
+        &[
+            "action",
+            "call",
+            d.addr(),
+            "rep",
+            "--args",
+            r#"{"times": 3}"#,
+        ],
+        b"ab",
+    )
+    .ok();
     assert_eq!(out.stdout_str(), "ab x 3");
-    let out = xs(&["action", "call", d.addr(), "rep", "--args", r#"{"fail": true}"#], b"");
-    let line = out.error();
-    assert!(line.contains("asked to fail"), "{line}");
+    let out = xs(
+        &[
+            "action",
+            "call",
+            d.addr(),
+            "rep",
+            "--args",
+            r#"{"fail": true}"#,
+        ],
+        b"",
+    );
+    let report = out.report();
+    assert!(report.contains("asked to fail"), "{report}");
     let resp = on(&d, "rep.response");
     assert_eq!(resp.len(), 1);
     let calls = on(&d, "rep.call");
@@ -140,7 +171,11 @@ fn actions_answer_calls() {
         d.append("slow.call", b"");
     }
     let r = wait_for(&d, "slow.response", 4);
-    assert!(t.elapsed() < Duration::from_millis(3500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(3500),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(r.iter().all(|f| f["meta"]["done"].is_string()));
     d.assert_no_panic();
 }
@@ -150,7 +185,12 @@ fn modules_as_of_create() {
     let d = Daemon::start();
     d.append("xs.module.greet", b"export def hi [n] { $\"hi ($n)\" }");
     d.append("xs.module.deep.util", b"export def twice [x] { $x * 2 }");
-    let r = d.http("POST", "/eval", &[], b"use greet; use deep/util; [(greet hi bob) (util twice 21)]");
+    let r = d.http(
+        "POST",
+        "/eval",
+        &[],
+        b"use greet; use deep/util; [(greet hi bob) (util twice 21)]",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), serde_json::json!(["hi bob", 42]));
 

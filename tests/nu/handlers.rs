@@ -13,14 +13,18 @@ use crate::helper::{poll_until, xs, Daemon};
 pub fn create(d: &Daemon, kind: &str, name: &str, script: &str) -> Value {
     let created = d.append(&format!("xs.{kind}.{name}.create"), script.as_bytes());
     let id = created["id"].as_str().unwrap().to_string();
-    poll_until(Duration::from_secs(20), &format!("{kind} {name} to answer"), || {
-        d.frames().into_iter().find(|f| {
-            f["meta"]["create_id"] == id.as_str()
-                && f["topic"]
-                    .as_str()
-                    .is_some_and(|t| t.ends_with(".active") || t.ends_with(".invalid"))
-        })
-    })
+    poll_until(
+        Duration::from_secs(20),
+        &format!("{kind} {name} to answer"),
+        || {
+            d.frames().into_iter().find(|f| {
+                f["meta"]["create_id"] == id.as_str()
+                    && f["topic"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with(".active") || t.ends_with(".invalid"))
+            })
+        },
+    )
 }
 
 /// Frames on `topic`.
@@ -30,14 +34,19 @@ pub fn on(d: &Daemon, topic: &str) -> Vec<Value> {
 
 /// Waits until `topic` has `n` frames, then returns them.
 pub fn wait_for(d: &Daemon, topic: &str, n: usize) -> Vec<Value> {
-    poll_until(Duration::from_secs(30), &format!("{n} frames on {topic}"), || {
-        let f = on(d, topic);
-        (f.len() >= n).then_some(f)
-    })
+    poll_until(
+        Duration::from_secs(30),
+        &format!("{n} frames on {topic}"),
+        || {
+            let f = on(d, topic);
+            (f.len() >= n).then_some(f)
+        },
+    )
 }
 
 pub fn content(d: &Daemon, frame: &Value) -> String {
-    d.get(&format!("/cas/{}", frame["hash"].as_str().expect("a hash"))).text()
+    d.get(&format!("/cas/{}", frame["hash"].as_str().expect("a hash")))
+        .text()
 }
 
 const COUNTER: &str = r#"{
@@ -59,7 +68,10 @@ fn counter_threads_state_and_stamps_outputs() {
     let active = create(&d, "handler", "counter", COUNTER);
     assert_eq!(active["topic"], "xs.handler.counter.active", "{active}");
     let out = wait_for(&d, "counter.out", 3);
-    let counts: Vec<i64> = out.iter().map(|f| f["meta"]["count"].as_i64().unwrap()).collect();
+    let counts: Vec<i64> = out
+        .iter()
+        .map(|f| f["meta"]["count"].as_i64().unwrap())
+        .collect();
     assert_eq!(counts, [1, 2, 3]);
     let ticks = on(&d, "tick");
     for (o, t) in out.iter().zip(&ticks) {
@@ -115,7 +127,10 @@ fn next_only_finish_and_errors() {
     let fin = poll_until(Duration::from_secs(20), "fin.error", || {
         on(&d, "xs.handler.e.fin.error").into_iter().next()
     });
-    assert!(fin["meta"]["error"].as_str().unwrap().contains("kaboom"), "{fin}");
+    assert!(
+        fin["meta"]["error"].as_str().unwrap().contains("kaboom"),
+        "{fin}"
+    );
     assert_eq!(on(&d, "e.out").len(), 1);
     let ps = d.xs("ps", &[], b"").ok().ndjson();
     let row = ps.iter().find(|r| r["name"] == "e").expect("e in ps");
@@ -131,12 +146,28 @@ fn invalid_scripts_and_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.nu");
     std::fs::write(&bad, "{run: {|frame, state| $frame | no-such-cmd }").unwrap();
-    let out = xs(&["handler", "register", d.addr(), "bad", bad.to_str().unwrap()], b"");
-    let line = out.error();
-    assert!(line.contains("invalid"), "{line}");
+    let out = xs(
+        &[
+            "handler",
+            "register",
+            d.addr(),
+            "bad",
+            bad.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let report = out.report();
+    assert!(
+        report.contains("invalid") && report.contains("no-such-cmd"),
+        "{report}"
+    );
     let good = tmp.path().join("good.nu");
     std::fs::write(&good, COUNTER).unwrap();
-    let out = xs(&["handler", "register", d.addr(), "c", good.to_str().unwrap()], b"").ok();
+    let out = xs(
+        &["handler", "register", d.addr(), "c", good.to_str().unwrap()],
+        b"",
+    )
+    .ok();
     assert_eq!(out.json()["topic"], "xs.handler.c.active");
     for v in [
         "{run: 5}",
@@ -172,10 +203,15 @@ fn appends_in_a_handler_are_committed_with_it_and_never_seen_again() {
     d.append("a", b"");
     d.append("b", b"");
     create(&d, "handler", "echoer", script);
-    let echoes = wait_for(&d, "echo", 4);
+    // xs.start, a and b (not its own lifecycle frames, not its own echoes).
+    let echoes = wait_for(&d, "echo", 3);
     std::thread::sleep(Duration::from_millis(500));
     let echoes2 = on(&d, "echo");
-    assert_eq!(echoes.len(), echoes2.len(), "the handler saw its own output");
+    assert_eq!(
+        echoes.len(),
+        echoes2.len(),
+        "the handler saw its own output"
+    );
     for e in &echoes2 {
         assert!(e["meta"]["handler_id"].is_string());
         assert!(e["meta"]["frame_id"].is_string());
@@ -188,7 +224,9 @@ fn exactly_once_across_kill_9() {
     const N: usize = 3000;
     let mut body = Vec::new();
     for _ in 0..N {
-        body.extend_from_slice(format!("{{\"topic\":\"in\",\"id\":\"{}\"}}\n", scru128::new()).as_bytes());
+        body.extend_from_slice(
+            format!("{{\"topic\":\"in\",\"id\":\"{}\"}}\n", scru128::new()).as_bytes(),
+        );
     }
     let r = d.http("POST", "/import", &[], &body);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -213,10 +251,23 @@ fn exactly_once_across_kill_9() {
     std::thread::sleep(Duration::from_millis(300));
     let out2 = on(&d, "once.out");
     assert_eq!(out2.len(), N, "duplicated output after kill -9");
-    let ns: Vec<i64> = out.iter().map(|f| f["meta"]["n"].as_i64().unwrap()).collect();
-    assert_eq!(ns, (1..=N as i64).collect::<Vec<_>>(), "state resumed exactly");
-    let inputs: HashSet<String> = on(&d, "in").iter().map(|f| f["id"].as_str().unwrap().to_string()).collect();
-    let seen: HashSet<String> = out.iter().map(|f| f["meta"]["frame_id"].as_str().unwrap().to_string()).collect();
+    let ns: Vec<i64> = out
+        .iter()
+        .map(|f| f["meta"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ns,
+        (1..=N as i64).collect::<Vec<_>>(),
+        "state resumed exactly"
+    );
+    let inputs: HashSet<String> = on(&d, "in")
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    let seen: HashSet<String> = out
+        .iter()
+        .map(|f| f["meta"]["frame_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(inputs, seen);
     d.assert_no_panic();
 }
@@ -224,15 +275,22 @@ fn exactly_once_across_kill_9() {
 #[test]
 fn a_handler_that_loops_forever_blocks_nothing_and_can_be_terminated() {
     let d = Daemon::start();
-    create(&d, "handler", "spin", r#"{ topics: "go", run: {|f, s| loop { } } }"#);
+    create(
+        &d,
+        "handler",
+        "spin",
+        r#"{ topics: "go", run: {|f, s| loop { } } }"#,
+    );
     create(&d, "handler", "counter", COUNTER);
     d.append("go", b"");
     d.append("tick", b"");
     wait_for(&d, "counter.out", 1);
     d.append("xs.handler.spin.term", b"");
-    poll_until(Duration::from_secs(10), "the spinning handler to stop", || {
-        on(&d, "xs.handler.spin.fin.term").into_iter().next()
-    });
+    poll_until(
+        Duration::from_secs(10),
+        "the spinning handler to stop",
+        || on(&d, "xs.handler.spin.fin.term").into_iter().next(),
+    );
     d.append("tick", b"");
     wait_for(&d, "counter.out", 2);
     d.assert_no_panic();

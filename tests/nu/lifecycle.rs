@@ -14,7 +14,10 @@ const ECHO: &str = r#"{ topics: "ping", run: {|frame, state| {out: {v: 1}, next:
 const ECHO2: &str = r#"{ topics: "ping", run: {|frame, state| {out: {v: 2}, next: null} } }"#;
 
 fn versions(d: &Daemon, topic: &str) -> Vec<i64> {
-    on(d, topic).iter().map(|f| f["meta"]["v"].as_i64().unwrap()).collect()
+    on(d, topic)
+        .iter()
+        .map(|f| f["meta"]["v"].as_i64().unwrap())
+        .collect()
 }
 
 fn ping_and_wait(d: &Daemon, topic: &str, n: usize) -> Vec<Value> {
@@ -66,12 +69,19 @@ fn replace_fall_back_terminate_and_restart() {
     d.restart();
     d.append("ping", b"");
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(versions(&d, "e.out").len(), 4, "a terminated handler ran again");
+    assert_eq!(
+        versions(&d, "e.out").len(),
+        4,
+        "a terminated handler ran again"
+    );
     let actives = on(&d, "xs.handler.e.active").len();
     assert_eq!(actives, 3, "no new active after the restart");
 
     // Every runtime frame points at a create of this name.
-    let creates: Vec<Value> = on(&d, "xs.handler.e.create").iter().map(|f| f["id"].clone()).collect();
+    let creates: Vec<Value> = on(&d, "xs.handler.e.create")
+        .iter()
+        .map(|f| f["id"].clone())
+        .collect();
     for f in d.read("topic=xs.handler.e.*") {
         let t = f["topic"].as_str().unwrap();
         if t.ends_with(".create") || t.ends_with(".term") {
@@ -98,10 +108,13 @@ fn stopped_does_not_stop_resumption_and_finished_stays_finished() {
         on(&d, "xs.handler.fin.fin.ok").into_iter().next()
     });
     assert!(d.stop().success());
+    d.restart();
     let stopped = on(&d, "xs.handler.run.stopped");
     assert_eq!(stopped.len(), 1, "stopped on shutdown");
-    assert!(on(&d, "xs.handler.fin.stopped").is_empty(), "a finished handler isn't stopped");
-    d.restart();
+    assert!(
+        on(&d, "xs.handler.fin.stopped").is_empty(),
+        "a finished handler isn't stopped"
+    );
     ping_and_wait(&d, "run.out", 2);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(on(&d, "fin.out").len(), 1, "a finished handler ran again");
@@ -114,7 +127,10 @@ fn created_while_down_is_answered_at_start() {
     assert!(d.stop().success());
     // Written straight into the store while no daemon runs: import the create frame.
     let store = xs::Store::open(&d.store, xs::StoreOptions::default()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(store.append(xs::NewFrame {
         content: xs::Content::inline(bytes::Bytes::from_static(ECHO.as_bytes())),
         ..xs::NewFrame::new("xs.handler.late.create")

@@ -68,6 +68,19 @@ pub fn is_status(err: &anyhow::Error, status: StatusCode) -> bool {
         .is_some_and(|e| e.status == status)
 }
 
+/// A Nushell report (a script's error with its position and source lines): printed as it
+/// is after `xs: `, not folded into one line.
+#[derive(Debug)]
+pub struct Report(pub String);
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Report {}
+
 /// Writing to stdout failed because its reader went away (`xs cat | head`): not an error.
 #[derive(Debug)]
 pub struct StdoutClosed;
@@ -181,10 +194,7 @@ async fn server_error(resp: Response<Incoming>) -> ServerError {
             }
         }
     };
-    ServerError {
-        status,
-        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
-    }
+    ServerError { status, message }
 }
 
 /// A hyper error and its causes on one line.

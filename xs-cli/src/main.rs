@@ -93,7 +93,11 @@ fn main() -> ExitCode {
         Err(e) if e.is::<client::StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
             let message = format!("{e:#}");
-            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            let message = if e.is::<client::Report>() {
+                message.trim_end().to_string()
+            } else {
+                message.split_whitespace().collect::<Vec<_>>().join(" ")
+            };
             let _ = writeln!(std::io::stderr(), "xs: {message}");
             if e.is::<append::ExpectConflict>() {
                 ExitCode::from(3)

@@ -33,6 +33,7 @@ where
     b.map_err(|never| match never {}).boxed()
 }
 
+#[cfg(feature = "nu")]
 /// A body whose chunks (or its error, which aborts it) arrive on `rx`; `guard` is dropped
 /// with the body (when it is done, or the client went away).
 pub fn results(
@@ -42,11 +43,13 @@ pub fn results(
     ResultBody(rx, Box::new(guard)).boxed()
 }
 
+#[cfg(feature = "nu")]
 struct ResultBody(
     mpsc::Receiver<std::io::Result<Bytes>>,
     #[allow(dead_code)] Box<dyn Send + Sync>,
 );
 
+#[cfg(feature = "nu")]
 impl hyper::body::Body for ResultBody {
     type Data = Bytes;
     type Error = std::io::Error;

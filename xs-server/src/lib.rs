@@ -5,7 +5,9 @@ pub mod api;
 mod body;
 mod error;
 mod listener;
+// Nushell's own error type (`ShellError`, ~200 bytes) is what its commands return.
 #[cfg(feature = "nu")]
+#[allow(clippy::result_large_err)]
 pub mod nu;
 mod processor;
 mod ps;
@@ -44,8 +46,10 @@ impl Daemon {
     pub fn new(store: Store) -> Result<Daemon, ServeError> {
         Ok(Daemon {
             #[cfg(feature = "nu")]
-            engine: nu::Engine::new(&std::env::current_dir().unwrap_or_else(|_| store.path().to_path_buf()))
-                .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
+            engine: nu::Engine::new(
+                &std::env::current_dir().unwrap_or_else(|_| store.path().to_path_buf()),
+            )
+            .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
             store,
         })
     }

@@ -38,7 +38,7 @@ pub async fn run(args: Args) -> Result<()> {
         // Nushell's report spans lines: print it as it is.
         Err(e) => match e.downcast::<client::ServerError>() {
             Ok(se) if se.status == hyper::StatusCode::BAD_REQUEST => {
-                bail!("{}", se.message)
+                return Err(client::Report(se.message).into())
             }
             Ok(se) => return Err(se.into()),
             Err(e) => return Err(e),
@@ -53,7 +53,9 @@ pub async fn run(args: Args) -> Result<()> {
         .await
         .map_err(|e| match e.downcast::<client::StdoutClosed>() {
             Ok(closed) => closed.into(),
-            Err(e) => anyhow!("the script failed while its output streamed ({e}); the daemon's log has its error"),
+            Err(e) => anyhow!(
+                "the script failed while its output streamed ({e}); the daemon's log has its error"
+            ),
         })?;
     Ok(())
 }

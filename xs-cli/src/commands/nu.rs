@@ -32,10 +32,8 @@ pub fn run(args: Args) -> Result<()> {
 fn autoload_dir() -> Result<PathBuf> {
     let config = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(c) => PathBuf::from(c),
-        None => PathBuf::from(
-            std::env::var_os("HOME").ok_or_else(|| anyhow!("$HOME is not set"))?,
-        )
-        .join(".config"),
+        None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| anyhow!("$HOME is not set"))?)
+            .join(".config"),
     };
     Ok(config.join("nushell").join("autoload"))
 }

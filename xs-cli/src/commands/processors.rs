@@ -6,7 +6,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -113,7 +113,8 @@ async fn create(kind: &str, c: Create) -> Result<()> {
     let (name, file) = (&args[0], &args[1]);
     let script = if file == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("cannot read the script from stdin")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read the script from stdin")?;
         s
     } else {
         std::fs::read_to_string(file).with_context(|| format!("cannot read script file {file}"))?
@@ -123,10 +124,16 @@ async fn create(kind: &str, c: Create) -> Result<()> {
     let created = append(&client, &topic, Bytes::from(script), None).await?;
     let id = frame_id(&created)?;
     let answers = format!("xs.{kind}.{name}.active,xs.{kind}.{name}.invalid");
-    let answer = wait_for(&client, &answers, &id, |f| meta_str(f, "create_id") == Some(&id)).await?;
-    if answer["topic"].as_str().is_some_and(|t| t.ends_with(".invalid")) {
+    let answer = wait_for(&client, &answers, &id, |f| {
+        meta_str(f, "create_id") == Some(&id)
+    })
+    .await?;
+    if answer["topic"]
+        .as_str()
+        .is_some_and(|t| t.ends_with(".invalid"))
+    {
         let error = meta_str(&answer, "error").unwrap_or("invalid script");
-        bail!("{kind} {name} is invalid:\n{error}");
+        return Err(client::Report(format!("{kind} {name} is invalid:\n{error}")).into());
     }
     client::write_stdout(format!("{answer}\n").as_bytes())
 }
@@ -134,7 +141,13 @@ async fn create(kind: &str, c: Create) -> Result<()> {
 async fn term(kind: &str, n: Named) -> Result<()> {
     let (addr, args) = split(n.args, 1)?;
     let client = Client::new(addr);
-    let frame = append(&client, &format!("xs.{kind}.{}.term", args[0]), Bytes::new(), None).await?;
+    let frame = append(
+        &client,
+        &format!("xs.{kind}.{}.term", args[0]),
+        Bytes::new(),
+        None,
+    )
+    .await?;
     client::write_stdout(format!("{frame}\n").as_bytes())
 }
 
@@ -143,7 +156,8 @@ async fn call(c: Call) -> Result<()> {
     let name = &args[0];
     let meta = match &c.args_json {
         Some(a) => {
-            let v: serde_json::Value = serde_json::from_str(a).context("--args is not valid JSON")?;
+            let v: serde_json::Value =
+                serde_json::from_str(a).context("--args is not valid JSON")?;
             Some(serde_json::json!({ "args": v }))
         }
         None => None,
@@ -164,7 +178,8 @@ async fn call(c: Call) -> Result<()> {
     })
     .await?;
     if answer["topic"].as_str() == Some(&format!("{name}.error")) {
-        bail!("action {name} failed: {}", meta_str(&answer, "error").unwrap_or("unknown error"));
+        let error = meta_str(&answer, "error").unwrap_or("unknown error");
+        return Err(client::Report(format!("action {name} failed:\n{error}")).into());
     }
     match answer["hash"].as_str() {
         Some(hash) => {
@@ -199,7 +214,9 @@ async fn append(
         let encoded = base64::engine::general_purpose::STANDARD.encode(meta.to_string());
         req = req.header("xs-meta", encoded);
     }
-    let body = Full::new(content).map_err(|never| match never {}).boxed_unsync();
+    let body = Full::new(content)
+        .map_err(|never| match never {})
+        .boxed_unsync();
     let resp = client.send(req.body(body)?).await?;
     let bytes = resp.into_body().collect().await?.to_bytes();
     Ok(serde_json::from_slice(&bytes)?)
@@ -222,7 +239,9 @@ async fn wait_for(
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| anyhow!("lost the connection to the xs daemon: {e}"))?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             buf.extend_from_slice(&data);
             while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=nl).collect();

@@ -111,11 +111,10 @@ fn run(
         }
         c.1 = Some(job);
     }
-    let result = script::parse(&mut es, "eval", script.as_bytes())
-        .and_then(|block| {
-            script::eval(&es, &block, PipelineData::empty())
-                .map_err(|e| script::ScriptError::shell(&es, &e))
-        });
+    let result = script::parse(&mut es, "eval", script.as_bytes()).and_then(|block| {
+        script::eval(&es, &block, PipelineData::empty())
+            .map_err(|e| script::ScriptError::shell(&es, &e))
+    });
     let data = match result {
         Ok(d) => d,
         Err(e) => {
@@ -177,12 +176,7 @@ impl Out {
     }
 }
 
-fn value(
-    es: &nu_protocol::engine::EngineState,
-    v: Value,
-    head: oneshot::Sender<Head>,
-    out: Out,
-) {
+fn value(es: &nu_protocol::engine::EngineState, v: Value, head: oneshot::Sender<Head>, out: Out) {
     let (ct, bytes) = match &v {
         Value::Nothing { .. } => {
             let _ = head.send(Ok((StatusCode::NO_CONTENT, JSON)));
@@ -209,7 +203,9 @@ fn value(
         ),
         scalar => (
             "text/plain; charset=utf-8",
-            scalar.to_expanded_string(", ", &es.get_config()).into_bytes(),
+            scalar
+                .to_expanded_string(", ", es.get_config())
+                .into_bytes(),
         ),
     };
     let _ = head.send(Ok((StatusCode::OK, ct)));

@@ -34,9 +34,11 @@ fn category() -> Category {
 }
 
 fn err(e: impl std::fmt::Display, span: Span) -> ShellError {
-    ShellError::Generic(
-        nu_protocol::shell_error::generic::GenericError::new(e.to_string(), "", span),
-    )
+    ShellError::Generic(nu_protocol::shell_error::generic::GenericError::new(
+        e.to_string(),
+        "",
+        span,
+    ))
 }
 
 fn parse_id(s: &Spanned<String>) -> Result<xs::Id, ShellError> {
@@ -55,10 +57,30 @@ impl Command for Append {
         Signature::build(".append")
             .input_output_types(vec![(Type::Any, Type::Any)])
             .required("topic", SyntaxShape::String, "the topic to append to")
-            .named("meta", SyntaxShape::Any, "meta (a record, stored as JSON)", None)
-            .named("ttl", SyntaxShape::String, "forever, ephemeral, time:<ms> or last:<n>", None)
-            .named("expect", SyntaxShape::String, "append only if the topic's newest frame is this id (or none)", None)
-            .named("key", SyntaxShape::String, "idempotency key: a repeat returns the original frame", None)
+            .named(
+                "meta",
+                SyntaxShape::Any,
+                "meta (a record, stored as JSON)",
+                None,
+            )
+            .named(
+                "ttl",
+                SyntaxShape::String,
+                "forever, ephemeral, time:<ms> or last:<n>",
+                None,
+            )
+            .named(
+                "expect",
+                SyntaxShape::String,
+                "append only if the topic's newest frame is this id (or none)",
+                None,
+            )
+            .named(
+                "key",
+                SyntaxShape::String,
+                "idempotency key: a repeat returns the original frame",
+                None,
+            )
             .switch("with-timestamp", "add the frame's timestamp", None)
             .category(category())
     }
@@ -95,9 +117,9 @@ impl Command for Append {
         let content = store_content(&ctx.store, &ctx.rt, input)?;
         let meta = match stack.get_env_var(es, super::APPEND_META_ENV) {
             Some(base @ Value::Record { .. }) => match (to_json(base)?, meta) {
-                (serde_json::Value::Object(base), Some(serde_json::Value::Object(own))) => {
-                    Some(super::merge_meta(Some(serde_json::Value::Object(base)), &own))
-                }
+                (serde_json::Value::Object(base), Some(serde_json::Value::Object(own))) => Some(
+                    super::merge_meta(Some(serde_json::Value::Object(base)), &own),
+                ),
                 (serde_json::Value::Object(base), None) => Some(serde_json::Value::Object(base)),
                 (_, meta) => meta,
             },
@@ -124,7 +146,12 @@ impl Command for Append {
 /// The read flags shared by `.cat` and `.last`.
 fn read_flags(sig: Signature) -> Signature {
     sig.switch("follow", "keep reading new frames", Some('f'))
-        .named("pulse", SyntaxShape::Int, "while following, an xs.pulse frame every this many ms", Some('p'))
+        .named(
+            "pulse",
+            SyntaxShape::Int,
+            "while following, an xs.pulse frame every this many ms",
+            Some('p'),
+        )
         .switch("with-timestamp", "add each frame's timestamp", None)
 }
 
@@ -139,15 +166,48 @@ impl Command for Cat {
     fn signature(&self) -> Signature {
         read_flags(Signature::build(".cat"))
             .input_output_types(vec![(Type::Nothing, Type::list(Type::record()))])
-            .switch("new", "skip history: only frames appended from now on", Some('n'))
-            .named("after", SyntaxShape::String, "start after this id", Some('a'))
+            .switch(
+                "new",
+                "skip history: only frames appended from now on",
+                Some('n'),
+            )
+            .named(
+                "after",
+                SyntaxShape::String,
+                "start after this id",
+                Some('a'),
+            )
             .named("from", SyntaxShape::String, "start at this id", None)
             .named("limit", SyntaxShape::Int, "at most this many frames", None)
-            .named("last", SyntaxShape::Int, "only the newest n frames of history", None)
-            .named("topic", SyntaxShape::String, "topic patterns: a.b, a.*, comma-separated", Some('T'))
-            .named("consumer", SyntaxShape::String, "read as this durable consumer (from its position)", None)
-            .named("start", SyntaxShape::String, "a new consumer starts at first, new or after an id", None)
-            .switch("ack-auto", "acknowledge each frame for the consumer once it is read", None)
+            .named(
+                "last",
+                SyntaxShape::Int,
+                "only the newest n frames of history",
+                None,
+            )
+            .named(
+                "topic",
+                SyntaxShape::String,
+                "topic patterns: a.b, a.*, comma-separated",
+                Some('T'),
+            )
+            .named(
+                "consumer",
+                SyntaxShape::String,
+                "read as this durable consumer (from its position)",
+                None,
+            )
+            .named(
+                "start",
+                SyntaxShape::String,
+                "a new consumer starts at first, new or after an id",
+                None,
+            )
+            .switch(
+                "ack-auto",
+                "acknowledge each frame for the consumer once it is read",
+                None,
+            )
             .category(category())
     }
 
@@ -168,7 +228,13 @@ impl Command for Cat {
                 q.push(format!("{key}=true"));
             }
         }
-        for (flag, key) in [("after", "after"), ("from", "from"), ("topic", "topic"), ("consumer", "consumer"), ("start", "start")] {
+        for (flag, key) in [
+            ("after", "after"),
+            ("from", "from"),
+            ("topic", "topic"),
+            ("consumer", "consumer"),
+            ("start", "start"),
+        ] {
             if let Some(v) = call.get_flag::<String>(es, stack, flag)? {
                 q.push(format!("{key}={}", xs::read::encode_component(&v)));
             }
@@ -185,7 +251,11 @@ impl Command for Cat {
         let mut opts = ReadOptions::from_query(Some(&query)).map_err(|e| err(e, call.head))?;
         let consumer = ConsumerRead::from_query(Some(&query)).map_err(|e| err(e, call.head))?;
         if let Some(c) = &consumer {
-            let pos = self.0.store.consumer_position(&c.name).map_err(|e| err(e, call.head))?;
+            let pos = self
+                .0
+                .store
+                .consumer_position(&c.name)
+                .map_err(|e| err(e, call.head))?;
             c.apply(pos, &mut opts);
         }
         Ok(read_stream(&self.0, es, opts, consumer, call.head))
@@ -334,8 +404,16 @@ impl Command for Last {
     fn signature(&self) -> Signature {
         read_flags(Signature::build(".last"))
             .input_output_types(vec![(Type::Nothing, Type::Any)])
-            .optional("topic", SyntaxShape::String, "topic pattern (default: every topic)")
-            .optional("n", SyntaxShape::Int, "how many of the newest frames (default 1)")
+            .optional(
+                "topic",
+                SyntaxShape::String,
+                "topic pattern (default: every topic)",
+            )
+            .optional(
+                "n",
+                SyntaxShape::Int,
+                "how many of the newest frames (default 1)",
+            )
             .category(category())
     }
 
@@ -416,7 +494,12 @@ impl Command for Get {
     ) -> Result<PipelineData, ShellError> {
         let id: Spanned<String> = call.req(es, stack, 0)?;
         let wt = call.has_flag(es, stack, "with-timestamp")?;
-        match self.0.store.get(&parse_id(&id)?).map_err(|e| err(e, id.span))? {
+        match self
+            .0
+            .store
+            .get(&parse_id(&id)?)
+            .map_err(|e| err(e, id.span))?
+        {
             Some(f) => Ok(PipelineData::value(frame_value(&f, wt, call.head), None)),
             None => Err(err(format!("no frame with id {}", id.item), id.span)),
         }
@@ -434,7 +517,11 @@ impl Command for Cas {
     fn signature(&self) -> Signature {
         Signature::build(".cas")
             .input_output_types(vec![(Type::Nothing, Type::Any)])
-            .required("hash", SyntaxShape::Any, "the content's hash (or a frame record)")
+            .required(
+                "hash",
+                SyntaxShape::Any,
+                "the content's hash (or a frame record)",
+            )
             .category(category())
     }
 
@@ -458,7 +545,12 @@ impl Command for Cas {
                 _ => return Ok(PipelineData::value(Value::nothing(span), None)),
             },
             Value::Nothing { .. } => return Ok(PipelineData::value(Value::nothing(span), None)),
-            other => return Err(err(format!("expected a hash or a frame, not {}", other.get_type()), span)),
+            other => {
+                return Err(err(
+                    format!("expected a hash or a frame, not {}", other.get_type()),
+                    span,
+                ))
+            }
         };
         let sri = xs::frame::parse_hash(&hash).map_err(|e| err(e, span))?;
         match self.0.store.cas_read(&sri).map_err(|e| err(e, span))? {
@@ -500,7 +592,10 @@ impl Command for CasPost {
             .block_on(ctx.store.cas_put(content))
             .map_err(store_error)?
             .ok_or_else(|| err("nothing to store: the input is empty", call.head))?;
-        Ok(PipelineData::value(Value::string(hash.to_string(), call.head), None))
+        Ok(PipelineData::value(
+            Value::string(hash.to_string(), call.head),
+            None,
+        ))
     }
 }
 
@@ -516,7 +611,11 @@ impl Command for Remove {
         Signature::build(".remove")
             .input_output_types(vec![(Type::Nothing, Type::Nothing)])
             .required("id", SyntaxShape::String, "the frame's id")
-            .switch("purge", "also remove its content if no other frame references it", None)
+            .switch(
+                "purge",
+                "also remove its content if no other frame references it",
+                None,
+            )
             .category(category())
     }
 
@@ -576,7 +675,10 @@ impl Command for Import {
             Value::String { val, .. } => val
                 .lines()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| serde_json::from_str(l).map_err(|e| err(format!("invalid frame JSON: {e}"), span)))
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .map_err(|e| err(format!("invalid frame JSON: {e}"), span))
+                })
                 .collect::<Result<_, _>>()?,
             other => vec![to_json(other)?],
         };
@@ -584,11 +686,19 @@ impl Command for Import {
         for item in items {
             let json = serde_json::to_vec(&item).map_err(|e| err(e, span))?;
             let frame = Frame::from_json(&json).map_err(|e| err(e, span))?;
-            let f = self.0.rt.block_on(self.0.store.import(frame)).map_err(|e| err(e, span))?;
+            let f = self
+                .0
+                .rt
+                .block_on(self.0.store.import(frame))
+                .map_err(|e| err(e, span))?;
             out.push(frame_value(&f, false, span));
         }
         Ok(PipelineData::value(
-            if out.len() == 1 { out.pop().expect("one frame") } else { Value::list(out, span) },
+            if out.len() == 1 {
+                out.pop().expect("one frame")
+            } else {
+                Value::list(out, span)
+            },
             None,
         ))
     }

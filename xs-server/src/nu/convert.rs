@@ -47,9 +47,7 @@ pub fn to_json(v: &Value) -> Result<serde_json::Value, ShellError> {
     Ok(match v {
         Value::Bool { val, .. } => J::Bool(*val),
         Value::Int { val, .. } => J::from(*val),
-        Value::Float { val, .. } => {
-            serde_json::Number::from_f64(*val).map_or(J::Null, J::Number)
-        }
+        Value::Float { val, .. } => serde_json::Number::from_f64(*val).map_or(J::Null, J::Number),
         Value::String { val, .. } => J::String(val.clone()),
         Value::Glob { val, .. } => J::String(val.clone()),
         Value::Filesize { val, .. } => J::from(val.get()),
@@ -73,7 +71,9 @@ pub fn to_json(v: &Value) -> Result<serde_json::Value, ShellError> {
                 to_type: "JSON".into(),
                 from_type: v.get_type().to_string(),
                 span: v.span(),
-                help: Some("only data (records, lists, strings, numbers, ...) can be stored".into()),
+                help: Some(
+                    "only data (records, lists, strings, numbers, ...) can be stored".into(),
+                ),
             })
         }
     })
@@ -86,9 +86,9 @@ pub fn value_bytes(v: &Value) -> Result<Option<Vec<u8>>, ShellError> {
         Value::Nothing { .. } => None,
         Value::String { val, .. } => Some(val.clone().into_bytes()),
         Value::Binary { val, .. } => Some(val.to_vec()),
-        other => Some(
-            serde_json::to_vec(&to_json(other)?).map_err(|e| shell_error(e.to_string()))?,
-        ),
+        other => {
+            Some(serde_json::to_vec(&to_json(other)?).map_err(|e| shell_error(e.to_string()))?)
+        }
     })
 }
 
@@ -153,10 +153,9 @@ pub fn content_value(bytes: Vec<u8>, span: Span) -> Value {
 }
 
 pub fn shell_error(msg: impl Into<String>) -> ShellError {
-    ShellError::Generic(nu_protocol::shell_error::generic::GenericError::new_internal(
-        msg.into(),
-        "",
-    ))
+    ShellError::Generic(
+        nu_protocol::shell_error::generic::GenericError::new_internal(msg.into(), ""),
+    )
 }
 
 pub fn store_error(e: xs::Error) -> ShellError {

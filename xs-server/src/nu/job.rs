@@ -69,4 +69,3 @@ fn kill_group(pid: u32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
-

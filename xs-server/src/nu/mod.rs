@@ -33,9 +33,12 @@ impl Engine {
         es = nu_command::add_shell_command_context(es);
         es = nu_cli::add_cli_context(es);
         let span = Span::unknown();
-        let mut config = Config::default();
-        config.use_ansi_coloring = nu_protocol::UseAnsiColoring::False;
-        config.error_style = nu_protocol::ErrorStyle::Plain;
+        // Fancy without colours: the message, then `╭─[name:line:col]` and the source line.
+        let config = Config {
+            use_ansi_coloring: nu_protocol::UseAnsiColoring::False,
+            error_style: nu_protocol::ErrorStyle::Fancy,
+            ..Config::default()
+        };
         es.set_config(config.clone());
         es.add_env_var("config".into(), config.into_value(span));
         es.add_env_var("ENV_CONVERSIONS".into(), Value::record(Record::new(), span));

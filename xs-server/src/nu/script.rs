@@ -54,14 +54,22 @@ pub fn stack() -> Stack {
 
 /// Runs a parsed block. The last command's output comes back as a stream (an external's
 /// stdout as a byte stream), never printed on the daemon's stdout.
-pub fn eval(es: &EngineState, block: &Block, input: PipelineData) -> Result<PipelineData, ShellError> {
+pub fn eval(
+    es: &EngineState,
+    block: &Block,
+    input: PipelineData,
+) -> Result<PipelineData, ShellError> {
     let mut stack = stack();
     let mut stack = stack.push_redirection(Some(Redirection::Pipe(OutDest::PipeSeparate)), None);
     nu_engine::eval_block::<WithoutDebug>(es, &mut stack, block, input).map(|r| r.body)
 }
 
 /// Parses and runs a script whose value is a record (a processor's configuration).
-pub fn eval_config(es: &mut EngineState, name: &str, source: &[u8]) -> Result<nu_protocol::Record, ScriptError> {
+pub fn eval_config(
+    es: &mut EngineState,
+    name: &str,
+    source: &[u8],
+) -> Result<nu_protocol::Record, ScriptError> {
     let block = parse(es, name, source)?;
     let value = eval(es, &block, PipelineData::empty())
         .and_then(|p| p.into_value(block.span.unwrap_or_else(nu_protocol::Span::unknown)))

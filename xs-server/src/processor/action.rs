@@ -47,17 +47,26 @@ impl Kind for Action {
         let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
         let c = &script.config;
         check_keys(c, &["run", "return_options"])?;
-        let (run, params) = crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
+        let (run, params) =
+            crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
         if params > 1 {
             return Err("an action's run takes the call frame: {|frame| ...}".into());
         }
         let ret = ReturnOptions::parse(c, ".response")?;
         let name = super::parse_topic("xs.action.", &frame.topic).map_or("", |(n, _)| n);
         xs::validate_topic(&ret.topic(name)).map_err(|e| format!("return_options.suffix: {e}"))?;
-        Ok(Config { script, run, ctx, ret })
+        Ok(Config {
+            script,
+            run,
+            ctx,
+            ret,
+        })
     }
 
-    fn run(&self, inst: Instance<Config>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
+    fn run(
+        &self,
+        inst: Instance<Config>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
         Box::pin(serve(inst))
     }
 }
@@ -120,7 +129,12 @@ fn unanswered(store: &Store, name: &str, response: &str, create_id: Id) -> xs::R
     };
     store.scan(&opts, |raw| {
         if let Ok(f) = Frame::from_json(raw.json) {
-            if let Some(id) = f.meta.as_ref().and_then(|m| m.get("frame_id")).and_then(|v| v.as_str()) {
+            if let Some(id) = f
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("frame_id"))
+                .and_then(|v| v.as_str())
+            {
                 answered.insert(id.to_string());
             }
         }

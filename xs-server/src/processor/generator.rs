@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use nu_engine::ClosureEval;
 use nu_protocol::engine::Closure;
 use nu_protocol::{ByteStream, ByteStreamType, PipelineData, Signals, Span, Value};
+use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast::error::RecvError;
-use xs::{Frame, Store};
+
+use xs::{Frame, Id, Store};
 
 use super::nu_config::{self, check_keys, output_frame, ReturnOptions, Script};
 use super::{Instance, Kind, Outcome};
@@ -54,9 +56,10 @@ impl Kind for Generator {
         let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
         let c = &script.config;
         check_keys(c, &["run", "duplex", "return_options"])?;
-        let (run, params) = crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
+        let (run, params) =
+            crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
         if params != 0 {
-            return Err("a generator's run takes no parameters: {|| ...} (duplex input is $in)".into());
+            return Err("a generator's run takes no parameters: {|| ...} (duplex input is the pipeline input)".into());
         }
         let duplex = match c.get("duplex") {
             None => false,
@@ -75,21 +78,27 @@ impl Kind for Generator {
         })
     }
 
-    fn run(&self, inst: Instance<Config>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
+    fn run(
+        &self,
+        inst: Instance<Config>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
         let job = inst.config.script.job.clone();
         let name = format!("generator-{}", inst.name);
         let stop = inst.stop.clone();
-        nu_config::on_thread(name, job, stop, move || supervise(&inst))
+        // Duplex input starts after the newest frame now, before `active` is appended: a
+        // client that waits for `active` and then sends is never missed.
+        let fed = Arc::new(Mutex::new(inst.store.last_id().ok().flatten()));
+        nu_config::on_thread(name, job, stop, move || supervise(&inst, fed))
     }
 }
 
 /// Runs the pipeline again and again until stopped.
-fn supervise(inst: &Instance<Config>) -> Outcome {
+fn supervise(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Outcome {
     let c = &inst.config;
     let mut backoff = BACKOFF_FIRST;
     loop {
         let started = Instant::now();
-        let result = run_once(inst);
+        let result = run_once(inst, fed.clone());
         c.script.job.kill_externals();
         if *inst.stop.borrow() || c.script.job.interrupted() {
             return Outcome::Stopped;
@@ -123,25 +132,30 @@ fn supervise(inst: &Instance<Config>) -> Outcome {
 }
 
 /// One run of the pipeline: its output appended as `<name>.recv` frames.
-fn run_once(inst: &Instance<Config>) -> Result<(), String> {
+fn run_once(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Result<(), String> {
     let c = &inst.config;
     let es = &c.script.engine;
     let span = Span::unknown();
     let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
     let mut stamp = serde_json::Map::new();
-    stamp.insert("source_id".into(), serde_json::Value::String(inst.create_id.to_string()));
+    stamp.insert(
+        "source_id".into(),
+        serde_json::Value::String(inst.create_id.to_string()),
+    );
     let mut stack = crate::nu::script::stack();
     stack.add_env_var(
         APPEND_META_ENV.into(),
         nu_protocol::IntoValue::into_value(serde_json::Value::Object(stamp.clone()), span),
     );
     let input = if c.duplex {
-        duplex_input(inst, es.signals().clone())
+        duplex_input(inst, fed, es.signals().clone())
     } else {
         PipelineData::empty()
     };
     let piped = stack.push_redirection(
-        Some(nu_protocol::engine::Redirection::Pipe(nu_protocol::OutDest::PipeSeparate)),
+        Some(nu_protocol::engine::Redirection::Pipe(
+            nu_protocol::OutDest::PipeSeparate,
+        )),
         None,
     );
     let mut closure = ClosureEval::new_preserve_out_dest(es, &piped, c.run.clone());
@@ -173,7 +187,8 @@ fn run_once(inst: &Instance<Config>) -> Result<(), String> {
             Ok(mut child) => {
                 if let Some(stdout) = child.stdout.take() {
                     for line in std::io::BufReader::new(stdout).lines() {
-                        let line = line.map_err(|e| format!("reading the pipeline's output: {e}"))?;
+                        let line =
+                            line.map_err(|e| format!("reading the pipeline's output: {e}"))?;
                         emit(Value::string(line, span))?;
                     }
                 }
@@ -192,8 +207,13 @@ fn run_once(inst: &Instance<Config>) -> Result<(), String> {
 }
 
 /// The pipeline's input for a duplex generator: the content of each `<name>.send` frame
-/// appended from now on, each ending with a newline.
-fn duplex_input(inst: &Instance<Config>, signals: Signals) -> PipelineData {
+/// after `fed` (the last one fed to any run), each ending with a newline. Frames are read
+/// from the store after that position, then followed live, so none falls between runs.
+fn duplex_input(
+    inst: &Instance<Config>,
+    fed: Arc<Mutex<Option<Id>>>,
+    signals: Signals,
+) -> PipelineData {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
     let store = inst.store.clone();
     let topic = format!("{}.send", inst.name);
@@ -201,35 +221,89 @@ fn duplex_input(inst: &Instance<Config>, signals: Signals) -> PipelineData {
     let mut live = store.subscribe();
     inst.config.ctx.rt.spawn(async move {
         loop {
-            let f = tokio::select! {
-                _ = crate::stopped(&mut stop) => return,
-                r = live.recv() => match r {
-                    Ok(f) => f,
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(topic = %topic, skipped = n, "duplex input lagged");
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
-                },
-            };
-            if f.frame.topic != topic {
-                continue;
+            let after = *fed.lock().unwrap_or_else(|e| e.into_inner());
+            let (s, t) = (store.clone(), topic.clone());
+            let frames = tokio::task::spawn_blocking(move || sends_after(&s, &t, after)).await;
+            for f in frames.unwrap_or_default() {
+                let Some(hash) = &f.hash else { continue };
+                let Ok(Some(mut bytes)) = store.cas_read(hash) else {
+                    continue;
+                };
+                if bytes.last() != Some(&b'\n') {
+                    bytes.push(b'\n');
+                }
+                let tx = tx.clone();
+                let sent = tokio::task::spawn_blocking(move || tx.send(bytes).is_ok()).await;
+                if !matches!(sent, Ok(true)) {
+                    return;
+                }
+                *fed.lock().unwrap_or_else(|e| e.into_inner()) = Some(f.id);
             }
-            let Some(hash) = &f.frame.hash else { continue };
-            let mut bytes = match store.cas_read(hash) {
-                Ok(Some(b)) => b,
-                _ => continue,
-            };
-            if bytes.last() != Some(&b'\n') {
-                bytes.push(b'\n');
-            }
-            let tx = tx.clone();
-            let sent = tokio::task::spawn_blocking(move || tx.send(bytes).is_ok()).await;
-            if !matches!(sent, Ok(true)) {
-                return;
+            // Wait for the next send frame (a lag means: look in the store again).
+            loop {
+                tokio::select! {
+                    _ = crate::stopped(&mut stop) => return,
+                    r = live.recv() => match r {
+                        Ok(f) if f.frame.topic == topic => break,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return,
+                    },
+                }
             }
         }
     });
-    let stream = ByteStream::from_iter(rx.into_iter(), Span::unknown(), signals, ByteStreamType::String);
+    let reader = ChannelReader {
+        rx,
+        chunk: Vec::new(),
+        at: 0,
+    };
+    let stream = ByteStream::read(reader, Span::unknown(), signals, ByteStreamType::String);
     PipelineData::byte_stream(stream, None)
+}
+
+/// The `topic` frames after `after`.
+fn sends_after(store: &Store, topic: &str, after: Option<Id>) -> Vec<Frame> {
+    let mut out = Vec::new();
+    let Ok(filter) = xs::TopicFilter::parse(topic) else {
+        return out;
+    };
+    let opts = xs::ReadOptions {
+        topic: filter,
+        after,
+        ..Default::default()
+    };
+    let _ = store.scan(&opts, |raw| {
+        if let Ok(f) = Frame::from_json(raw.json) {
+            out.push(f);
+        }
+        true
+    });
+    out
+}
+
+/// Reads chunks from a channel, handing out what is there at once (like a pipe): an
+/// external command fed from it sees each line as soon as it arrives.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }

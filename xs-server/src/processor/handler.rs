@@ -72,10 +72,23 @@ impl Kind for Handler {
         };
         let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
         let c = &script.config;
-        check_keys(c, &["run", "initial", "start", "topics", "pulse", "return_options"])?;
-        let (run, params) = crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
+        check_keys(
+            c,
+            &[
+                "run",
+                "initial",
+                "start",
+                "topics",
+                "pulse",
+                "return_options",
+            ],
+        )?;
+        let (run, params) =
+            crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
         if params == 0 || params > 2 {
-            return Err("run must take the frame and, optionally, the state: {|frame, state| ...}".into());
+            return Err(
+                "run must take the frame and, optionally, the state: {|frame, state| ...}".into(),
+            );
         }
         let initial = match c.get("initial") {
             Some(v) => to_json(v).map_err(|e| ScriptError::shell(&script.engine, &e).0)?,
@@ -86,16 +99,17 @@ impl Kind for Handler {
             Some(v) => match v.as_str() {
                 Ok("first") => Start::First,
                 Ok("new") => Start::New,
-                Ok(id) => Start::After(
-                    xs::frame::parse_id(id)
-                        .map_err(|_| format!("start must be \"first\", \"new\" or a frame id, not {id:?}"))?,
-                ),
+                Ok(id) => Start::After(xs::frame::parse_id(id).map_err(|_| {
+                    format!("start must be \"first\", \"new\" or a frame id, not {id:?}")
+                })?),
                 Err(_) => return Err("start must be a string".into()),
             },
         };
         let topics = match c.get("topics") {
             None => TopicFilter::All,
-            Some(Value::String { val, .. }) => TopicFilter::parse(val).map_err(|e| e.to_string())?,
+            Some(Value::String { val, .. }) => {
+                TopicFilter::parse(val).map_err(|e| e.to_string())?
+            }
             Some(Value::List { vals, .. }) => {
                 let parts: Result<Vec<&str>, _> = vals.iter().map(|v| v.as_str()).collect();
                 let parts = parts.map_err(|_| "topics must be a string or a list of strings")?;
@@ -106,7 +120,9 @@ impl Kind for Handler {
         let pulse = match c.get("pulse") {
             None => None,
             Some(Value::Int { val, .. }) if *val > 0 => Some(Duration::from_millis(*val as u64)),
-            Some(Value::Duration { val, .. }) if *val > 0 => Some(Duration::from_nanos(*val as u64)),
+            Some(Value::Duration { val, .. }) if *val > 0 => {
+                Some(Duration::from_nanos(*val as u64))
+            }
             Some(_) => return Err("pulse must be a positive number of milliseconds".into()),
         };
         let ret = ReturnOptions::parse(c, ".out")?;
@@ -125,7 +141,10 @@ impl Kind for Handler {
         })
     }
 
-    fn run(&self, inst: Instance<Config>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
+    fn run(
+        &self,
+        inst: Instance<Config>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>> {
         let job = inst.config.script.job.clone();
         let name = format!("handler-{}", inst.name);
         let stop = inst.stop.clone();
@@ -161,7 +180,10 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
                 .get("position")
                 .and_then(|p| p.as_str())
                 .and_then(|p| xs::frame::parse_id(p).ok());
-            (pos, v.get("state").cloned().unwrap_or_default().into_value(span))
+            (
+                pos,
+                v.get("state").cloned().unwrap_or_default().into_value(span),
+            )
         }
         None => {
             let pos = match c.start {
@@ -283,8 +305,14 @@ fn call(
     let es = &c.script.engine;
     let span = Span::unknown();
     let mut stamp = serde_json::Map::new();
-    stamp.insert("handler_id".into(), serde_json::Value::String(own_id.to_string()));
-    stamp.insert("frame_id".into(), serde_json::Value::String(f.id.to_string()));
+    stamp.insert(
+        "handler_id".into(),
+        serde_json::Value::String(own_id.to_string()),
+    );
+    stamp.insert(
+        "frame_id".into(),
+        serde_json::Value::String(f.id.to_string()),
+    );
     c.batch.set_stamp(stamp.clone());
     let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
     let result = closure
@@ -306,7 +334,8 @@ fn call(
     check_keys(&record, &["out", "next"]).map_err(|e| format!("the handler's answer: {e}"))?;
     if let Some(out) = record.get("out") {
         if !matches!(out, Value::Nothing { .. }) {
-            let frame = output_frame(&c.ctx, &c.ret, out_topic, out.clone(), &stamp).map_err(shell)?;
+            let frame =
+                output_frame(&c.ctx, &c.ret, out_topic, out.clone(), &stamp).map_err(shell)?;
             c.batch.push(frame);
         }
     }
@@ -345,7 +374,10 @@ fn commit(inst: &Instance<Config>, ck: &str, pos: Option<Id>, state: &Value) -> 
         .rt
         .block_on(inst.store.append_atomic(
             frames,
-            Some((ck.to_string(), serde_json::to_vec(&value).unwrap_or_default())),
+            Some((
+                ck.to_string(),
+                serde_json::to_vec(&value).unwrap_or_default(),
+            )),
         ))
         .map(|_| ())
         .map_err(|e| format!("committing the handler's output: {e}"))

@@ -6,12 +6,16 @@
 //! frame is read and how one instance runs.
 
 #[cfg(feature = "nu")]
+#[allow(clippy::result_large_err)]
 pub mod action;
 #[cfg(feature = "nu")]
+#[allow(clippy::result_large_err)]
 pub mod generator;
 #[cfg(feature = "nu")]
+#[allow(clippy::result_large_err)]
 pub mod handler;
 #[cfg(feature = "nu")]
+#[allow(clippy::result_large_err)]
 mod nu_config;
 
 use std::collections::{BTreeMap, HashSet};
@@ -58,6 +62,7 @@ pub struct Instance<C> {
 
 /// How an instance ended.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "nu"), allow(dead_code))]
 pub enum Outcome {
     /// Told to stop.
     Stopped,
@@ -88,6 +93,7 @@ impl Status {
     }
 
     /// Sets the state (and `since` when it changes).
+    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
     pub fn state(&self, state: &'static str, error: Option<String>) {
         self.update(|s| {
             if s.state != state {
@@ -210,7 +216,11 @@ impl<K: Kind> State<K> {
         format!("xs.{}.", K::NAME)
     }
 
-    async fn run(mut self, mut stop: watch::Receiver<bool>, mut ended: mpsc::UnboundedReceiver<Ended>) {
+    async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        mut ended: mpsc::UnboundedReceiver<Ended>,
+    ) {
         let mut live = self.store.subscribe();
         let prefix = Self::prefix();
         let mut after: Option<Id> = None;
@@ -266,8 +276,13 @@ impl<K: Kind> State<K> {
                     if let Some(old) = self.names.remove(&name) {
                         let old_id = old.create_id;
                         old.halt().await;
-                        self.answer(&name, "replaced", old_id, serde_json::json!({"replaced_by": id}))
-                            .await;
+                        self.answer(
+                            &name,
+                            "replaced",
+                            old_id,
+                            serde_json::json!({"replaced_by": id}),
+                        )
+                        .await;
                     }
                     let (stop, _) = watch::channel(false);
                     let r = Live {
@@ -294,8 +309,13 @@ impl<K: Kind> State<K> {
                 if let Some(old) = self.names.remove(&name) {
                     let (old_id, detail) = (old.create_id, K::detail(&old.config));
                     old.halt().await;
-                    self.answer(&name, "fin.term", old_id, serde_json::json!({ "term_id": id }))
-                        .await;
+                    self.answer(
+                        &name,
+                        "fin.term",
+                        old_id,
+                        serde_json::json!({ "term_id": id }),
+                    )
+                    .await;
                     self.set_row(&name, old_id, "terminated", detail, None);
                 }
             }
@@ -388,13 +408,22 @@ impl<K: Kind> State<K> {
 
     /// An instance ended: by itself (`fin.ok` / `fin.error`) or because it was stopped.
     async fn ended(&mut self, name: String, create_id: Id, outcome: Outcome) {
-        if !self.names.get(&name).is_some_and(|l| l.create_id == create_id) {
+        if self
+            .names
+            .get(&name)
+            .is_none_or(|l| l.create_id != create_id)
+        {
             return;
         }
         let (event, state, extra, error) = match outcome {
             Outcome::Stopped => return,
             Outcome::Done => ("fin.ok", "finished", serde_json::json!({}), None),
-            Outcome::Failed(e) => ("fin.error", "failed", serde_json::json!({ "error": e }), Some(e)),
+            Outcome::Failed(e) => (
+                "fin.error",
+                "failed",
+                serde_json::json!({ "error": e }),
+                Some(e),
+            ),
         };
         if let Some(l) = self.names.remove(&name) {
             let detail = K::detail(&l.config);
@@ -414,9 +443,16 @@ impl<K: Kind> State<K> {
     }
 
     /// Answers `event` for `create_id` now, or after replay if we are replaying.
-    async fn answer(&mut self, name: &str, event: &'static str, create_id: Id, extra: serde_json::Value) {
+    async fn answer(
+        &mut self,
+        name: &str,
+        event: &'static str,
+        create_id: Id,
+        extra: serde_json::Value,
+    ) {
         if self.replaying {
-            self.pending.push((name.to_string(), event, create_id, extra));
+            self.pending
+                .push((name.to_string(), event, create_id, extra));
         } else {
             self.append(name, event, create_id, extra).await;
         }
@@ -439,7 +475,14 @@ impl<K: Kind> State<K> {
         }
     }
 
-    fn set_row(&self, name: &str, create_id: Id, state: &'static str, detail: Option<String>, error: Option<String>) {
+    fn set_row(
+        &self,
+        name: &str,
+        create_id: Id,
+        state: &'static str,
+        detail: Option<String>,
+        error: Option<String>,
+    ) {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let key = (K::NAME, name.to_string());
         let old = t.get(&key);
@@ -500,7 +543,14 @@ impl<K: Kind> State<K> {
 pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
     let rest = topic.strip_prefix(prefix)?;
     for event in [
-        "fin.term", "fin.ok", "fin.error", "create", "term", "active", "invalid", "replaced",
+        "fin.term",
+        "fin.ok",
+        "fin.error",
+        "create",
+        "term",
+        "active",
+        "invalid",
+        "replaced",
         "stopped",
     ] {
         if let Some(name) = rest.strip_suffix(event).and_then(|n| n.strip_suffix('.')) {

@@ -27,8 +27,8 @@ pub fn load(engine: &Engine, store: &Store, frame: &Frame, ctx: Ctx) -> Result<S
     let modules = Modules::load(store, Some(frame.id)).map_err(|e| e.to_string())?;
     let mut es = engine.instance(ctx, &modules).map_err(|e| e.0)?;
     let job = Job::install(&mut es);
-    let config = script::eval_config(&mut es, &format!("{}.nu", frame.topic), &source)
-        .map_err(|e| e.0)?;
+    let config =
+        script::eval_config(&mut es, &format!("{}.nu", frame.topic), &source).map_err(|e| e.0)?;
     Ok(Script {
         engine: es,
         config,
@@ -74,11 +74,19 @@ impl ReturnOptions {
             .map_err(|_| "return_options must be a record {suffix?, ttl?, target?}".to_string())?;
         check_keys(r, &["suffix", "ttl", "target"]).map_err(|e| format!("return_options: {e}"))?;
         if let Some(s) = r.get("suffix") {
-            let s = s.as_str().map_err(|_| "return_options.suffix must be a string")?;
-            o.suffix = if s.starts_with('.') { s.to_string() } else { format!(".{s}") };
+            let s = s
+                .as_str()
+                .map_err(|_| "return_options.suffix must be a string")?;
+            o.suffix = if s.starts_with('.') {
+                s.to_string()
+            } else {
+                format!(".{s}")
+            };
         }
         if let Some(t) = r.get("ttl") {
-            let t = t.as_str().map_err(|_| "return_options.ttl must be a string")?;
+            let t = t
+                .as_str()
+                .map_err(|_| "return_options.ttl must be a string")?;
             o.ttl = t.parse().map_err(|e| format!("return_options.ttl: {e}"))?;
         }
         if let Some(t) = r.get("target") {
@@ -107,7 +115,9 @@ pub fn output_frame(
 ) -> Result<xs::NewFrame, nu_protocol::ShellError> {
     use crate::nu::convert;
     let (meta, content) = match value {
-        Value::Record { .. } if !opts.to_cas => (Some(convert::to_json(&value)?), xs::Content::None),
+        Value::Record { .. } if !opts.to_cas => {
+            (Some(convert::to_json(&value)?), xs::Content::None)
+        }
         v => {
             let data = nu_protocol::PipelineData::value(v, None);
             (None, convert::store_content(&ctx.store, &ctx.rt, data)?)

@@ -21,9 +21,8 @@ impl Kind for Webhook {
     type Config = Config;
 
     fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
-        let json = create_source(store, frame).map_err(|e| {
-            format!("{e}: expected JSON {{url, topics?, start?, headers?}}")
-        })?;
+        let json = create_source(store, frame)
+            .map_err(|e| format!("{e}: expected JSON {{url, topics?, start?, headers?}}"))?;
         Config::parse(&json)
     }
 
