@@ -190,3 +190,53 @@ fn a_script_that_never_ends_blocks_nothing() {
         t.elapsed()
     );
 }
+
+/// Issue 4's surfaces from scripts: `--expect`, `--key`, `--consumer`, `.topics`, purge, `.gc`.
+#[test]
+fn event_sourcing_surfaces_in_scripts() {
+    let d = Daemon::start();
+    let r = eval(
+        &d,
+        r#"
+        let a = ("1" | .append acct.1 --expect none)
+        let b = ("2" | .append acct.1 --expect $a.id)
+        let lost = (try { "3" | .append acct.1 --expect $a.id; "appended" } catch {|e| $e.msg })
+        let k1 = ("x" | .append pay --key k-1)
+        let k2 = ("x" | .append pay --key k-1)
+        [($lost) ($k1.id == $k2.id) (.topics acct --children | get 0.topic) (.topics acct.1 | get 0.count)]
+    "#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert!(v[0].as_str().unwrap().contains("expect"), "{v}");
+    assert_eq!(v[1], true);
+    assert_eq!(v[2], "acct.1");
+    assert_eq!(v[3], 2);
+    assert_eq!(d.read("topic=pay").len(), 1);
+
+    // A durable consumer: the second read starts after what the first acknowledged.
+    let r = eval(&d, ".cat --consumer c1 --ack-auto --topic acct.1 | length");
+    assert_eq!(r.text(), "2");
+    d.append("acct.1", b"later");
+    let r = eval(
+        &d,
+        ".cat --consumer c1 --ack-auto --topic acct.1 | get topic | to json -r",
+    );
+    assert_eq!(r.text(), r#"["acct.1"]"#);
+
+    // Purge and gc.
+    let f = d.append("secret", b"pii");
+    let r = eval(
+        &d,
+        &format!(
+            ".remove {} --purge; .gc | get blobs",
+            f["id"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        d.get(&format!("/cas/{}", f["hash"].as_str().unwrap()))
+            .status,
+        404
+    );
+}

@@ -295,3 +295,19 @@ fn a_handler_that_loops_forever_blocks_nothing_and_can_be_terminated() {
     wait_for(&d, "counter.out", 2);
     d.assert_no_panic();
 }
+
+#[test]
+fn pulse_calls_the_closure_while_idle() {
+    let d = Daemon::start();
+    let script = r#"{
+        pulse: 100
+        topics: "never"
+        run: {|frame, state| {out: {topic: $frame.topic}, next: null} }
+    }"#;
+    create(&d, "handler", "beat", script);
+    let out = wait_for(&d, "beat.out", 2);
+    assert!(
+        out.iter().all(|f| f["meta"]["topic"] == "xs.pulse"),
+        "{out:?}"
+    );
+}

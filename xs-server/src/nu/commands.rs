@@ -1,4 +1,5 @@
-//! The store commands scripts get: `.append .cat .last .get .cas .cas-post .remove .import`,
+//! The store commands scripts get: `.append .cat .last .get .cas .cas-post .remove .import
+//! .topics .gc`,
 //! with the CLI's flags. Each holds the [`Ctx`] of its engine instance.
 
 use std::sync::Arc;
@@ -26,7 +27,9 @@ pub fn add(ws: &mut StateWorkingSet, ctx: Arc<Ctx>) {
     ws.add_decl(Box::new(Cas(ctx.clone())));
     ws.add_decl(Box::new(CasPost(ctx.clone())));
     ws.add_decl(Box::new(Remove(ctx.clone())));
-    ws.add_decl(Box::new(Import(ctx)));
+    ws.add_decl(Box::new(Import(ctx.clone())));
+    ws.add_decl(Box::new(Topics(ctx.clone())));
+    ws.add_decl(Box::new(Gc(ctx)));
 }
 
 fn category() -> Category {
@@ -699,6 +702,95 @@ impl Command for Import {
             } else {
                 Value::list(out, span)
             },
+            None,
+        ))
+    }
+}
+
+#[derive(Clone)]
+struct Topics(Arc<Ctx>);
+
+impl Command for Topics {
+    fn name(&self) -> &str {
+        ".topics"
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build(".topics")
+            .input_output_types(vec![(Type::Nothing, Type::list(Type::record()))])
+            .optional(
+                "prefix",
+                SyntaxShape::String,
+                "only topics under this prefix",
+            )
+            .switch("children", "one row per direct child level instead", None)
+            .category(category())
+    }
+
+    fn description(&self) -> &str {
+        "Topics with their frame count, first and last id (from the topic index)."
+    }
+
+    fn run(
+        &self,
+        es: &EngineState,
+        stack: &mut Stack,
+        call: &Call,
+        _input: PipelineData,
+    ) -> Result<PipelineData, ShellError> {
+        let span = call.head;
+        let prefix: Option<String> = call.opt(es, stack, 0)?;
+        let children = call.has_flag(es, stack, "children")?;
+        let rows = self
+            .0
+            .store
+            .topics(prefix.as_deref(), children)
+            .map_err(|e| err(e, span))?;
+        let rows = rows
+            .into_iter()
+            .map(|t| {
+                let json = serde_json::to_value(&t).unwrap_or_default();
+                nu_protocol::IntoValue::into_value(json, span)
+            })
+            .collect();
+        Ok(PipelineData::value(Value::list(rows, span), None))
+    }
+}
+
+#[derive(Clone)]
+struct Gc(Arc<Ctx>);
+
+impl Command for Gc {
+    fn name(&self) -> &str {
+        ".gc"
+    }
+
+    fn signature(&self) -> Signature {
+        Signature::build(".gc")
+            .input_output_types(vec![(Type::Nothing, Type::record())])
+            .category(category())
+    }
+
+    fn description(&self) -> &str {
+        "Remove every content blob no frame references; returns {blobs, bytes}."
+    }
+
+    fn run(
+        &self,
+        _es: &EngineState,
+        _stack: &mut Stack,
+        call: &Call,
+        _input: PipelineData,
+    ) -> Result<PipelineData, ShellError> {
+        let span = call.head;
+        let r = self
+            .0
+            .rt
+            .block_on(self.0.store.gc())
+            .map_err(|e| err(e, span))?;
+        let json = serde_json::to_value(r).unwrap_or_default();
+        Ok(PipelineData::value(
+            nu_protocol::IntoValue::into_value(json, span),
             None,
         ))
     }
