@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use nu_protocol::engine::{EngineState, Stack, StateWorkingSet};
 use nu_protocol::{Config, IntoValue, Record, Span, Value};
-use xs::{Id, NewFrame, Store};
+use xs::{NewFrame, Store};
 
 pub use job::Job;
 pub use modules::Modules;
@@ -96,18 +96,32 @@ impl Ctx {
 #[derive(Default)]
 pub struct Batch {
     frames: Mutex<Vec<NewFrame>>,
-    /// Meta merged into each appended frame (`handler_id`, `frame_id` of the frame at hand).
-    stamp: Mutex<serde_json::Map<String, serde_json::Value>>,
+    /// The handler and the frame at hand, set over the meta of each frame (`handler_id`,
+    /// `frame_id`).
+    at: Mutex<Option<(xs::Id, xs::Id)>>,
 }
 
 impl Batch {
-    pub fn set_stamp(&self, stamp: serde_json::Map<String, serde_json::Value>) {
-        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
+    /// The frame the handler is running on now.
+    pub fn set_frame(&self, handler_id: xs::Id, frame_id: xs::Id) {
+        *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Some((handler_id, frame_id));
+    }
+
+    /// `{handler_id, frame_id}` of the frame at hand.
+    pub fn stamp(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if let Some((h, f)) = *self.at.lock().unwrap_or_else(|e| e.into_inner()) {
+            m.insert(
+                "handler_id".into(),
+                serde_json::Value::String(h.to_string()),
+            );
+            m.insert("frame_id".into(), serde_json::Value::String(f.to_string()));
+        }
+        m
     }
 
     pub fn push(&self, mut frame: NewFrame) {
-        let stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        frame.meta = Some(merge_meta(frame.meta.take(), &stamp));
+        frame.meta = Some(merge_meta(frame.meta.take(), &self.stamp()));
         self.frames
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -154,9 +168,4 @@ pub fn merge_meta(
         m.insert(k.clone(), v.clone());
     }
     serde_json::Value::Object(m)
-}
-
-/// The id as the JSON string used in meta.
-pub fn id_json(id: &Id) -> serde_json::Value {
-    serde_json::Value::String(id.to_string())
 }

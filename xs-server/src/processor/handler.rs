@@ -228,7 +228,7 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
                 Wake::Frames => continue,
                 Wake::Pulse => {
                     let pulse = xs::reader::marker_frame("xs.pulse");
-                    let step = call(&mut closure, c, &pulse, &state, &own_id, &out_topic)?;
+                    let step = call(&mut closure, c, &pulse, &state, inst.create_id, &out_topic)?;
                     let finished = apply(step, &mut state);
                     commit(inst, &ck, pos, &state)?;
                     if finished {
@@ -246,7 +246,7 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
                 continue;
             }
             let before = c.batch.len();
-            match call(&mut closure, c, &f, &state, &own_id, &out_topic) {
+            match call(&mut closure, c, &f, &state, inst.create_id, &out_topic) {
                 Ok(step) => {
                     pos = Some(f.id);
                     if apply(step, &mut state) {
@@ -299,21 +299,12 @@ fn call(
     c: &Config,
     f: &Frame,
     state: &Value,
-    own_id: &str,
+    own_id: Id,
     out_topic: &str,
 ) -> Result<Step, String> {
     let es = &c.script.engine;
     let span = Span::unknown();
-    let mut stamp = serde_json::Map::new();
-    stamp.insert(
-        "handler_id".into(),
-        serde_json::Value::String(own_id.to_string()),
-    );
-    stamp.insert(
-        "frame_id".into(),
-        serde_json::Value::String(f.id.to_string()),
-    );
-    c.batch.set_stamp(stamp.clone());
+    c.batch.set_frame(own_id, f.id);
     let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
     let result = closure
         .add_arg(frame_value(f, false, span))
@@ -321,7 +312,7 @@ fn call(
         .and_then(|cl| cl.run_with_input(PipelineData::empty()))
         .and_then(|p| p.into_value(span))
         .map_err(shell)?;
-    let record = match result {
+    let mut record = match result {
         Value::Nothing { .. } => return Ok(Step::Finish),
         Value::Record { val, .. } => val.into_owned(),
         other => {
@@ -332,15 +323,15 @@ fn call(
         }
     };
     check_keys(&record, &["out", "next"]).map_err(|e| format!("the handler's answer: {e}"))?;
-    if let Some(out) = record.get("out") {
+    if let Some(out) = record.remove("out") {
         if !matches!(out, Value::Nothing { .. }) {
             let frame =
-                output_frame(&c.ctx, &c.ret, out_topic, out.clone(), &stamp).map_err(shell)?;
+                output_frame(&c.ctx, &c.ret, out_topic, out, &c.batch.stamp()).map_err(shell)?;
             c.batch.push(frame);
         }
     }
-    Ok(match record.get("next") {
-        Some(next) => Step::Next(next.clone()),
+    Ok(match record.remove("next") {
+        Some(next) => Step::Next(next),
         None => Step::Finish,
     })
 }
