@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use super::{codec, Store};
 use crate::error::{Error, Result};
-use crate::frame::{now_ms, Id};
+use crate::frame::{now_ms, Frame, Id};
 use crate::read::ReadOptions;
 use crate::topic::TopicFilter;
 
@@ -29,6 +29,27 @@ type IdIter = Box<dyn Iterator<Item = Result<Id>> + Send>;
 type FrameIter<'a> = Box<dyn Iterator<Item = Result<(Id, fjall::Slice)>> + 'a>;
 
 impl Store {
+    /// The stored frames `opts` selects, parsed, in id order (see [`Store::scan`]). A frame
+    /// that does not parse is an error. Blocking.
+    pub fn frames(&self, opts: &ReadOptions) -> Result<Vec<Frame>> {
+        let mut out = Vec::new();
+        let mut bad = None;
+        self.scan(opts, |raw| match Frame::from_json(raw.json) {
+            Ok(f) => {
+                out.push(f);
+                true
+            }
+            Err(e) => {
+                bad = Some(e);
+                false
+            }
+        })?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
     /// Calls `f` with each stored frame that `opts` selects (`from`/`after`, `topic`,
     /// `last`, `limit`), in id order. `f` returns `false` to stop. Blocking: run it off the
     /// async reactor. A corrupt value is logged and skipped.

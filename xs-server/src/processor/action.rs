@@ -12,24 +12,12 @@ use nu_protocol::{IntoValue, PipelineData, Span};
 use tokio::sync::broadcast::error::RecvError;
 use xs::{Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
 
-use super::nu_config::{self, check_keys, output_frame, ReturnOptions, Script};
+use super::nu_config::{self, output_frame, Env, ReturnOptions, Script};
 use super::{Instance, Kind, Outcome};
 use crate::nu::convert::content_value;
-use crate::nu::{script::ScriptError, Ctx, Engine, APPEND_META_ENV};
+use crate::nu::{script::ScriptError, Ctx, APPEND_META_ENV};
 
-pub struct Action {
-    engine: Engine,
-    rt: tokio::runtime::Handle,
-}
-
-impl Action {
-    pub fn new(d: &crate::Daemon) -> Action {
-        Action {
-            engine: d.engine.clone(),
-            rt: tokio::runtime::Handle::current(),
-        }
-    }
-}
+pub struct Action(pub Env);
 
 pub struct Config {
     script: Script,
@@ -43,23 +31,24 @@ impl Kind for Action {
     type Config = Config;
 
     fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
-        let ctx = Ctx::new(store.clone(), self.rt.clone());
-        let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
-        let c = &script.config;
-        check_keys(c, &["run", "return_options"])?;
-        let (run, params) =
-            crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
-        if params > 1 {
+        let ctx = Ctx::new(store.clone(), self.0.rt.clone());
+        let l = nu_config::load_checked(
+            &self.0,
+            store,
+            frame,
+            ctx.clone(),
+            Self::NAME,
+            &["run", "return_options"],
+            ".response",
+        )?;
+        if l.params > 1 {
             return Err("an action's run takes the call frame: {|frame| ...}".into());
         }
-        let ret = ReturnOptions::parse(c, ".response")?;
-        let name = super::parse_topic("xs.action.", &frame.topic).map_or("", |(n, _)| n);
-        xs::validate_topic(&ret.topic(name)).map_err(|e| format!("return_options.suffix: {e}"))?;
         Ok(Config {
-            script,
-            run,
+            script: l.script,
+            run: l.run,
             ctx,
-            ret,
+            ret: l.ret,
         })
     }
 
@@ -153,14 +142,7 @@ fn calls_after(store: &Store, topic: &str, after: Option<Id>) -> xs::Result<Vec<
         after,
         ..ReadOptions::default()
     };
-    let mut out = Vec::new();
-    store.scan(&opts, |raw| {
-        if let Ok(f) = Frame::from_json(raw.json) {
-            out.push(f);
-        }
-        true
-    })?;
-    Ok(out)
+    store.frames(&opts)
 }
 
 fn spawn_call(inst: &std::sync::Arc<Instance<Config>>, call: Frame) {

@@ -16,28 +16,16 @@ use tokio::sync::broadcast::error::RecvError;
 
 use xs::{Frame, Id, Store};
 
-use super::nu_config::{self, check_keys, output_frame, ReturnOptions, Script};
+use super::nu_config::{self, output_frame, Env, ReturnOptions, Script};
 use super::{Instance, Kind, Outcome};
-use crate::nu::{script::ScriptError, Ctx, Engine, APPEND_META_ENV};
+use crate::nu::{script::ScriptError, Ctx, APPEND_META_ENV};
 
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A run at least this long is healthy: the back-off starts over.
 const HEALTHY: Duration = Duration::from_secs(60);
 
-pub struct Generator {
-    engine: Engine,
-    rt: tokio::runtime::Handle,
-}
-
-impl Generator {
-    pub fn new(d: &crate::Daemon) -> Generator {
-        Generator {
-            engine: d.engine.clone(),
-            rt: tokio::runtime::Handle::current(),
-        }
-    }
-}
+pub struct Generator(pub Env);
 
 pub struct Config {
     script: Script,
@@ -52,29 +40,30 @@ impl Kind for Generator {
     type Config = Config;
 
     fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
-        let ctx = Ctx::new(store.clone(), self.rt.clone());
-        let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
-        let c = &script.config;
-        check_keys(c, &["run", "duplex", "return_options"])?;
-        let (run, params) =
-            crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
-        if params != 0 {
+        let ctx = Ctx::new(store.clone(), self.0.rt.clone());
+        let l = nu_config::load_checked(
+            &self.0,
+            store,
+            frame,
+            ctx.clone(),
+            Self::NAME,
+            &["run", "duplex", "return_options"],
+            ".recv",
+        )?;
+        if l.params != 0 {
             return Err("a generator's run takes no parameters: {|| ...} (duplex input is the pipeline input)".into());
         }
-        let duplex = match c.get("duplex") {
+        let duplex = match l.script.config.get("duplex") {
             None => false,
             Some(Value::Bool { val, .. }) => *val,
             Some(_) => return Err("duplex must be true or false".into()),
         };
-        let ret = ReturnOptions::parse(c, ".recv")?;
-        let name = super::parse_topic("xs.generator.", &frame.topic).map_or("", |(n, _)| n);
-        xs::validate_topic(&ret.topic(name)).map_err(|e| format!("return_options.suffix: {e}"))?;
         Ok(Config {
-            script,
-            run,
+            script: l.script,
+            run: l.run,
             ctx,
             duplex,
-            ret,
+            ret: l.ret,
         })
     }
 
@@ -224,7 +213,7 @@ fn duplex_input(
             let after = *fed.lock().unwrap_or_else(|e| e.into_inner());
             let (s, t) = (store.clone(), topic.clone());
             let frames = tokio::task::spawn_blocking(move || sends_after(&s, &t, after)).await;
-            for f in frames.unwrap_or_default() {
+            for f in frames.ok().and_then(Result::ok).unwrap_or_default() {
                 let Some(hash) = &f.hash else { continue };
                 let Ok(Some(mut bytes)) = store.cas_read(hash) else {
                     continue;
@@ -263,23 +252,13 @@ fn duplex_input(
 }
 
 /// The `topic` frames after `after`.
-fn sends_after(store: &Store, topic: &str, after: Option<Id>) -> Vec<Frame> {
-    let mut out = Vec::new();
-    let Ok(filter) = xs::TopicFilter::parse(topic) else {
-        return out;
-    };
+fn sends_after(store: &Store, topic: &str, after: Option<Id>) -> xs::Result<Vec<Frame>> {
     let opts = xs::ReadOptions {
-        topic: filter,
+        topic: xs::TopicFilter::parse(topic)?,
         after,
         ..Default::default()
     };
-    let _ = store.scan(&opts, |raw| {
-        if let Ok(f) = Frame::from_json(raw.json) {
-            out.push(f);
-        }
-        true
-    });
-    out
+    store.frames(&opts)
 }
 
 /// Reads chunks from a channel, handing out what is there at once (like a pipe): an

@@ -17,27 +17,15 @@ use nu_protocol::{IntoValue, PipelineData, Span, Value};
 use tokio::sync::broadcast::error::RecvError;
 use xs::{Frame, Id, ReadOptions, Store, TopicFilter};
 
-use super::nu_config::{self, check_keys, output_frame, ReturnOptions, Script};
+use super::nu_config::{self, check_keys, output_frame, Env, ReturnOptions, Script};
 use super::{Instance, Kind, Outcome};
 use crate::nu::convert::{frame_value, to_json};
-use crate::nu::{script::ScriptError, Batch, Ctx, Engine};
+use crate::nu::{script::ScriptError, Batch, Ctx};
 
 /// Most frames run between two commits.
 const BURST: usize = 1024;
 
-pub struct Handler {
-    engine: Engine,
-    rt: tokio::runtime::Handle,
-}
-
-impl Handler {
-    pub fn new(d: &crate::Daemon) -> Handler {
-        Handler {
-            engine: d.engine.clone(),
-            rt: tokio::runtime::Handle::current(),
-        }
-    }
-}
+pub struct Handler(pub Env);
 
 /// Where a handler without a checkpoint starts.
 #[derive(Debug, Clone, Copy)]
@@ -68,23 +56,27 @@ impl Kind for Handler {
         let batch = Arc::new(Batch::default());
         let ctx = Ctx {
             batch: Some(batch.clone()),
-            ..Ctx::new(store.clone(), self.rt.clone())
+            ..Ctx::new(store.clone(), self.0.rt.clone())
         };
-        let script = nu_config::load(&self.engine, store, frame, ctx.clone())?;
-        let c = &script.config;
-        check_keys(
-            c,
-            &[
-                "run",
-                "initial",
-                "start",
-                "topics",
-                "pulse",
-                "return_options",
-            ],
+        let allowed = [
+            "run",
+            "initial",
+            "start",
+            "topics",
+            "pulse",
+            "return_options",
+        ];
+        let l = nu_config::load_checked(
+            &self.0,
+            store,
+            frame,
+            ctx.clone(),
+            Self::NAME,
+            &allowed,
+            ".out",
         )?;
-        let (run, params) =
-            crate::nu::script::closure(&script.engine, c, "run").map_err(|e| e.0)?;
+        let (script, run, params, ret) = (l.script, l.run, l.params, l.ret);
+        let c = &script.config;
         if params == 0 || params > 2 {
             return Err(
                 "run must take the frame and, optionally, the state: {|frame, state| ...}".into(),
@@ -125,9 +117,6 @@ impl Kind for Handler {
             }
             Some(_) => return Err("pulse must be a positive number of milliseconds".into()),
         };
-        let ret = ReturnOptions::parse(c, ".out")?;
-        let name = super::parse_topic("xs.handler.", &frame.topic).map_or("", |(n, _)| n);
-        xs::validate_topic(&ret.topic(name)).map_err(|e| format!("return_options.suffix: {e}"))?;
         Ok(Config {
             script,
             run,

@@ -125,9 +125,10 @@ pub fn start_all(d: &crate::Daemon) -> Vec<Dispatcher> {
     let mut all = vec![start(crate::webhook::Webhook, store.clone())];
     #[cfg(feature = "nu")]
     {
-        all.push(start(handler::Handler::new(d), store.clone()));
-        all.push(start(generator::Generator::new(d), store.clone()));
-        all.push(start(action::Action::new(d), store.clone()));
+        let env = nu_config::Env::new(d);
+        all.push(start(handler::Handler(env.clone()), store.clone()));
+        all.push(start(generator::Generator(env.clone()), store.clone()));
+        all.push(start(action::Action(env), store.clone()));
     }
     all
 }

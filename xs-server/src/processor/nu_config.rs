@@ -5,13 +5,65 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use nu_protocol::engine::EngineState;
+use nu_protocol::engine::{Closure, EngineState};
 use nu_protocol::{Record, Value};
 use tokio::sync::watch;
 use xs::{Frame, Store, Ttl};
 
 use super::{create_source, Outcome};
 use crate::nu::{script, Ctx, Engine, Job, Modules};
+
+/// What the Nushell kinds need to read their create frames.
+#[derive(Clone)]
+pub struct Env {
+    pub engine: Engine,
+    /// The daemon's runtime, for the store commands and waits on the engine's threads.
+    pub rt: tokio::runtime::Handle,
+}
+
+impl Env {
+    pub fn new(d: &crate::Daemon) -> Env {
+        Env {
+            engine: d.engine.clone(),
+            rt: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+/// A create frame's script, evaluated and checked: the parts every kind has.
+pub struct Loaded {
+    pub script: Script,
+    pub run: Closure,
+    /// How many positional parameters `run` takes.
+    pub params: usize,
+    pub ret: ReturnOptions,
+}
+
+/// Evaluates the create frame of a `kind` processor with `ctx`, checks that its config has
+/// only `allowed` keys, takes its `run` closure and its `return_options` (default suffix
+/// `default_suffix`), and checks the output topic it makes for this processor's name.
+pub fn load_checked(
+    env: &Env,
+    store: &Store,
+    frame: &Frame,
+    ctx: Ctx,
+    kind: &str,
+    allowed: &[&str],
+    default_suffix: &str,
+) -> Result<Loaded, String> {
+    let script = load(&env.engine, store, frame, ctx)?;
+    check_keys(&script.config, allowed)?;
+    let (run, params) = script::closure(&script.engine, &script.config, "run").map_err(|e| e.0)?;
+    let ret = ReturnOptions::parse(&script.config, default_suffix)?;
+    let name = super::parse_topic(&format!("xs.{kind}."), &frame.topic).map_or("", |(n, _)| n);
+    xs::validate_topic(&ret.topic(name)).map_err(|e| format!("return_options.suffix: {e}"))?;
+    Ok(Loaded {
+        script,
+        run,
+        params,
+        ret,
+    })
+}
 
 /// A processor script, evaluated: its engine and config record.
 pub struct Script {
@@ -22,7 +74,7 @@ pub struct Script {
 
 /// Evaluates the script of a create frame: modules as they were before the frame, store
 /// commands bound to `ctx`, and a job of its own for external processes.
-pub fn load(engine: &Engine, store: &Store, frame: &Frame, ctx: Ctx) -> Result<Script, String> {
+fn load(engine: &Engine, store: &Store, frame: &Frame, ctx: Ctx) -> Result<Script, String> {
     let source = create_source(store, frame)?;
     let modules = Modules::load(store, Some(frame.id)).map_err(|e| e.to_string())?;
     let mut es = engine.instance(ctx, &modules).map_err(|e| e.0)?;

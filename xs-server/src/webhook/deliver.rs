@@ -175,26 +175,9 @@ impl Delivery {
     async fn scan(&self, opts: &ReadOptions) -> xs::Result<Vec<Frame>> {
         let store = self.store.clone();
         let opts = opts.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let mut bad = None;
-            store.scan(&opts, |raw| match Frame::from_json(raw.json) {
-                Ok(f) => {
-                    out.push(f);
-                    true
-                }
-                Err(e) => {
-                    bad = Some(e);
-                    false
-                }
-            })?;
-            match bad {
-                Some(e) => Err(e),
-                None => Ok(out),
-            }
-        })
-        .await
-        .map_err(|e| xs::Error::Internal(format!("webhook scan task failed: {e}")))?
+        tokio::task::spawn_blocking(move || store.frames(&opts))
+            .await
+            .map_err(|e| xs::Error::Internal(format!("webhook scan task failed: {e}")))?
     }
 
     /// The request body: the frame's JSON plus `content` (base64) when its content is under
