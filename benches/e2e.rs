@@ -412,7 +412,9 @@ impl Daemon {
     async fn start(store: &Path, log: PathBuf) -> Result<(Daemon, Duration)> {
         let log_file = std::fs::File::create(&log)?;
         let t = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_xs"))
+        // XS_BENCH_BIN runs another build of the daemon (to compare two builds in one sitting).
+        let bin = std::env::var_os("XS_BENCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_xs").into());
+        let child = Command::new(bin)
             .arg("serve")
             .arg(store)
             .stdin(Stdio::null())
@@ -636,7 +638,7 @@ async fn append_load(
 ) -> Result<Duration> {
     let mut opened = Vec::with_capacity(conns);
     for _ in 0..conns {
-        opened.push(Conn::open(sock, false).await?);
+        opened.push(LoadConn::open(sock).await?);
     }
     let next = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
@@ -645,21 +647,12 @@ async fn append_load(
         .map(|mut conn| {
             let next = next.clone();
             tokio::spawn(async move {
-                let paths: Vec<String> = ["bench.one", "bench.common", "bench.rare"]
-                    .iter()
-                    .map(|t| format!("/append/{t}"))
-                    .collect();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
                         return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
                     }
-                    let path = match topic(i) {
-                        "bench.one" => &paths[0],
-                        "bench.common" => &paths[1],
-                        _ => &paths[2],
-                    };
-                    conn.append(path).await?;
+                    conn.append(topic(i)).await?;
                 }
             })
         })
@@ -668,6 +661,72 @@ async fn append_load(
         task.await??;
     }
     Ok(t.elapsed())
+}
+
+/// A load generator's keep-alive connection for the append figures: writes each request
+/// in one write and reads the answer by `content-length`, like `wrk` would, so that the
+/// client (which shares the machine's cores with the daemon) costs as little as it can.
+struct LoadConn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl LoadConn {
+    async fn open(sock: &Path) -> Result<LoadConn> {
+        Ok(LoadConn {
+            stream: UnixStream::connect(sock).await?,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Appends one frame with a distinct 100-byte body; fails unless the answer is a 200.
+    async fn append(&mut self, topic: &str) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let body = body();
+        let mut req = format!(
+            "POST /append/{topic} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        self.stream.write_all(&req).await?;
+        self.buf.clear();
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end])?.to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .ok_or("answer without content-length")?;
+                let total = end + 4 + len;
+                while self.buf.len() < total {
+                    self.read_more().await?;
+                }
+                if !head.starts_with("HTTP/1.1 200") {
+                    let body = String::from_utf8_lossy(&self.buf[end + 4..total]);
+                    return Err(format!("POST /append/{topic}: {head} {body}").into());
+                }
+                return Ok(());
+            }
+            self.read_more().await?;
+        }
+    }
+
+    async fn read_more(&mut self) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            return Err("the daemon closed the connection".into());
+        }
+        Ok(())
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Like [`append_load`] with optimistic concurrency: connection c appends to its own topic

@@ -73,6 +73,24 @@ impl fmt::Display for Ttl {
     }
 }
 
+impl Ttl {
+    /// Writes the `Display` form to `out` (without going through `fmt`).
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Ttl::Forever => out.extend_from_slice(b"forever"),
+            Ttl::Ephemeral => out.extend_from_slice(b"ephemeral"),
+            Ttl::Time(ms) => {
+                out.extend_from_slice(b"time:");
+                out.extend_from_slice(ms.to_string().as_bytes());
+            }
+            Ttl::Last(n) => {
+                out.extend_from_slice(b"last:");
+                out.extend_from_slice(n.to_string().as_bytes());
+            }
+        }
+    }
+}
+
 impl Serialize for Ttl {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -45,8 +45,27 @@ impl Content {
 
 /// Key of inline content in the `cas` keyspace: algorithm and hex digest of the strongest hash.
 pub(crate) fn cas_key(sri: &Integrity) -> Vec<u8> {
-    let (algo, hex) = sri.to_hex();
-    format!("{algo}-{hex}").into_bytes()
+    use base64::Engine;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let h = &sri.hashes[0];
+    let mut digest = [0u8; 96];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(&h.digest, &mut digest)
+        .ok();
+    let Some(n) = n else {
+        // Not reached for checked hashes; keep ssri's own answer for anything else.
+        let (algo, hex) = sri.to_hex();
+        return format!("{algo}-{hex}").into_bytes();
+    };
+    let name = crate::frame::algorithm_name(h.algorithm);
+    let mut key = Vec::with_capacity(name.len() + 1 + 2 * n);
+    key.extend_from_slice(name.as_bytes());
+    key.push(b'-');
+    for b in &digest[..n] {
+        key.push(HEX[usize::from(b >> 4)]);
+        key.push(HEX[usize::from(b & 15)]);
+    }
+    key
 }
 
 /// Where cacache keeps the content of a hash (its `content-v2` layout). Hashes are checked
@@ -194,4 +213,23 @@ fn sync_content(root: &Path, path: &Path) -> Result<()> {
         dir = d.parent();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast key is ssri's `algo-hex` form, for one hash and for several.
+    #[test]
+    fn cas_key_is_algorithm_and_hex_digest() {
+        let several = ssri::IntegrityOpts::new()
+            .algorithm(ssri::Algorithm::Sha1)
+            .algorithm(ssri::Algorithm::Sha512)
+            .chain(b"x")
+            .result();
+        for sri in [Integrity::from(b"hi"), several] {
+            let (algo, hex) = sri.to_hex();
+            assert_eq!(cas_key(&sri), format!("{algo}-{hex}").into_bytes());
+        }
+    }
 }
