@@ -45,6 +45,31 @@ pub const LIVE_CHANNEL_CAPACITY: usize = 1024;
 /// an id above every stored one, and must never run out of them.
 const IMPORT_ID_HEADROOM: u128 = 1 << 64;
 
+/// The live channels the writer broadcasts committed frames on: every frame, and the
+/// runtime's own (`xs.*`) frames alone, so that tasks watching only those (the processor
+/// dispatchers) are not woken by every append.
+#[derive(Clone)]
+pub(crate) struct LiveSenders {
+    pub all: broadcast::Sender<Arc<LiveFrame>>,
+    pub runtime: broadcast::Sender<Arc<LiveFrame>>,
+}
+
+impl LiveSenders {
+    fn new() -> LiveSenders {
+        LiveSenders {
+            all: broadcast::channel(LIVE_CHANNEL_CAPACITY).0,
+            runtime: broadcast::channel(LIVE_CHANNEL_CAPACITY).0,
+        }
+    }
+
+    pub(crate) fn send(&self, f: Arc<LiveFrame>) {
+        if f.frame.topic.starts_with("xs.") {
+            let _ = self.runtime.send(f.clone());
+        }
+        let _ = self.all.send(f);
+    }
+}
+
 /// A frame to append: the store assigns its id.
 #[derive(Debug, Clone, Default)]
 pub struct NewFrame {
@@ -111,7 +136,7 @@ struct Inner {
     ks: Keyspaces,
     writer: Mutex<Option<Writer>>,
     /// Taken (dropped) by `close`, which ends every live subscription.
-    live: Mutex<Option<broadcast::Sender<Arc<LiveFrame>>>>,
+    live: Mutex<Option<LiveSenders>>,
     /// Set by the writer when storage fails for good.
     failed: watch::Sender<Option<String>>,
     _lock: File,
@@ -203,7 +228,7 @@ impl Store {
             checkpoints: db.keyspace("checkpoints", ks_opts)?,
             db,
         };
-        let (live, _) = broadcast::channel(LIVE_CHANNEL_CAPACITY);
+        let live = LiveSenders::new();
         let last_id = ks
             .frames
             .last_key_value()
@@ -397,7 +422,16 @@ impl Store {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveFrame>> {
         let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
         match live.as_ref() {
-            Some(tx) => tx.subscribe(),
+            Some(tx) => tx.all.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    /// Like [`Store::subscribe`], for the runtime's frames (topics `xs.*`) only.
+    pub fn subscribe_runtime(&self) -> broadcast::Receiver<Arc<LiveFrame>> {
+        let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
+        match live.as_ref() {
+            Some(tx) => tx.runtime.subscribe(),
             None => broadcast::channel(1).1,
         }
     }

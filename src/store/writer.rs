@@ -10,10 +10,10 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use fjall::PersistMode;
 use ssri::Integrity;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::gc::{Drops, GcReport};
-use super::{codec, content::cas_key, stats, Keyspaces, LiveFrame, NewFrame};
+use super::{codec, content::cas_key, stats, Keyspaces, LiveFrame, LiveSenders, NewFrame};
 use crate::error::{Error, Result};
 use crate::frame::{now_ms, Frame, Id};
 use crate::topic::index_prefixes;
@@ -77,7 +77,7 @@ impl Writer {
     pub(crate) fn spawn(
         ks: Keyspaces,
         cacache_dir: PathBuf,
-        live: broadcast::Sender<Arc<LiveFrame>>,
+        live: LiveSenders,
         last_id: Option<Id>,
         failed: watch::Sender<Option<String>>,
     ) -> Result<Writer> {
@@ -146,7 +146,7 @@ impl Drop for Writer {
 struct WriterState {
     ks: Keyspaces,
     cacache_dir: PathBuf,
-    live: broadcast::Sender<Arc<LiveFrame>>,
+    live: LiveSenders,
     last_id: Option<Id>,
     failed: watch::Sender<Option<String>>,
 }
@@ -302,7 +302,7 @@ impl WriterState {
                     let _ = reply.send(r);
                 }
                 for f in live {
-                    let _ = self.live.send(f);
+                    self.live.send(f);
                 }
             }
             Err(e) => {

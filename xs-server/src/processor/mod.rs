@@ -222,7 +222,7 @@ impl<K: Kind> State<K> {
         mut stop: watch::Receiver<bool>,
         mut ended: mpsc::UnboundedReceiver<Ended>,
     ) {
-        let mut live = self.store.subscribe();
+        let mut live = self.store.subscribe_runtime();
         let prefix = Self::prefix();
         let mut after: Option<Id> = None;
         loop {
