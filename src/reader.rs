@@ -15,7 +15,7 @@ type Receiver = broadcast::Receiver<Arc<LiveFrame>>;
 use crate::error::{Error, Result};
 use crate::frame::{write_json, Frame, Id};
 use crate::read::{Follow, ReadOptions};
-use crate::store::{LiveFrame, ScanEnd, Store};
+use crate::store::{LiveFrame, ReadGuard, ScanEnd, Store};
 use crate::ttl::Ttl;
 
 /// Chunks of history are sent once they reach this size.
@@ -89,9 +89,10 @@ pub fn run<T: From<Chunk> + Send + 'static>(
     tx: mpsc::Sender<T>,
 ) -> impl Future<Output = Result<()>> + Send + 'static {
     let started = subscribe(&store, &opts);
+    let guard = store.read_opened();
     async move {
         let (rx, seen) = started?;
-        follow(store, opts, format, tx, rx, seen).await
+        follow(store, opts, format, tx, rx, seen, guard).await
     }
 }
 
@@ -115,6 +116,7 @@ async fn follow<T: From<Chunk> + Send + 'static>(
     tx: mpsc::Sender<T>,
     mut rx: Option<Receiver>,
     mut seen: Option<Id>,
+    mut guard: ReadGuard,
 ) -> Result<()> {
     let mut sent = 0usize;
     if !opts.new {
@@ -130,6 +132,7 @@ async fn follow<T: From<Chunk> + Send + 'static>(
     };
     let limit = opts.limit.unwrap_or(usize::MAX);
     let wt = opts.with_timestamp;
+    guard.follow(seen);
 
     if !opts.new {
         let mut buf = Vec::new();
@@ -153,6 +156,7 @@ async fn follow<T: From<Chunk> + Send + 'static>(
     loop {
         let mut buf = Vec::new();
         let mut last = None;
+        let mut considered = None;
         tokio::select! {
             r = rx.recv() => match r {
                 Ok(f) => {
@@ -160,6 +164,7 @@ async fn follow<T: From<Chunk> + Send + 'static>(
                     // Take whatever else is already waiting, and send it as one chunk.
                     for _ in 0..256 {
                         let Some(f) = next.take() else { break };
+                        considered = Some(f.frame.id);
                         if live_frame(&mut buf, &f, &opts, format, &mut seen) {
                             sent += 1;
                             last = seen;
@@ -195,6 +200,7 @@ async fn follow<T: From<Chunk> + Send + 'static>(
                     if end.last_id.is_some() {
                         seen = end.last_id;
                     }
+                    guard.seen(seen);
                     if sent >= limit {
                         return Ok(());
                     }
@@ -208,6 +214,7 @@ async fn follow<T: From<Chunk> + Send + 'static>(
             }
             _ = tx.closed() => return Ok(()),
         }
+        guard.seen(considered);
         if !buf.is_empty() && tx.send(chunk(buf, last).into()).await.is_err() {
             return Ok(());
         }

@@ -3,7 +3,7 @@
 //! handler's output exactly-once: after a crash it resumes from the checkpoint written with
 //! its last output, so nothing is emitted twice and nothing is lost.
 
-use super::{writer, Store, WriteOp};
+use super::{writer, Outcome, Store, WriteOp};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::NewFrame;
@@ -17,17 +17,29 @@ impl Store {
         frames: Vec<NewFrame>,
         checkpoint: Option<(String, Vec<u8>)>,
     ) -> Result<Vec<Frame>> {
-        for f in &frames {
-            crate::topic::validate_topic(&f.topic)?;
-        }
-        match self
-            .submit(|reply| WriteOp::Atomic {
-                frames,
-                checkpoint,
-                reply,
-            })
-            .await?
+        let sizes: Vec<u64> = frames
+            .iter()
+            .map(|f| self.content_len(&f.content))
+            .collect();
+        let r = match frames
+            .iter()
+            .try_for_each(|f| crate::topic::validate_topic(&f.topic))
         {
+            Ok(()) => {
+                self.submit(|reply| WriteOp::Atomic {
+                    frames,
+                    checkpoint,
+                    reply,
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        let outcome = Outcome::of(&r);
+        for bytes in sizes {
+            self.inner.ks.metrics.append(outcome, bytes);
+        }
+        match r? {
             writer::Done::Frames(f) => Ok(f),
             _ => unreachable!("an atomic append answers with frames"),
         }

@@ -72,7 +72,7 @@ impl Store {
     }
 
     /// How many frames are stored after `id`, counting at most `cap`.
-    fn frames_after(&self, id: &Id, cap: u64) -> Result<u64> {
+    pub(super) fn frames_after(&self, id: &Id, cap: u64) -> Result<u64> {
         let mut n = 0;
         let lower = std::ops::Bound::Excluded(codec::id_key(id));
         for g in self

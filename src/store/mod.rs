@@ -10,6 +10,7 @@ pub mod codec;
 mod consumers;
 mod content;
 mod gc;
+mod metrics;
 mod scan;
 mod space;
 mod stats;
@@ -28,6 +29,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use check::CheckReport;
 pub use content::{CasContent, Content, ContentWriter};
 pub use gc::GcReport;
+pub use metrics::{MetricsSnapshot, Outcome, ReadGuard, COMMIT_BUCKETS, LAG_CAP};
 pub use scan::{RawFrame, ScanEnd};
 pub use space::DEFAULT_MIN_FREE_BYTES;
 pub use stats::TopicInfo;
@@ -147,6 +149,8 @@ pub(crate) struct Keyspaces {
     db: Database,
     /// Checked before every batch and while large content streams in (see `space`).
     space: Arc<space::Space>,
+    /// Counters for `GET /metrics` (see `metrics`).
+    metrics: Arc<metrics::Metrics>,
     /// id → frame value (see `codec`).
     frames: Keyspace,
     /// `topic \0 id` and `prefix. \0 id` → empty.
@@ -217,6 +221,7 @@ impl Store {
         let ks_opts = || KeyspaceCreateOptions::default().max_memtable_size(opts.memtable_bytes);
         let ks = Keyspaces {
             space: Arc::new(space::Space::new(&path, opts.min_free_bytes)),
+            metrics: Arc::default(),
             frames: db.keyspace("frames", ks_opts)?,
             idx_topic: db.keyspace("idx_topic", ks_opts)?,
             idx_expiry: db.keyspace("idx_expiry", ks_opts)?,
@@ -293,9 +298,18 @@ impl Store {
     /// order); the future resolves once it is durable (fsynced) and broadcast to followers.
     pub fn append(&self, frame: NewFrame) -> impl Future<Output = Result<Frame>> + Send + 'static {
         let checked = crate::topic::validate_topic(&frame.topic);
+        let (metrics, bytes) = (
+            self.inner.ks.metrics.clone(),
+            self.content_len(&frame.content),
+        );
         let done = checked.map(|()| self.submit(|r| WriteOp::Append(frame, r)));
         async move {
-            match done?.await? {
+            let r = match done {
+                Ok(done) => done.await,
+                Err(e) => Err(e),
+            };
+            metrics.append(Outcome::of(&r), bytes);
+            match r? {
                 writer::Done::Frame(f) => Ok(f),
                 _ => unreachable!("append answers with a frame"),
             }
@@ -304,12 +318,28 @@ impl Store {
 
     /// Blocking form of [`Store::append`], for threads outside the async runtime.
     pub fn append_blocking(&self, frame: NewFrame) -> Result<Frame> {
-        crate::topic::validate_topic(&frame.topic)?;
-        let (tx, rx) = oneshot::channel();
-        self.send(WriteOp::Append(frame, tx))?;
-        match rx.blocking_recv().map_err(|_| Error::Closed)?? {
+        let bytes = self.content_len(&frame.content);
+        let r = (|| {
+            crate::topic::validate_topic(&frame.topic)?;
+            let (tx, rx) = oneshot::channel();
+            self.send(WriteOp::Append(frame, tx))?;
+            rx.blocking_recv().map_err(|_| Error::Closed)?
+        })();
+        self.inner.ks.metrics.append(Outcome::of(&r), bytes);
+        match r? {
             writer::Done::Frame(f) => Ok(f),
             _ => unreachable!("append answers with a frame"),
+        }
+    }
+
+    /// The length of content being appended (for the metrics): large content is a file.
+    fn content_len(&self, content: &Content) -> u64 {
+        match content {
+            Content::None => 0,
+            Content::Inline { bytes, .. } => bytes.len() as u64,
+            Content::Stored(h) => content::cacache_path(&self.inner.cacache_dir, h)
+                .metadata()
+                .map_or(0, |m| m.len()),
         }
     }
 

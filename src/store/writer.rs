@@ -500,7 +500,9 @@ impl WriterState {
         if batch.is_empty() {
             return Ok(freed);
         }
+        let started = std::time::Instant::now();
         batch.commit()?;
+        ks.metrics.commit(started.elapsed());
         if let Err(e) = drops.remove_files() {
             // The frames are gone for good; the files stay for the next `gc`.
             tracing::warn!(error = %e, "removing purged content files failed");

@@ -83,6 +83,25 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Resp> {
+    let bytes = request_bytes(method, path, headers, body);
+    let raw = raw_exchange(sock, &bytes, false)?;
+    parse_response(&raw)
+}
+
+/// The same request over TCP (the `--http` gateway at `addr`).
+pub fn tcp_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let bytes = request_bytes(method, path, headers, body);
+    let raw = tcp_exchange(addr, &bytes, false)?;
+    parse_response(&raw)
+}
+
+fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -93,18 +112,37 @@ pub fn request(
     req.push_str("\r\n");
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body);
-    let raw = raw_exchange(sock, &bytes, false)?;
-    parse_response(&raw)
+    bytes
 }
 
 /// Writes `bytes` on a new connection (ignoring write errors: the server may close early),
 /// optionally half-closes, then reads until the server closes (30 s at most).
 pub fn raw_exchange(sock: &Path, bytes: &[u8], half_close: bool) -> std::io::Result<Vec<u8>> {
-    let mut s = UnixStream::connect(sock)?;
+    let s = UnixStream::connect(sock)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    exchange(s, bytes, half_close, |s| {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    })
+}
+
+/// [`raw_exchange`] over TCP.
+pub fn tcp_exchange(addr: &str, bytes: &[u8], half_close: bool) -> std::io::Result<Vec<u8>> {
+    let s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    exchange(s, bytes, half_close, |s| {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    })
+}
+
+fn exchange<S: Read + Write>(
+    mut s: S,
+    bytes: &[u8],
+    half_close: bool,
+    shutdown: impl Fn(&S),
+) -> std::io::Result<Vec<u8>> {
     let _ = s.write_all(bytes);
     if half_close {
-        let _ = s.shutdown(std::net::Shutdown::Write);
+        shutdown(&s);
     }
     let mut out = Vec::new();
     let mut buf = [0u8; 64 * 1024];

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub use http::{request, Resp};
+pub use http::{request, tcp_request, Resp};
 
 /// The `xs` binary under test.
 pub const XS: &str = env!("CARGO_BIN_EXE_xs");
@@ -45,6 +45,8 @@ pub struct Daemon {
     pub store: PathBuf,
     child: Option<Child>,
     starts: usize,
+    /// Extra `xs serve` arguments (after the store).
+    args: Vec<String>,
 }
 
 impl Daemon {
@@ -57,11 +59,23 @@ impl Daemon {
 
     /// A daemon on `store` (which may already exist), logging into `tmp`.
     pub fn start_on(tmp: TempDir, store: PathBuf) -> Daemon {
+        Daemon::start_on_with(tmp, store, &[])
+    }
+
+    /// A daemon on a fresh store, started as `xs serve <store> <args...>`.
+    pub fn start_with(args: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().expect("creating a temp dir");
+        let store = tmp.path().join("store");
+        Daemon::start_on_with(tmp, store, args)
+    }
+
+    fn start_on_with(tmp: TempDir, store: PathBuf, args: &[&str]) -> Daemon {
         let mut d = Daemon {
             tmp,
             store,
             child: None,
             starts: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d
@@ -104,6 +118,7 @@ impl Daemon {
         let child = Command::new(XS)
             .arg("serve")
             .arg(&self.store)
+            .args(&self.args)
             .env_remove("XS_ADDR")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -459,6 +474,14 @@ impl LiveCli {
             .recv_timeout(Duration::from_secs(10))
             .expect("no line from xs within 10 s");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+}
+
+impl LiveCli {
+    /// The next stdout line as JSON, or `None` if none arrives within `timeout`.
+    pub fn try_next_json(&self, timeout: Duration) -> Option<Value> {
+        let line = self.lines.recv_timeout(timeout).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}")))
     }
 }
 

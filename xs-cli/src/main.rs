@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::commands::{ack, consumers, eval, export, nu, processors, ps, restore};
+use crate::commands::{ack, consumers, eval, export, metrics, nu, processors, ps, restore};
 use crate::commands::{
     append, cas, cas_post, cat, gc, get, import, last, remove, scru128, serve, topics, version,
 };
@@ -62,6 +62,8 @@ enum Command {
     Consumers(consumers::Args),
     /// List processors (handlers, generators, actions, webhooks) with their state
     Ps(ps::Args),
+    /// Print the daemon's metrics (Prometheus text format)
+    Metrics(metrics::Args),
     /// Run a Nushell script in the daemon, against the live store
     #[command(override_usage = "xs eval [ADDR] [FILE|-] [-c SCRIPT]")]
     Eval(eval::Args),
@@ -127,6 +129,7 @@ fn run(command: Command) -> Result<()> {
         Command::Ack(args) => client(ack::run(args)),
         Command::Consumers(args) => client(consumers::run(args)),
         Command::Ps(args) => client(ps::run(args)),
+        Command::Metrics(args) => client(metrics::run(args)),
         Command::Eval(args) => client(eval::run(args)),
         Command::Handler(cmd) => client(processors::handler(cmd)),
         Command::Generator(cmd) => client(processors::generator(cmd)),

@@ -1,9 +1,11 @@
 //! The xs daemon: mounts a store, serves the HTTP/1.1 API on `<store>/sock` (and optionally
-//! TCP), appends the runtime frames `xs.start` / `xs.stopping`, sweeps expired frames, and runs webhooks.
+//! TCP), appends the runtime frames `xs.start` / `xs.stopping`, sweeps expired frames, runs
+//! the processors, and serves the `--http` gateway.
 
 pub mod api;
 mod body;
 mod error;
+pub mod gateway;
 mod listener;
 // Nushell's own error type (`ShellError`, ~200 bytes) is what its commands return.
 #[cfg(feature = "nu")]
@@ -14,6 +16,7 @@ mod ps;
 mod webhook;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::ServeError;
@@ -30,6 +33,8 @@ pub struct ServeOptions {
     /// Free space to keep on the store's filesystem (default `xs::DEFAULT_MIN_FREE_BYTES`):
     /// below it, appends answer 507.
     pub min_free_space: Option<u64>,
+    /// Serve the `--http` gateway (see `gateway`).
+    pub http: Option<gateway::GatewayOptions>,
 }
 
 /// What the requests and background tasks of one daemon share; cheap to clone.
@@ -39,6 +44,8 @@ pub struct Daemon {
     /// The Nushell engine that `POST /eval` and the processors run on.
     #[cfg(feature = "nu")]
     pub engine: nu::Engine,
+    /// The `--http` gateway's request counts.
+    pub gateway: Arc<gateway::Stats>,
 }
 
 impl Daemon {
@@ -51,6 +58,7 @@ impl Daemon {
             )
             .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
             store,
+            gateway: Arc::default(),
         })
     }
 }
@@ -84,19 +92,37 @@ pub async fn run(
     let daemon = Daemon::new(store.clone())?;
     let sock = store.path().join("sock");
     let listeners = listener::bind(&sock, opts.expose.as_deref()).await?;
+    let http = match &opts.http {
+        Some(g) => Some((gateway::bind(&g.addr).await?, g.clone())),
+        None => None,
+    };
+    let http_addr = match &http {
+        Some((l, _)) => Some(
+            l.local_addr()
+                .map_err(|source| ServeError::Io {
+                    context: "reading the --http address".into(),
+                    source,
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
 
     let start = NewFrame {
         meta: Some(serde_json::json!({
             "version": xs::VERSION,
             "expose": opts.expose,
+            "http": http_addr,
         })),
         ..NewFrame::new("xs.start")
     };
     store.append(start).await?;
-    tracing::info!(store = %store.path().display(), socket = %sock.display(), expose = ?opts.expose, "xs serving");
+    tracing::info!(store = %store.path().display(), socket = %sock.display(), expose = ?opts.expose, http = ?http_addr, "xs serving");
 
     let sweeper = tokio::spawn(sweep_expired(store.clone()));
     let processors = processor::start_all(&daemon);
+    let gateway =
+        http.map(|(l, g)| tokio::spawn(gateway::serve(l, daemon.clone(), g, shutdown.clone())));
     let accept = listener::serve(listeners, daemon.clone(), shutdown.clone());
     let graceful = tokio::select! {
         g = accept => g,
@@ -104,6 +130,10 @@ pub async fn run(
             let _ = std::fs::remove_file(&sock);
             return Err(ServeError::Internal(format!("storage failed: {reason}")));
         }
+    };
+    let gateway = match gateway {
+        Some(task) => task.await.ok(),
+        None => None,
     };
     sweeper.abort();
     for p in processors {
@@ -118,10 +148,13 @@ pub async fn run(
     // connections finish their answers (bounded, so a stuck client cannot hold us).
     let s = store.clone();
     let _ = tokio::task::spawn_blocking(move || s.close()).await;
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let finish = async {
+        if let Some(g) = gateway {
+            g.shutdown().await;
+        }
+        graceful.shutdown().await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }
     let _ = std::fs::remove_file(&sock);

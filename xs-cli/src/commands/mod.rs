@@ -13,6 +13,7 @@ pub mod gc;
 pub mod get;
 pub mod import;
 pub mod last;
+pub mod metrics;
 pub mod nu;
 pub mod processors;
 pub mod ps;

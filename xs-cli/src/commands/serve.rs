@@ -21,6 +21,23 @@ pub struct Args {
     /// instead of filling the disk (default: 64 MiB)
     #[arg(long, value_name = "BYTES", env = "XS_MIN_FREE_SPACE")]
     min_free_space: Option<u64>,
+    /// Serve HTTP on this address (:PORT or host:port): each request becomes an
+    /// `http.request` frame, answered by the `http.response` frame that names it. No token:
+    /// anyone who reaches the address can send requests
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// How long a --http request waits for its response before a 504: 500ms, 30s, 2m, or
+    /// milliseconds
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = xs_server::gateway::parse_timeout)]
+    http_timeout: std::time::Duration,
+    /// TTL of the `http.request` frames (forever, time:<ms>, last:<n>; not ephemeral)
+    #[arg(long, value_name = "TTL", default_value = "forever", value_parser = parse_http_ttl)]
+    http_ttl: xs::Ttl,
+}
+
+fn parse_http_ttl(s: &str) -> Result<xs::Ttl, String> {
+    let ttl: xs::Ttl = s.parse().map_err(|e: xs::Error| e.to_string())?;
+    xs_server::gateway::check_ttl(ttl)
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -36,6 +53,11 @@ pub async fn run(args: Args) -> Result<()> {
         store,
         expose: args.expose,
         min_free_space: args.min_free_space,
+        http: args.http.map(|addr| xs_server::gateway::GatewayOptions {
+            addr,
+            timeout: args.http_timeout,
+            ttl: args.http_ttl,
+        }),
     })
     .await
     .map_err(|e| anyhow!("{e}"))

@@ -29,6 +29,7 @@ pub async fn handle(store: Store, req: Request<Incoming>, topic: &str) -> ApiRes
     let (ttl, wt, meta, expect, key) = match checked {
         Ok(c) => c,
         Err(e) => {
+            store.count_append(xs::store::Outcome::Rejected, 0);
             drain(req.into_body()).await;
             return Err(e);
         }

@@ -47,18 +47,23 @@ pub async fn get(store: Store, hash: &str) -> ApiResult {
         .cas_get(&sri)?
         .ok_or_else(|| ApiError::not_found(format!("no content with hash {sri}")))?;
     let len = content.len();
-    let body = match content {
+    let body = content_body(content);
+    let mut res = respond(StatusCode::OK, "application/octet-stream", body);
+    res.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(res)
+}
+
+/// Content as a response body: whole when inline, streamed from its file otherwise.
+pub fn content_body(content: CasContent) -> body::Body {
+    match content {
         CasContent::Inline(b) => body::full(b),
         CasContent::File { file, .. } => {
             let (tx, rx) = mpsc::channel(4);
             tokio::task::spawn_blocking(move || stream_file(file, tx));
             body::channel(rx)
         }
-    };
-    let mut res = respond(StatusCode::OK, "application/octet-stream", body);
-    res.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(len));
-    Ok(res)
+    }
 }
 
 fn stream_file(mut file: std::fs::File, tx: mpsc::Sender<Bytes>) {

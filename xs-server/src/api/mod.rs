@@ -11,6 +11,7 @@ mod gc;
 mod get;
 mod import;
 mod last;
+pub mod metrics;
 mod ps;
 mod read;
 mod remove;
@@ -21,6 +22,7 @@ mod version;
 /// The `xs-meta` header decoder, public for the fuzz targets.
 #[doc(hidden)]
 pub use append::decode_meta;
+pub(crate) use cas::{content_body, read_content};
 
 use std::convert::Infallible;
 
@@ -78,6 +80,7 @@ async fn route(daemon: Daemon, req: Request<Incoming>) -> ApiResult {
         ("topics", &Method::GET) => topics::handle(store, req).await,
         ("gc", &Method::POST) => gc::handle(store).await,
         ("ps", &Method::GET) => ps::handle(store).await,
+        ("metrics", &Method::GET) => metrics::handle(daemon).await,
         #[cfg(feature = "nu")]
         ("eval", &Method::POST) => eval::handle(daemon, req).await,
         #[cfg(not(feature = "nu"))]
@@ -157,6 +160,7 @@ fn is_known(rest: &str) -> bool {
             | "topics"
             | "gc"
             | "ps"
+            | "metrics"
     )
 }
 

@@ -248,7 +248,7 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
                     // What the frames before this one produced is kept; this one's is not.
                     c.batch.truncate(before);
                     commit(inst, &ck, pos, &state)?;
-                    return Err(format!("on frame {}: {e}", f.id));
+                    return Ok(Outcome::FailedOn(format!("on frame {}: {e}", f.id), f.id));
                 }
             }
         }

@@ -70,6 +70,9 @@ pub enum Outcome {
     Done,
     /// Failed for good (`fin.error`).
     Failed(String),
+    /// Failed for good on this frame (`fin.error` with `frame_id`, so whoever waits for an
+    /// answer to that frame, like the HTTP gateway, learns that none will come).
+    FailedOn(String, Id),
 }
 
 /// An instance's row in `xs ps`.
@@ -423,6 +426,12 @@ impl<K: Kind> State<K> {
                 "fin.error",
                 "failed",
                 serde_json::json!({ "error": e }),
+                Some(e),
+            ),
+            Outcome::FailedOn(e, frame_id) => (
+                "fin.error",
+                "failed",
+                serde_json::json!({ "error": e, "frame_id": frame_id }),
                 Some(e),
             ),
         };

@@ -1,0 +1,21 @@
+//! `xs metrics [ADDR]`: prints the daemon's figures in the Prometheus text format
+//! (`GET /metrics`).
+
+use anyhow::Result;
+use hyper::Method;
+
+use crate::addr;
+use crate::client::Client;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
+    #[arg(value_name = "ADDR")]
+    addr: Option<String>,
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let client = Client::new(addr::addr_or_default(args.addr)?);
+    client.print(Method::GET, "/metrics", false).await?;
+    Ok(())
+}
