@@ -45,10 +45,9 @@ def page [todos: list] {
         {next: $state}
       }
       ["POST" ["todos"]] => {
-        # A form posts `text=...`; curl -d posts the text itself.
-        let text = if ($m.headers.content-type? | default "" | str starts-with "application/x-www-form-urlencoded") {
-          $body | url split-query | where key == "text" | get value.0? | default ""
-        } else { $body } | str trim
+        # The page's form posts `text=...`; `curl -d 'buy milk'` posts the text itself.
+        let form = try { $body | url split-query } catch { [] }
+        let text = $form | where key == "text" | get value.0? | default $body | str trim
         if $text == "" {
           {error: "a todo needs some text"} | json-reply $req 400
           return {next: $state}

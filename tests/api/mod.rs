@@ -5,7 +5,7 @@ mod disk;
 mod errors;
 mod expect;
 mod export;
-mod gateway;
+pub mod gateway;
 mod guarantees;
 mod metrics;
 mod purge;

@@ -162,3 +162,50 @@ fn xs_nu_module_in_nushell() {
     assert!(out.stdout_str().contains("autoload/xs.nu"));
     assert!(tmp.path().join("nushell/autoload/xs.nu").is_file());
 }
+
+/// `examples/todo.nu` as its header shows: registered with the real CLI, then used over
+/// HTTP through `--http` (HTML page, form post, JSON API, errors as the handler answers them).
+#[test]
+fn todo_web_app() {
+    let (d, addr) = crate::api::gateway::gateway(&[]);
+    let f = example("todo.nu");
+    xs(
+        &["handler", "register", d.addr(), "todo", f.to_str().unwrap()],
+        b"",
+    )
+    .ok();
+    let http = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        crate::helper::tcp_request(&addr, method, path, headers, body).unwrap()
+    };
+    let page = http("GET", "/", &[], b"");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(page.text().contains("<form method=\"post\" action=\"/todos\">"));
+
+    let a = http("POST", "/todos", &[], b"buy milk");
+    assert_eq!(a.status, 201, "{}", a.text());
+    assert_eq!(a.json(), serde_json::json!({"id": 1, "text": "buy milk", "done": false}));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let b = http("POST", "/todos", &form, b"text=walk+the+%3Cdog%3E");
+    assert_eq!(b.json()["text"], "walk the <dog>");
+    let done = http("POST", "/todos/1/done", &[], b"");
+    assert_eq!(done.json()["done"], true);
+    let gone = http("DELETE", "/todos/2", &[], b"");
+    assert_eq!(gone.status, 204);
+    let list = http("GET", "/todos", &[], b"");
+    assert_eq!(list.header("content-type"), Some("application/json"));
+    assert_eq!(
+        list.json(),
+        serde_json::json!([{"id": 1, "text": "buy milk", "done": true}])
+    );
+    let page = http("GET", "/", &[], b"").text();
+    assert!(page.contains("<li class=\"done\">buy milk</li>"), "{page}");
+
+    assert_eq!(http("POST", "/todos", &[], b"  ").status, 400);
+    assert_eq!(http("POST", "/todos/x/done", &[], b"").status, 404);
+    assert_eq!(http("GET", "/nope", &[], b"").status, 404);
+    // Bad input never stopped the handler: it still answers.
+    assert_eq!(http("GET", "/todos", &[], b"").status, 200);
+    let ps = d.get("/ps").ndjson();
+    assert_eq!(ps[0]["state"], "active", "{ps:?}");
+}

@@ -4,6 +4,7 @@
 
 mod eval;
 mod examples;
+mod gateway;
 mod generators;
 mod handlers;
 mod lifecycle;
