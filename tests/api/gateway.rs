@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helper::http::tcp_exchange;
-use crate::helper::{random_bytes, request, sri, tcp_request, xs, Daemon, LiveCli};
+use crate::helper::http::{tcp_exchange, tcp_request};
+use crate::helper::{random_bytes, request, sri, xs, Daemon, LiveCli};
 
 /// A daemon with the gateway on a free loopback port; returns it and the gateway's address.
 pub fn gateway(extra: &[&str]) -> (Daemon, String) {

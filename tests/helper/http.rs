@@ -65,6 +65,7 @@ impl Resp {
 
     /// Like [`Resp::assert_error`], for a Nushell report: the message may span lines.
     #[track_caller]
+    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
     pub fn assert_report(&self, status: u16) -> String {
         assert_eq!(self.status, status, "unexpected answer: {}", self.text());
         assert_eq!(self.header("content-type"), Some("application/json"));

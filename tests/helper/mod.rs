@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-pub use http::{request, tcp_request, Resp};
+pub use http::{request, Resp};
 
 /// The `xs` binary under test.
 pub const XS: &str = env!("CARGO_BIN_EXE_xs");
@@ -353,6 +353,7 @@ impl Out {
 
     /// Like [`Out::error`], for a Nushell report printed as it is (it may span lines).
     #[track_caller]
+    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
     pub fn report(&self) -> String {
         assert_eq!(
             self.code,

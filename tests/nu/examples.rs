@@ -175,16 +175,24 @@ fn todo_web_app() {
     )
     .ok();
     let http = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
-        crate::helper::tcp_request(&addr, method, path, headers, body).unwrap()
+        crate::helper::http::tcp_request(&addr, method, path, headers, body).unwrap()
     };
     let page = http("GET", "/", &[], b"");
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
-    assert!(page.text().contains("<form method=\"post\" action=\"/todos\">"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page
+        .text()
+        .contains("<form method=\"post\" action=\"/todos\">"));
 
     let a = http("POST", "/todos", &[], b"buy milk");
     assert_eq!(a.status, 201, "{}", a.text());
-    assert_eq!(a.json(), serde_json::json!({"id": 1, "text": "buy milk", "done": false}));
+    assert_eq!(
+        a.json(),
+        serde_json::json!({"id": 1, "text": "buy milk", "done": false})
+    );
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let b = http("POST", "/todos", &form, b"text=walk+the+%3Cdog%3E");
     assert_eq!(b.json()["text"], "walk the <dog>");

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::api::gateway::gateway;
-use crate::helper::tcp_request;
+use crate::helper::http::tcp_request;
 use crate::nu::handlers::{create, on};
 
 const HELLO: &str = r#"{
@@ -28,7 +28,10 @@ const HELLO: &str = r#"{
 fn a_handler_answers_requests_promptly() {
     let (d, addr) = gateway(&[]);
     let active = create(&d, "handler", "hello", HELLO);
-    assert!(active["topic"].as_str().unwrap().ends_with(".active"), "{active}");
+    assert!(
+        active["topic"].as_str().unwrap().ends_with(".active"),
+        "{active}"
+    );
 
     let mut took = Vec::new();
     for i in 0..20 {
@@ -67,11 +70,44 @@ fn a_handler_that_fails_on_a_request_gives_502() {
     let r = tcp_request(&addr, "GET", "/", &[], b"").unwrap();
     let msg = r.assert_error(502);
     assert!(msg.contains("the handler failed"), "{msg}");
-    assert!(t.elapsed() < Duration::from_secs(10), "502 before the timeout");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "502 before the timeout"
+    );
     let req = &on(&d, "http.request")[0];
     let fin = &on(&d, "xs.handler.broken.fin.error")[0];
     assert_eq!(fin["meta"]["frame_id"], req["id"]);
     assert!(fin["meta"]["error"].as_str().unwrap().contains("boom"));
     // Nushell's report stays in the store and the log, not in the public answer.
     assert!(!msg.contains("boom"));
+}
+
+#[test]
+fn a_handler_answers_concurrent_requests_each_with_its_own_response() {
+    let (d, addr) = gateway(&[]);
+    create(&d, "handler", "hello", HELLO);
+    let t = Instant::now();
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = tcp_request(&addr, "GET", &format!("/?name=c{i}"), &[], b"").unwrap();
+                (i, r, t.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for c in clients {
+        let (i, r, took) = c.join().unwrap();
+        assert_eq!(r.status, 200, "client {i}: {}", r.text());
+        assert_eq!(r.text(), format!("hello c{i}"));
+        slowest = slowest.max(took);
+    }
+    // Requests stored while the handler runs a burst are answered when that burst commits.
+    eprintln!(
+        "32 concurrent requests through a handler: slowest {slowest:?}, all in {:?}",
+        t.elapsed()
+    );
+    assert_eq!(on(&d, "http.response").len(), 32);
 }

@@ -212,10 +212,12 @@ mod tests {
 
     #[test]
     fn histogram_ends_with_inf_sum_and_count() {
-        let mut s = MetricsSnapshot::default();
-        s.commit_buckets = [1; COMMIT_BUCKETS.len() + 1];
+        let mut s = MetricsSnapshot {
+            commit_buckets: [1; COMMIT_BUCKETS.len() + 1],
+            commit_seconds_sum: 1.5,
+            ..MetricsSnapshot::default()
+        };
         s.commit_buckets[COMMIT_BUCKETS.len()] = 2;
-        s.commit_seconds_sum = 1.5;
         let text = render(&s, &BTreeMap::new(), &[(200, 3)]);
         assert!(
             text.contains("xs_commit_duration_seconds_bucket{le=\"0.00005\"} 1\n"),
