@@ -246,6 +246,10 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
     }
     let hwm1 = vm_hwm_mib(daemon.pid())?;
     let rss1 = rss_now(daemon.pid());
+    summary.push(format!(
+        "first daemon CPU by thread: {}",
+        cpu_by_thread(daemon.pid())
+    ));
     if sel.wants("daemon_rss_peak") {
         report("daemon_rss_peak", hwm1, "MiB");
     }
@@ -321,6 +325,11 @@ fn report(name: &str, value: f64, unit: &str) {
 
 /// CPU time (user + system, all threads) of a process so far, from /proc/<pid>/stat.
 fn cpu_time(pid: u32) -> Duration {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime of a `/proc/.../stat` file.
+fn stat_cpu(path: &str) -> Duration {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let ticks = *TICKS.get_or_init(|| {
         Command::new("getconf")
@@ -331,7 +340,7 @@ fn cpu_time(pid: u32) -> Duration {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(100.0)
     });
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<f64> = rest
@@ -341,6 +350,27 @@ fn cpu_time(pid: u32) -> Duration {
         .filter_map(|v| v.parse().ok())
         .collect();
     Duration::from_secs_f64(f.iter().sum::<f64>() / ticks)
+}
+
+/// The daemon's CPU time so far by thread name (threads of one name summed), largest first.
+fn cpu_by_thread(pid: u32) -> String {
+    let mut by_name: std::collections::BTreeMap<String, Duration> = Default::default();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let cpu = stat_cpu(&dir.join("stat").to_string_lossy());
+        *by_name.entry(name.trim().to_string()).or_default() += cpu;
+    }
+    let mut v: Vec<_> = by_name.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.iter()
+        .map(|(n, d)| format!("{n} {:.1} s", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// CPU used by the daemon and by this client over one phase.

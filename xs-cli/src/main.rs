@@ -112,10 +112,13 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(serve::run(args)),
+        Command::Serve(args) => {
+            one_malloc_arena();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve::run(args))
+        }
         Command::Append(args) => client(append::run(args)),
         Command::Cat(args) => client(cat::run(args)),
         Command::Last(args) => client(last::run(args)),
@@ -139,6 +142,22 @@ fn run(command: Command) -> Result<()> {
         Command::Restore(args) => client(restore::run(args)),
         Command::Version(args) => client(version::run(args)),
         Command::Scru128(args) => client(scru128::run(args)),
+    }
+}
+
+/// glibc gives threads that allocate their own malloc arenas (up to 8 per core), each keeping
+/// what was freed in it: the daemon's runtime, writer, storage workers and blocking reads
+/// would hold several. One arena (threads still have their own small caches) keeps the
+/// daemon's peak RSS ~20% lower under load (`daemon_rss_peak`: 121 → 100 MiB, README).
+/// `MALLOC_ARENA_MAX` in the environment wins.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        #[allow(unsafe_code)]
+        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }
 
