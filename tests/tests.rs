@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod console;
 mod helper;
 #[cfg(feature = "nu")]
 mod nu;

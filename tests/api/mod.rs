@@ -6,6 +6,7 @@ mod errors;
 mod expect;
 mod export;
 pub mod gateway;
+mod expose;
 mod guarantees;
 mod metrics;
 mod purge;

@@ -4,6 +4,7 @@ mod commands;
 mod consumers;
 mod errors;
 mod export;
+mod expose;
 mod keys;
 mod large;
 mod serve;

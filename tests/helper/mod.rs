@@ -45,7 +45,7 @@ pub struct Daemon {
     pub store: PathBuf,
     child: Option<Child>,
     starts: usize,
-    /// Extra `xs serve` arguments (after the store).
+    /// Extra `xs serve` arguments (`--expose`, ...).
     args: Vec<String>,
 }
 
@@ -62,14 +62,15 @@ impl Daemon {
         Daemon::start_on_with(tmp, store, &[])
     }
 
-    /// A daemon on a fresh store, started as `xs serve <store> <args...>`.
+    /// A daemon on a fresh store with extra `xs serve` arguments.
     pub fn start_with(args: &[&str]) -> Daemon {
         let tmp = tempfile::tempdir().expect("creating a temp dir");
         let store = tmp.path().join("store");
         Daemon::start_on_with(tmp, store, args)
     }
 
-    fn start_on_with(tmp: TempDir, store: PathBuf, args: &[&str]) -> Daemon {
+    /// A daemon on `store` with extra `xs serve` arguments.
+    pub fn start_on_with(tmp: TempDir, store: PathBuf, args: &[&str]) -> Daemon {
         let mut d = Daemon {
             tmp,
             store,
@@ -79,6 +80,44 @@ impl Daemon {
         };
         d.spawn();
         d
+    }
+
+    /// The fixture's temp dir (the store is `store` inside it).
+    pub fn dir(&self) -> &std::path::Path {
+        self.tmp.path()
+    }
+
+    /// The meta of the newest `xs.start` frame (the addresses the daemon bound).
+    pub fn start_meta(&self) -> Value {
+        let r = self.get("/last/xs.start");
+        assert_eq!(r.status, 200, "GET /last/xs.start: {}", r.text());
+        r.json()["meta"].clone()
+    }
+
+    /// The `host:port` the `--expose` listener is bound to.
+    pub fn expose_addr(&self) -> String {
+        let m = self.start_meta();
+        m["expose"]
+            .as_str()
+            .expect("the daemon has --expose")
+            .to_string()
+    }
+
+    /// The `host:port` the `--console` listener is bound to.
+    pub fn console_addr(&self) -> String {
+        let m = self.start_meta();
+        m["console"]
+            .as_str()
+            .expect("the daemon has --console")
+            .to_string()
+    }
+
+    /// The token in the store's token file.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.store.join("token"))
+            .expect("reading <store>/token")
+            .trim()
+            .to_string()
     }
 
     pub fn sock(&self) -> PathBuf {
@@ -391,6 +430,8 @@ pub fn xs_env(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Out {
         .args(args)
         .env_remove("XS_ADDR")
         .env_remove("XS_TOKEN")
+        .env_remove("XS_TOKEN_FILE")
+        .env_remove("XS_CACERT")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,5 +1,6 @@
 //! Where the daemon is: parsing an address (store dir, socket path, `:PORT`, `host:port`,
-//! `http://host:port`), the default store, and which positionals of a command are addresses.
+//! `http://host:port`, `https://host:port`), the default store, and which positionals of a
+//! command are addresses.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,8 @@ use anyhow::{bail, Context, Result};
 pub enum Addr {
     /// A Unix socket and the store it belongs to.
     Unix { socket: PathBuf, store: PathBuf },
-    /// A TCP `host:port`.
-    Tcp(String),
+    /// A TCP `host:port`, over TLS when `tls`.
+    Tcp { host_port: String, tls: bool },
 }
 
 impl Addr {
@@ -19,23 +20,24 @@ impl Addr {
         if s.is_empty() {
             bail!("the address is empty");
         }
-        if starts_with_ci(s, "https://") {
-            bail!("https is not supported yet ({s}): use http://host:port");
-        }
-        if starts_with_ci(s, "http://") {
-            let authority = s[7..].split('/').next().unwrap_or("");
+        for (scheme, tls, default_port) in [("http://", false, 80), ("https://", true, 443)] {
+            if !starts_with_ci(s, scheme) {
+                continue;
+            }
+            let authority = s[scheme.len()..].split('/').next().unwrap_or("");
             if authority.is_empty() {
                 bail!("invalid address {s:?}: no host");
             }
-            return match authority.rsplit_once(':') {
-                Some((host, port)) if !host.ends_with(':') => {
-                    Ok(Addr::Tcp(format!("{host}:{}", parse_port(port, s)?)))
+            let host_port = match authority.rsplit_once(':') {
+                Some((host, port)) if !host.ends_with(':') && !port.ends_with(']') => {
+                    format!("{host}:{}", parse_port(port, s)?)
                 }
-                _ => Ok(Addr::Tcp(format!("{authority}:80"))),
+                _ => format!("{authority}:{default_port}"),
             };
+            return Ok(Addr::Tcp { host_port, tls });
         }
         if let Some(port) = s.strip_prefix(':') {
-            return Ok(Addr::Tcp(format!("127.0.0.1:{}", parse_port(port, s)?)));
+            return Ok(Addr::tcp(format!("127.0.0.1:{}", parse_port(port, s)?)));
         }
         let path = expand_tilde(s);
         let path_syntax = s.contains('/') || s.starts_with('.') || s.starts_with('~');
@@ -44,7 +46,7 @@ impl Addr {
                 if host.is_empty() {
                     bail!("invalid address {s:?}: no host");
                 }
-                return Ok(Addr::Tcp(format!("{host}:{}", parse_port(port, s)?)));
+                return Ok(Addr::tcp(format!("{host}:{}", parse_port(port, s)?)));
             }
         }
         if path.exists() && !path.is_dir() {
@@ -55,6 +57,14 @@ impl Addr {
             });
         }
         Ok(Addr::store(path))
+    }
+
+    /// A plain-HTTP TCP address.
+    pub fn tcp(host_port: String) -> Addr {
+        Addr::Tcp {
+            host_port,
+            tls: false,
+        }
     }
 
     /// The address of the daemon serving the store at `dir`.
@@ -70,7 +80,14 @@ impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Addr::Unix { socket, .. } => write!(f, "{}", socket.display()),
-            Addr::Tcp(host_port) => f.write_str(host_port),
+            Addr::Tcp {
+                host_port,
+                tls: false,
+            } => f.write_str(host_port),
+            Addr::Tcp {
+                host_port,
+                tls: true,
+            } => write!(f, "https://{host_port}"),
         }
     }
 }
@@ -188,27 +205,28 @@ mod tests {
 
     #[test]
     fn tcp_forms() {
-        assert_eq!(
-            Addr::parse(":3021").unwrap(),
-            Addr::Tcp("127.0.0.1:3021".into())
-        );
+        let tcp = |s: &str| Addr::tcp(s.into());
+        let tls = |s: &str| Addr::Tcp {
+            host_port: s.into(),
+            tls: true,
+        };
+        assert_eq!(Addr::parse(":3021").unwrap(), tcp("127.0.0.1:3021"));
         assert_eq!(
             Addr::parse("example.com:80").unwrap(),
-            Addr::Tcp("example.com:80".into())
+            tcp("example.com:80")
         );
+        assert_eq!(Addr::parse("http://h:8/x").unwrap(), tcp("h:8"));
+        assert_eq!(Addr::parse("http://h").unwrap(), tcp("h:80"));
+        assert_eq!(Addr::parse("http://[::1]:9").unwrap(), tcp("[::1]:9"));
+        assert_eq!(Addr::parse("http://[::1]").unwrap(), tcp("[::1]:80"));
+        assert_eq!(Addr::parse("https://h:1").unwrap(), tls("h:1"));
+        assert_eq!(Addr::parse("HTTPS://h").unwrap(), tls("h:443"));
         assert_eq!(
-            Addr::parse("http://h:8/x").unwrap(),
-            Addr::Tcp("h:8".into())
+            Addr::parse("https://h:1").unwrap().to_string(),
+            "https://h:1"
         );
-        assert_eq!(Addr::parse("http://h").unwrap(), Addr::Tcp("h:80".into()));
-        assert_eq!(
-            Addr::parse("http://[::1]:9").unwrap(),
-            Addr::Tcp("[::1]:9".into())
-        );
-        assert!(Addr::parse("https://h:1")
-            .unwrap_err()
-            .to_string()
-            .contains("https is not supported"));
+        assert!(Addr::parse("https://").is_err());
+        assert!(Addr::parse("https://h:x").is_err());
         assert!(Addr::parse(":x").is_err());
         assert!(Addr::parse("h:0").is_err());
     }
@@ -246,7 +264,7 @@ mod tests {
         let (_, t, n) = last_positionals(v(&["chat", "2"])).unwrap();
         assert_eq!((t, n), (Some("chat".into()), Some(2)));
         let (a, t, _) = last_positionals(v(&[":3000"])).unwrap();
-        assert_eq!((a, t), (Addr::Tcp("127.0.0.1:3000".into()), None));
+        assert_eq!((a, t), (Addr::tcp("127.0.0.1:3000".into()), None));
         assert!(last_positionals(v(&["a", "b", "c"])).is_err());
     }
 }

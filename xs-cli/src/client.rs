@@ -1,12 +1,15 @@
-//! A small HTTP/1.1 client for the daemon over its Unix socket or TCP: one connection per
-//! request, request bodies streamed from stdin, responses streamed to stdout chunk by chunk.
+//! A small HTTP/1.1 client for the daemon over its Unix socket or TCP (HTTPS with rustls): one
+//! connection per request, the token on TCP, request bodies streamed from stdin, responses
+//! streamed to stdout chunk by chunk.
 
 use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Limited, StreamBody};
@@ -93,6 +96,116 @@ impl fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
+/// How the client authenticates to and trusts TCP daemons (the global flags).
+#[derive(Debug, Default, Clone)]
+pub struct Settings {
+    /// `--token-file`: wins over `$XS_TOKEN` and `$XS_TOKEN_FILE`.
+    pub token_file: Option<PathBuf>,
+    /// `--cacert` / `$XS_CACERT`: PEM certificates trusted besides the system's roots.
+    pub cacert: Option<PathBuf>,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Sets the [`Settings`] for every request of this process (once, from `main`).
+pub fn configure(settings: Settings) {
+    let _ = SETTINGS.set(settings);
+}
+
+fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(Settings::default)
+}
+
+/// The token for TCP addresses: `--token-file`, else `$XS_TOKEN`, else `$XS_TOKEN_FILE`.
+fn token() -> Result<Option<String>> {
+    let from_file = |path: &Path, what: &str| -> Result<Option<String>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {} ({what})", path.display()))?;
+        match text.trim() {
+            "" => Err(anyhow!(
+                "the token file {} ({what}) is empty",
+                path.display()
+            )),
+            t => Ok(Some(t.to_string())),
+        }
+    };
+    if let Some(path) = &settings().token_file {
+        return from_file(path, "--token-file");
+    }
+    if let Some(t) = std::env::var("XS_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok(Some(t.trim().to_string()));
+    }
+    match std::env::var_os("XS_TOKEN_FILE").filter(|p| !p.is_empty()) {
+        Some(p) => from_file(Path::new(&p), "$XS_TOKEN_FILE"),
+        None => Ok(None),
+    }
+}
+
+/// The TLS client configuration: the system's roots, plus `--cacert` / `$XS_CACERT`.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if let Some(path) = &settings().cacert {
+        let what = || {
+            format!(
+                "cannot read the CA certificates in {} (--cacert)",
+                path.display()
+            )
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .with_context(what)?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(what)?;
+        if certs.is_empty() {
+            anyhow::bail!("{} (--cacert) has no PEM certificate", path.display());
+        }
+        for c in certs {
+            roots.add(c).with_context(what)?;
+        }
+    } else if added == 0 {
+        tracing::debug!("no system CA certificates found");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Connects over TLS to `host_port`, checking the certificate names its host.
+async fn tls_connect(
+    host_port: &str,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let host = host_port
+        .rsplit_once(':')
+        .map_or(host_port, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| anyhow!("invalid TLS server name {host:?}: {e}"))?;
+    tokio_rustls::TlsConnector::from(tls_config()?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            let hint = if e.to_string().contains("certificate") {
+                " (for a self-signed certificate, pass its CA with --cacert or $XS_CACERT)"
+            } else {
+                ""
+            };
+            anyhow!("TLS handshake with the xs daemon at https://{host_port} failed: {e}{hint}")
+        })
+}
+
 pub struct Client {
     addr: Addr,
 }
@@ -112,14 +225,16 @@ impl Client {
     pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>> {
         let host = match &self.addr {
             Addr::Unix { .. } => "localhost",
-            Addr::Tcp(host_port) => host_port,
+            Addr::Tcp { host_port, .. } => host_port,
         };
         req.headers_mut().insert(HOST, HeaderValue::from_str(host)?);
-        if let Addr::Tcp(_) = self.addr {
-            if let Some(token) = std::env::var("XS_TOKEN").ok().filter(|t| !t.is_empty()) {
+        let mut sent_token = false;
+        if let Addr::Tcp { .. } = self.addr {
+            if let Some(token) = token()? {
                 let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| anyhow!("$XS_TOKEN is not a valid header value"))?;
+                    .map_err(|_| anyhow!("the token is not a valid header value"))?;
                 req.headers_mut().insert(AUTHORIZATION, value);
+                sent_token = true;
             }
         }
         let mut sender = match &self.addr {
@@ -127,9 +242,14 @@ impl Client {
                 let stream = UnixStream::connect(socket).await;
                 handshake(stream.map_err(|e| self.connect_error(e))?).await?
             }
-            Addr::Tcp(host_port) => {
+            Addr::Tcp { host_port, tls } => {
                 let stream = TcpStream::connect(host_port.as_str()).await;
-                handshake(stream.map_err(|e| self.connect_error(e))?).await?
+                let stream = stream.map_err(|e| self.connect_error(e))?;
+                if *tls {
+                    handshake(tls_connect(host_port, stream).await?).await?
+                } else {
+                    handshake(stream).await?
+                }
             }
         };
         let resp = sender.send_request(req).await.map_err(|e| {
@@ -140,10 +260,25 @@ impl Client {
             )
         })?;
         if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(server_error(resp).await.into())
+            return Ok(resp);
         }
+        let mut err = server_error(resp).await;
+        if err.status == StatusCode::UNAUTHORIZED {
+            err.message = if sent_token {
+                format!(
+                    "the xs daemon at {} refused the token ({}): set XS_TOKEN, or \
+                     --token-file / XS_TOKEN_FILE, to the daemon's token file (<store>/token)",
+                    self.addr, err.message
+                )
+            } else {
+                format!(
+                    "the xs daemon at {} needs a token: set XS_TOKEN, or --token-file / \
+                     XS_TOKEN_FILE, to the daemon's token file (<store>/token)",
+                    self.addr
+                )
+            };
+        }
+        Err(err.into())
     }
 
     fn connect_error(&self, e: io::Error) -> anyhow::Error {
@@ -153,7 +288,7 @@ impl Client {
                 self.addr,
                 store.display()
             ),
-            (Addr::Tcp(host_port), io::ErrorKind::ConnectionRefused) => anyhow!(
+            (Addr::Tcp { host_port, .. }, io::ErrorKind::ConnectionRefused) => anyhow!(
                 "no xs daemon at {host_port} (start one with: xs serve <store> --expose {host_port})"
             ),
             _ => anyhow!("cannot connect to the xs daemon at {}: {e}", self.addr),

@@ -24,6 +24,14 @@ use crate::commands::{
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The token file: the one `xs serve` checks TCP clients against (default <STORE>/token,
+    /// created if missing), or the one a client sends to a host:port address (default:
+    /// $XS_TOKEN, else the file named by $XS_TOKEN_FILE)
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+    /// PEM CA certificates to trust for https:// addresses, besides the system's roots
+    #[arg(long, global = true, value_name = "FILE", env = "XS_CACERT")]
+    cacert: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -90,7 +98,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
+    client::configure(client::Settings {
+        token_file: cli.token_file.clone(),
+        cacert: cli.cacert,
+    });
+    match run(cli.command, cli.token_file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<client::StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
@@ -110,14 +122,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<()> {
+fn run(command: Command, token_file: Option<std::path::PathBuf>) -> Result<()> {
     match command {
         Command::Serve(args) => {
             one_malloc_arena();
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(serve::run(args))
+                .block_on(serve::run(args, token_file))
         }
         Command::Append(args) => client(append::run(args)),
         Command::Cat(args) => client(cat::run(args)),

@@ -1,9 +1,12 @@
 //! The xs daemon: mounts a store, serves the HTTP/1.1 API on `<store>/sock` (and optionally
-//! TCP), appends the runtime frames `xs.start` / `xs.stopping`, sweeps expired frames, runs
-//! the processors, and serves the `--http` gateway.
+//! TCP, token-protected: the API with `--expose`, the web console with `--console`), appends
+//! the runtime frames `xs.start` / `xs.stopping`, sweeps expired frames, runs the processors,
+//! and serves the `--http` gateway.
 
 pub mod api;
+mod auth;
 mod body;
+mod console;
 mod error;
 pub mod gateway;
 mod listener;
@@ -13,6 +16,7 @@ mod listener;
 pub mod nu;
 mod processor;
 mod ps;
+mod tls;
 mod webhook;
 
 use std::path::PathBuf;
@@ -28,13 +32,49 @@ use xs::{NewFrame, Store, StoreOptions};
 pub struct ServeOptions {
     /// The store directory (created if missing).
     pub store: PathBuf,
-    /// Also serve the API over TCP on this address (`host:port` or `:port`).
+    /// Also serve the API over TCP on this address (`host:port` or `:port`; port 0 picks
+    /// one, announced in `xs.start`). A token is needed there.
     pub expose: Option<String>,
+    /// Only reads on the `expose` listener (403 for everything else).
+    pub expose_read_only: bool,
+    /// Serve the web console (read-only, token-protected) on this address.
+    pub console: Option<String>,
+    /// The token of the TCP listeners; default `<store>/token`, created if missing.
+    pub token_file: Option<PathBuf>,
+    /// Serve the TCP listeners over HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
     /// Free space to keep on the store's filesystem (default `xs::DEFAULT_MIN_FREE_BYTES`):
     /// below it, appends answer 507.
     pub min_free_space: Option<u64>,
     /// Serve the `--http` gateway (see `gateway`).
     pub http: Option<gateway::GatewayOptions>,
+}
+
+/// The PEM files of `--tls-cert` and `--tls-key`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl ServeOptions {
+    /// Refuses flags that need another flag to mean anything.
+    fn check(&self) -> Result<(), ServeError> {
+        let tcp = self.expose.is_some() || self.console.is_some();
+        let orphan = if self.expose_read_only && self.expose.is_none() {
+            Some("--expose-read-only needs --expose")
+        } else if self.token_file.is_some() && !tcp {
+            Some("--token-file needs --expose or --console (the socket needs no token)")
+        } else if self.tls.is_some() && !tcp {
+            Some("--tls-cert/--tls-key need --expose or --console")
+        } else {
+            None
+        };
+        match orphan {
+            Some(m) => Err(ServeError::Config(m.into())),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What the requests and background tasks of one daemon share; cheap to clone.
@@ -89,9 +129,34 @@ pub async fn run(
     opts: ServeOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
+    opts.check()?;
+    let guard = if opts.expose.is_some() || opts.console.is_some() {
+        let tls = match &opts.tls {
+            Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
+            None => None,
+        };
+        let (auth, token_path) = auth::Auth::load(store.path(), opts.token_file.as_deref())?;
+        tracing::info!(token_file = %token_path.display(), "TCP listeners need the token");
+        Some(listener::Guard {
+            auth: std::sync::Arc::new(auth),
+            tls,
+        })
+    } else {
+        None
+    };
     let daemon = Daemon::new(store.clone())?;
     let sock = store.path().join("sock");
-    let listeners = listener::bind(&sock, opts.expose.as_deref()).await?;
+    let mut listeners = vec![listener::bind_unix(&sock)?];
+    let mut bind = async |addr: &Option<String>, role| -> Result<Option<String>, ServeError> {
+        let Some(addr) = addr else { return Ok(None) };
+        let (l, local) = listener::bind_tcp(addr, role).await?;
+        listeners.push(l);
+        Ok(Some(local.to_string()))
+    };
+    let read_only = opts.expose_read_only;
+    let expose = bind(&opts.expose, listener::Role::Api { read_only }).await?;
+    let console = bind(&opts.console, listener::Role::Console).await?;
+    let tls = opts.tls.is_some();
     let http = match &opts.http {
         Some(g) => Some((gateway::bind(&g.addr).await?, g.clone())),
         None => None,
@@ -111,19 +176,26 @@ pub async fn run(
     let start = NewFrame {
         meta: Some(serde_json::json!({
             "version": xs::VERSION,
-            "expose": opts.expose,
+            "expose": expose,
+            "expose_read_only": opts.expose_read_only,
+            "console": console,
+            "tls": tls,
             "http": http_addr,
         })),
         ..NewFrame::new("xs.start")
     };
     store.append(start).await?;
-    tracing::info!(store = %store.path().display(), socket = %sock.display(), expose = ?opts.expose, http = ?http_addr, "xs serving");
+    tracing::info!(store = %store.path().display(), socket = %sock.display(), expose = ?expose, console = ?console, tls, http = ?http_addr, "xs serving");
+    if let Some(c) = &console {
+        let scheme = if tls { "https" } else { "http" };
+        tracing::info!("web console: {scheme}://{c}/ (log in with the token)");
+    }
 
     let sweeper = tokio::spawn(sweep_expired(store.clone()));
     let processors = processor::start_all(&daemon);
     let gateway =
         http.map(|(l, g)| tokio::spawn(gateway::serve(l, daemon.clone(), g, shutdown.clone())));
-    let accept = listener::serve(listeners, daemon.clone(), shutdown.clone());
+    let accept = listener::serve(listeners, daemon.clone(), guard, shutdown.clone());
     let graceful = tokio::select! {
         g = accept => g,
         reason = store.failed() => {

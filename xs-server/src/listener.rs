@@ -1,11 +1,13 @@
 //! Listening: binds the owner-only Unix socket (replacing a stale one; the store lock already
-//! proves no other daemon owns it) and an optional TCP address, and serves HTTP/1.1 on each.
+//! proves no other daemon owns it) and the TCP listeners (`--expose`, `--console`, optionally
+//! over TLS), and serves HTTP/1.1 on each with that listener's access rules.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::Daemon;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -13,19 +15,41 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
+use crate::api::Access;
+use crate::auth::Auth;
 use crate::error::ServeError;
+use crate::Daemon;
 
 /// hyper's read buffer, which bounds a request head; heads over `api::MAX_HEAD_BYTES` but
 /// under this get a JSON 431 from the API, bigger ones a bare 431 from hyper.
 const MAX_BUF_BYTES: usize = 256 * 1024;
+/// How long a TCP client gets to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a TCP listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The API (`--expose`), reads only when `read_only`.
+    Api { read_only: bool },
+    /// The web console (`--console`): its page, and the API read-only under `/api/`.
+    Console,
+}
 
 pub enum Listener {
     Unix(UnixListener),
-    Tcp(TcpListener),
+    Tcp(TcpListener, Role),
 }
 
-pub async fn bind(sock: &Path, expose: Option<&str>) -> Result<Vec<Listener>, ServeError> {
+/// What every TCP connection needs: the token, and TLS when configured.
+#[derive(Clone)]
+pub struct Guard {
+    pub auth: Arc<Auth>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+pub fn bind_unix(sock: &Path) -> Result<Listener, ServeError> {
     let io = |context: String| move |source| ServeError::Io { context, source };
     if sock.exists() {
         // We hold the store lock, so whatever socket is here has no daemon behind it.
@@ -37,25 +61,23 @@ pub async fn bind(sock: &Path, expose: Option<&str>) -> Result<Vec<Listener>, Se
         UnixListener::bind(sock).map_err(io(format!("binding socket {}", sock.display())))?;
     std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600))
         .map_err(io(format!("setting mode of {}", sock.display())))?;
-    let mut listeners = vec![Listener::Unix(unix)];
-    if let Some(addr) = expose {
-        let addr = if addr.starts_with(':') {
-            format!("127.0.0.1{addr}")
-        } else {
-            addr.to_string()
-        };
-        let tcp = TcpListener::bind(&addr)
-            .await
-            .map_err(io(format!("binding {addr}")))?;
-        let local = tcp.local_addr().map_err(io(format!("binding {addr}")))?;
-        if !local.ip().is_loopback() {
-            return Err(ServeError::Config(format!(
-                "--expose {addr}: only loopback addresses can be exposed until token auth exists"
-            )));
-        }
-        listeners.push(Listener::Tcp(tcp));
-    }
-    Ok(listeners)
+    Ok(Listener::Unix(unix))
+}
+
+/// Binds a TCP address (`host:port`, or `:port` for 127.0.0.1); returns the listener and the
+/// address it is bound to (port 0 picks a free one).
+pub async fn bind_tcp(addr: &str, role: Role) -> Result<(Listener, SocketAddr), ServeError> {
+    let io = |context: String| move |source| ServeError::Io { context, source };
+    let addr = if addr.starts_with(':') {
+        format!("127.0.0.1{addr}")
+    } else {
+        addr.to_string()
+    };
+    let tcp = TcpListener::bind(&addr)
+        .await
+        .map_err(io(format!("binding {addr}")))?;
+    let local = tcp.local_addr().map_err(io(format!("binding {addr}")))?;
+    Ok((Listener::Tcp(tcp, role), local))
 }
 
 /// Accepts connections on every listener until `shutdown` turns true. Returns the handle
@@ -63,6 +85,7 @@ pub async fn bind(sock: &Path, expose: Option<&str>) -> Result<Vec<Listener>, Se
 pub async fn serve(
     listeners: Vec<Listener>,
     daemon: Daemon,
+    guard: Option<Guard>,
     shutdown: watch::Receiver<bool>,
 ) -> GracefulShutdown {
     let graceful = Arc::new(GracefulShutdown::new());
@@ -71,18 +94,43 @@ pub async fn serve(
         let daemon = daemon.clone();
         let mut shutdown = shutdown.clone();
         let graceful = graceful.clone();
+        let guard = guard.clone();
         tasks.spawn(async move {
             loop {
-                tokio::select! {
+                let accepted = tokio::select! {
                     _ = crate::stopped(&mut shutdown) => return,
-                    conn = accept(&l) => match conn {
-                        Ok(Conn::Unix(s)) => spawn_conn(s, daemon.clone(), &graceful),
-                        Ok(Conn::Tcp(s)) => spawn_conn(s, daemon.clone(), &graceful),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    a = accept(&l) => a,
+                };
+                match (accepted, &guard) {
+                    (Ok(Conn::Unix(s)), _) => {
+                        spawn_conn(s, daemon.clone(), Service::Api(Access::Owner), &graceful)
+                    }
+                    (Ok(Conn::Tcp(s, role)), Some(guard)) => {
+                        let service = match role {
+                            Role::Api { read_only } => Service::Api(Access::Token {
+                                auth: guard.auth.clone(),
+                                read_only,
+                                cookies: false,
+                            }),
+                            Role::Console => Service::Console {
+                                auth: guard.auth.clone(),
+                                secure: guard.tls.is_some(),
+                            },
+                        };
+                        match &guard.tls {
+                            None => spawn_conn(s, daemon.clone(), service, &graceful),
+                            Some(tls) => {
+                                spawn_tls(s, tls.clone(), daemon.clone(), service, &graceful)
+                            }
                         }
-                    },
+                    }
+                    (Ok(Conn::Tcp(..)), None) => {
+                        tracing::error!("a TCP listener without a token: refusing the connection");
+                    }
+                    (Err(e), _) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                 }
             }
         });
@@ -93,24 +141,60 @@ pub async fn serve(
 
 enum Conn {
     Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
+    Tcp(tokio::net::TcpStream, Role),
+}
+
+/// What a connection's requests go to.
+#[derive(Clone)]
+enum Service {
+    Api(Access),
+    Console { auth: Arc<Auth>, secure: bool },
 }
 
 async fn accept(l: &Listener) -> std::io::Result<Conn> {
     match l {
         Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
-        Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+        Listener::Tcp(l, role) => l.accept().await.map(|(s, _)| {
             let _ = s.set_nodelay(true);
-            Conn::Tcp(s)
+            Conn::Tcp(s, *role)
         }),
     }
 }
 
-fn spawn_conn<S>(stream: S, daemon: Daemon, graceful: &GracefulShutdown)
+/// Completes the TLS handshake off the accept loop, then serves the connection.
+fn spawn_tls(
+    stream: tokio::net::TcpStream,
+    tls: TlsAcceptor,
+    daemon: Daemon,
+    service: Service,
+    graceful: &Arc<GracefulShutdown>,
+) {
+    let graceful = graceful.clone();
+    tokio::spawn(async move {
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(s)) => spawn_conn(s, daemon, service, &graceful),
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    });
+}
+
+fn spawn_conn<S>(stream: S, daemon: Daemon, service: Service, graceful: &GracefulShutdown)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| crate::api::handle(daemon.clone(), req));
+    let service = service_fn(move |req| {
+        let daemon = daemon.clone();
+        let service = service.clone();
+        async move {
+            match service {
+                Service::Api(access) => crate::api::handle(daemon, req, access).await,
+                Service::Console { auth, secure } => {
+                    crate::console::handle(daemon, req, auth, secure).await
+                }
+            }
+        }
+    });
     let conn = http1::Builder::new()
         .max_buf_size(MAX_BUF_BYTES)
         .serve_connection(TokioIo::new(stream), service);

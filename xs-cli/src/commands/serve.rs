@@ -14,9 +14,22 @@ pub struct Args {
     /// else ~/.local/share/xs/store)
     #[arg(value_name = "STORE")]
     store: Option<String>,
-    /// Also serve the API on TCP at this address (:PORT or host:port)
+    /// Also serve the API on TCP at this address (:PORT or host:port); clients need the
+    /// token (see --token-file)
     #[arg(long, value_name = "ADDR")]
     expose: Option<String>,
+    /// Allow only reads on the --expose address (403 for everything else)
+    #[arg(long)]
+    expose_read_only: bool,
+    /// Serve the web console (read-only, token login) at this address (:PORT or host:port)
+    #[arg(long, value_name = "ADDR")]
+    console: Option<String>,
+    /// Serve --expose and --console over HTTPS with this PEM certificate chain
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Free space to keep on the store's filesystem: below it, appends fail with 507
     /// instead of filling the disk (default: 64 MiB)
     #[arg(long, value_name = "BYTES", env = "XS_MIN_FREE_SPACE")]
@@ -40,7 +53,7 @@ fn parse_http_ttl(s: &str) -> Result<xs::Ttl, String> {
     xs_server::gateway::check_ttl(ttl)
 }
 
-pub async fn run(args: Args) -> Result<()> {
+pub async fn run(args: Args, token_file: Option<std::path::PathBuf>) -> Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
     tracing_subscriber::fmt()
@@ -52,6 +65,13 @@ pub async fn run(args: Args) -> Result<()> {
     xs_server::serve(xs_server::ServeOptions {
         store,
         expose: args.expose,
+        expose_read_only: args.expose_read_only,
+        console: args.console,
+        token_file,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| xs_server::TlsFiles { cert, key }),
         min_free_space: args.min_free_space,
         http: args.http.map(|addr| xs_server::gateway::GatewayOptions {
             addr,

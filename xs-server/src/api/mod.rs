@@ -25,11 +25,14 @@ pub use append::decode_meta;
 pub(crate) use cas::{content_body, read_content};
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::auth::{Auth, Refused};
 use crate::body::{self, Body};
 use crate::error::ApiError;
 use crate::Daemon;
@@ -43,10 +46,56 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const JSON: &str = "application/json";
 pub const NDJSON: &str = "application/x-ndjson";
 
+/// Who may do what through one listener.
+#[derive(Clone)]
+pub enum Access {
+    /// The Unix socket: its 0600 mode is the access control, and everything is allowed.
+    Owner,
+    /// A TCP listener: a valid token is needed (or, with `cookies`, a console session), and
+    /// with `read_only` only reads are allowed.
+    Token {
+        auth: Arc<Auth>,
+        read_only: bool,
+        cookies: bool,
+    },
+}
+
+/// How much of a refused unauthenticated request's body is read (and dropped) so that the
+/// client gets the 401 instead of a reset connection.
+const UNAUTHORIZED_DRAIN: usize = 64 * 1024;
+
 /// Answers one request. Never fails: errors become a status and a `{"error"}` body.
-pub async fn handle(daemon: Daemon, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Access is checked first, from the request head alone: a refused request's body is never
+/// used and no route runs.
+pub async fn handle(
+    daemon: Daemon,
+    req: Request<Incoming>,
+    access: Access,
+) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    if let Access::Token {
+        auth,
+        read_only,
+        cookies,
+    } = &access
+    {
+        if let Err(Refused::Unauthorized(why)) = auth.check(req.headers(), *cookies) {
+            tracing::info!(%method, %path, reason = why, "unauthorized request refused");
+            // A client waiting for `100 Continue` never gets it: it sends no body at all.
+            if !req.headers().contains_key(hyper::header::EXPECT) {
+                drain_bounded(req.into_body(), UNAUTHORIZED_DRAIN, Duration::from_secs(1)).await;
+            }
+            return Ok(unauthorized(why, !*cookies));
+        }
+        if let Err(e) =
+            same_origin(&req).and_then(|()| if *read_only { only_reads(&req) } else { Ok(()) })
+        {
+            tracing::info!(%method, %path, error = %e.message, "request refused");
+            drain(req.into_body()).await;
+            return Ok(error_response(&e));
+        }
+    }
     let res = if head_size(&req) > MAX_HEAD_BYTES {
         let e = ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -127,15 +176,78 @@ fn head_size(req: &Request<Incoming>) -> usize {
     uri + headers
 }
 
+/// A 401: the reason, and the schemes a client may use (`Bearer`, and with `basic` also
+/// `Basic` with the token as the password; not for the console's page, where a browser would
+/// open its own login dialog).
+fn unauthorized(why: &str, basic: bool) -> Response<Body> {
+    let e = ApiError::new(StatusCode::UNAUTHORIZED, why);
+    let mut res = error_response(&e);
+    let h = res.headers_mut();
+    h.append(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"xs\""),
+    );
+    if basic {
+        h.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"xs\", charset=\"UTF-8\""),
+        );
+    }
+    res
+}
+
+/// Refuses a request a browser sent from another origin (its `Origin` is not this host), so a
+/// web page cannot use credentials the browser remembers (Basic auth, a console session).
+fn same_origin(req: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get(ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("cross-origin request refused (Origin {origin} is not this server)"),
+    ))
+}
+
+/// In read-only mode, only reads pass: `GET`, without `ack` (which moves a consumer).
+fn only_reads(req: &Request<Incoming>) -> Result<(), ApiError> {
+    let forbidden = |what: String| {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this listener is read-only: {what} is not allowed"),
+        ))
+    };
+    if req.method() != Method::GET {
+        return forbidden(format!("{} {}", req.method(), req.uri().path()));
+    }
+    let pairs = xs::read::parse_query(req.uri().query().unwrap_or("")).unwrap_or_default();
+    if pairs.iter().any(|(k, _)| k == "ack") {
+        return forbidden("ack (it moves a consumer's position)".into());
+    }
+    Ok(())
+}
+
 /// Reads and drops what is left of a refused request's body (up to a bound), so the client,
 /// still sending, gets the error answer instead of a reset connection.
-pub async fn drain(mut body: Incoming) {
+pub async fn drain(body: Incoming) {
+    drain_bounded(body, 64 * 1024 * 1024, Duration::from_secs(5)).await;
+}
+
+async fn drain_bounded(mut body: Incoming, max: usize, within: Duration) {
     use http_body_util::BodyExt;
-    const MAX_DRAIN: usize = 64 * 1024 * 1024;
     let mut seen = 0;
-    let deadline = tokio::time::sleep(std::time::Duration::from_secs(5));
+    let deadline = tokio::time::sleep(within);
     tokio::pin!(deadline);
-    while seen < MAX_DRAIN {
+    while seen < max {
         tokio::select! {
             f = body.frame() => match f {
                 Some(Ok(f)) => seen += f.data_ref().map_or(0, |d| d.len()),
