@@ -3,7 +3,6 @@
 //! cross-origin request is refused; the Unix socket needs no token.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 
 use base64::Engine;
 
@@ -173,7 +172,7 @@ fn a_bad_token_to_eval_runs_nothing() {
         assert_401(&r);
     }
     // Give a script that had started every chance to show it.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(!marker.exists(), "the script ran");
     assert_eq!(topics(&d.frames()), ["xs.start"]);
 

@@ -83,6 +83,7 @@ impl Daemon {
     }
 
     /// The fixture's temp dir (the store is `store` inside it).
+    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
     pub fn dir(&self) -> &std::path::Path {
         self.tmp.path()
     }
