@@ -24,7 +24,16 @@ fn errors_are_one_xs_line_on_stderr_with_exit_1() {
         (vec!["cas-post", d.addr()], b"", "empty"),
         (vec!["cat", d.addr(), "-T", "a b"], b"", "a b"),
         (vec!["last", d.addr(), "nothing"], b"", "no frames"),
-        (vec!["version", "https://localhost:1"], b"", "https"),
+        (
+            vec!["version", "https://localhost:1"],
+            b"",
+            "no xs daemon at https://localhost:1",
+        ),
+        (
+            vec!["version", "http://localhost:1"],
+            b"",
+            "no xs daemon at localhost:1",
+        ),
         (vec!["scru128", "unpack", "zzz"], b"", "zzz"),
         (vec!["scru128", "pack"], b"{}", "timestamp"),
     ];

@@ -283,13 +283,22 @@ impl Client {
 
     fn connect_error(&self, e: io::Error) -> anyhow::Error {
         match (&self.addr, e.kind()) {
-            (Addr::Unix { store, .. }, io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => anyhow!(
+            (
+                Addr::Unix { store, .. },
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused,
+            ) => anyhow!(
                 "no xs daemon at {} (start one with: xs serve {})",
                 self.addr,
                 store.display()
             ),
-            (Addr::Tcp { host_port, .. }, io::ErrorKind::ConnectionRefused) => anyhow!(
-                "no xs daemon at {host_port} (start one with: xs serve <store> --expose {host_port})"
+            (Addr::Tcp { host_port, tls }, io::ErrorKind::ConnectionRefused) => anyhow!(
+                "no xs daemon at {} (start one with: xs serve <store> --expose {host_port}{})",
+                self.addr,
+                if *tls {
+                    " --tls-cert CERT --tls-key KEY"
+                } else {
+                    ""
+                }
             ),
             _ => anyhow!("cannot connect to the xs daemon at {}: {e}", self.addr),
         }
