@@ -89,19 +89,6 @@ pub fn request(
     parse_response(&raw)
 }
 
-/// The same request over TCP (the `--http` gateway at `addr`).
-pub fn tcp_request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Resp> {
-    let bytes = request_bytes(method, path, headers, body);
-    let raw = tcp_exchange(addr, &bytes, false)?;
-    parse_response(&raw)
-}
-
 fn request_bytes(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
     for (k, v) in headers {
