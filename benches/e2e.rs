@@ -366,7 +366,7 @@ fn cpu_by_thread(pid: u32) -> String {
         *by_name.entry(name.trim().to_string()).or_default() += cpu;
     }
     let mut v: Vec<_> = by_name.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
     v.iter()
         .map(|(n, d)| format!("{n} {:.1} s", d.as_secs_f64()))
         .collect::<Vec<_>>()
