@@ -148,21 +148,25 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         ));
         let n = sizes.append_1conn;
         let cpu = CpuMeter::start(daemon.pid());
+        let c0 = commits(&sock).await?;
         let el = append_load(&sock, 1, n, |_| "bench.one").await?;
         report("append_1conn", n as f64 / el.as_secs_f64(), "frames/s");
         summary.push(format!(
-            "append_1conn: {n} frames in {el:.2?}; {}",
-            cpu.describe(el)
+            "append_1conn: {n} frames in {el:.2?}; {}; {}",
+            cpu.describe(el),
+            describe_commits(c0, commits(&sock).await?, n)
         ));
     }
     if sel.wants("append_32conn") {
         let n = sizes.append_32conn;
         let cpu = CpuMeter::start(daemon.pid());
+        let c0 = commits(&sock).await?;
         let el = append_load(&sock, CONNS, n, |_| "bench.one").await?;
         report("append_32conn", n as f64 / el.as_secs_f64(), "frames/s");
         summary.push(format!(
-            "append_32conn: {n} frames in {el:.2?}; {}",
-            cpu.describe(el)
+            "append_32conn: {n} frames in {el:.2?}; {}; {}",
+            cpu.describe(el),
+            describe_commits(c0, commits(&sock).await?, n)
         ));
     }
     if sel.wants("append_expect_32conn") {
@@ -645,6 +649,36 @@ async fn handler_throughput(sock: &Path, n: usize) -> Result<Duration> {
 
 /// Median round trip of `GET /version` on one keep-alive connection: the cost of a request
 /// that touches no store, to set against the append figures.
+/// The daemon's commit count and total commit time so far (from `GET /metrics`).
+async fn commits(sock: &Path) -> Result<(f64, f64)> {
+    let mut conn = Conn::open(sock, false).await?;
+    let res = conn.request(Method::GET, "/metrics", None).await?;
+    let text = res.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        value("xs_commit_duration_seconds_count "),
+        value("xs_commit_duration_seconds_sum "),
+    ))
+}
+
+/// "N frames per commit, commits took X us on average" over a phase of `frames` appends.
+fn describe_commits(before: (f64, f64), after: (f64, f64), frames: usize) -> String {
+    let n = after.0 - before.0;
+    if n <= 0.0 {
+        return "no commits counted".into();
+    }
+    format!(
+        "{:.1} frames per commit, a commit (write + fdatasync) took {:.0} us on average",
+        frames as f64 / n,
+        (after.1 - before.1) / n * 1e6
+    )
+}
+
 async fn version_rtt_p50(sock: &Path, n: usize) -> Result<Duration> {
     let mut conn = Conn::open(sock, false).await?;
     let mut lat = Vec::with_capacity(n);
