@@ -15,10 +15,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
@@ -37,9 +34,6 @@ pub const REQUEST_TOPIC: &str = "http.request";
 pub const RESPONSE_TOPIC: &str = "http.response";
 /// How long a request waits for its response unless `--http-timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// hyper's read buffer, which bounds a request head (as on the API socket).
-const MAX_BUF_BYTES: usize = 256 * 1024;
 
 /// How the gateway was configured (`--http`, `--http-timeout`, `--http-ttl`).
 #[derive(Debug, Clone)]
@@ -135,18 +129,9 @@ pub async fn serve(
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let (daemon, opts) = (daemon.clone(), opts.clone());
-                    let service = service_fn(move |req| {
-                        handle(daemon.clone(), opts.clone(), remote, req)
-                    });
-                    let conn = http1::Builder::new()
-                        .max_buf_size(MAX_BUF_BYTES)
-                        .serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "gateway connection ended with an error");
-                        }
-                    });
+                    let handler =
+                        move |req| handle(daemon.clone(), opts.clone(), remote, req);
+                    crate::listener::serve_http1(stream, handler, &graceful, "gateway connection");
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "gateway accept failed");

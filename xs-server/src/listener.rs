@@ -183,7 +183,7 @@ fn spawn_conn<S>(stream: S, daemon: Daemon, service: Service, graceful: &Gracefu
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    let handler = move |req| {
         let daemon = daemon.clone();
         let service = service.clone();
         async move {
@@ -194,14 +194,32 @@ where
                 }
             }
         }
-    });
+    };
+    serve_http1(stream, handler, graceful, "connection");
+}
+
+/// Serves HTTP/1.1 on one accepted connection until it ends or the daemon stops (`graceful`);
+/// `what` names the connection in the log.
+pub(crate) fn serve_http1<S, F, R>(
+    stream: S,
+    handler: F,
+    graceful: &GracefulShutdown,
+    what: &'static str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> R + Send + 'static,
+    R: std::future::Future<
+            Output = Result<hyper::Response<crate::body::Body>, std::convert::Infallible>,
+        > + Send
+        + 'static,
+{
     let conn = http1::Builder::new()
         .max_buf_size(MAX_BUF_BYTES)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(stream), service_fn(handler));
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection ended with an error");
+            tracing::debug!(error = %e, "{what} ended with an error");
         }
     });
 }
