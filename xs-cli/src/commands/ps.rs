@@ -1,4 +1,4 @@
-//! `xs ps [ADDR]`: lists the processors (for now, webhooks) as NDJSON
+//! `xs ps [ADDR]`: lists the processors (handlers, generators, actions, webhooks) as NDJSON
 //! `{"kind","name","state","since","position","last_error",...}` (`GET /ps`).
 
 use anyhow::Result;
