@@ -2,7 +2,8 @@
 //! socket with a hyper HTTP/1.1 client, printing one `bench <name> <value> <unit>` line per figure.
 //!
 //! Usage: `scripts/bench.sh [--quick] [NAME_PREFIX...]`, e.g. `scripts/bench.sh append_1conn`.
-//! Figures: append_1conn, append_32conn, append_expect_32conn, build_store, replay_all, replay_topic,
+//! Figures: fjall_bare_1writer, fjall_bare_batch32 (what the disk allows: a bare fjall loop),
+//! append_1conn, append_32conn, append_expect_32conn, build_store, replay_all, replay_topic,
 //! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`),
 //! handler_first_100k (frames/s through a handler with a trivial closure, from the first frame).
 //! `--quick` uses a 100k store and names the restart figure `start_time_quick` instead.
@@ -37,6 +38,8 @@ fn body() -> Bytes {
     Bytes::from(b)
 }
 const FIGURES: &[&str] = &[
+    "fjall_bare_1writer",
+    "fjall_bare_batch32",
     "append_1conn",
     "append_32conn",
     "append_expect_32conn",
@@ -137,6 +140,27 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
 
+    // What this disk allows: bare fjall, one entry per frame, in the same minutes.
+    let mut bare = [None, None];
+    let yardsticks = [
+        ("fjall_bare_1writer", 1, "append_1conn"),
+        ("fjall_bare_batch32", CONNS, "append_32conn"),
+    ];
+    for (i, (name, per_commit, paired)) in yardsticks.into_iter().enumerate() {
+        if sel.wants(name) || sel.wants(paired) {
+            let n = if per_commit == 1 {
+                sizes.append_1conn
+            } else {
+                sizes.append_32conn
+            };
+            let dir = tmp.path().join(name);
+            let rate =
+                tokio::task::spawn_blocking(move || fjall_bare(&dir, n, per_commit)).await??;
+            report(name, rate, "frames/s");
+            bare[i] = Some(rate);
+        }
+    }
+
     let (daemon, _) = Daemon::start(&store, tmp.path().join("daemon1.log")).await?;
     let sock = store.join("sock");
 
@@ -150,9 +174,11 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         let cpu = CpuMeter::start(daemon.pid());
         let c0 = commits(&sock).await?;
         let el = append_load(&sock, 1, n, |_| "bench.one").await?;
-        report("append_1conn", n as f64 / el.as_secs_f64(), "frames/s");
+        let rate = n as f64 / el.as_secs_f64();
+        report("append_1conn", rate, "frames/s");
         summary.push(format!(
-            "append_1conn: {n} frames in {el:.2?}; {}; {}",
+            "append_1conn: {n} frames in {el:.2?}{}; {}; {}",
+            of_bare(rate, bare[0], "fjall_bare_1writer"),
             cpu.describe(el),
             describe_commits(c0, commits(&sock).await?, n)
         ));
@@ -162,9 +188,11 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         let cpu = CpuMeter::start(daemon.pid());
         let c0 = commits(&sock).await?;
         let el = append_load(&sock, CONNS, n, |_| "bench.one").await?;
-        report("append_32conn", n as f64 / el.as_secs_f64(), "frames/s");
+        let rate = n as f64 / el.as_secs_f64();
+        report("append_32conn", rate, "frames/s");
         summary.push(format!(
-            "append_32conn: {n} frames in {el:.2?}; {}; {}",
+            "append_32conn: {n} frames in {el:.2?}{}; {}; {}",
+            of_bare(rate, bare[1], "fjall_bare_batch32"),
             cpu.describe(el),
             describe_commits(c0, commits(&sock).await?, n)
         ));
@@ -317,6 +345,34 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// The yardstick for appends: a bare fjall loop writing one 250-byte entry per frame
+/// (about a stored frame with its content), `per_commit` entries per batch, each batch
+/// persisted with fdatasync. Frames per second.
+fn fjall_bare(dir: &Path, frames: usize, per_commit: usize) -> Result<f64> {
+    let db = fjall::Database::builder(dir).open()?;
+    let ks = db.keyspace("frames", fjall::KeyspaceCreateOptions::default)?;
+    let value = [b'x'; 250];
+    let t = Instant::now();
+    for start in (0..frames).step_by(per_commit) {
+        let mut batch = db.batch().durability(Some(fjall::PersistMode::SyncData));
+        for i in start..(start + per_commit).min(frames) {
+            batch.insert(&ks, (i as u64).to_be_bytes(), value);
+        }
+        batch.commit()?;
+    }
+    Ok(frames as f64 / t.elapsed().as_secs_f64())
+}
+
+/// ", N% of <bare figure>" when that figure was measured in this run.
+fn of_bare(rate: f64, bare: Option<f64>, name: &str) -> String {
+    bare.map_or(String::new(), |b| {
+        format!(
+            " ({:.0}% of {name}, measured minutes before)",
+            rate / b * 100.0
+        )
+    })
+}
 
 fn report(name: &str, value: f64, unit: &str) {
     let v = if value >= 100.0 {

@@ -3,6 +3,7 @@
 //! closed stdout pipe is success.
 
 mod addr;
+mod allocator;
 mod client;
 mod commands;
 mod progress;
@@ -124,13 +125,10 @@ fn main() -> ExitCode {
 
 fn run(command: Command, token_file: Option<std::path::PathBuf>) -> Result<()> {
     match command {
-        Command::Serve(args) => {
-            one_malloc_arena();
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(serve::run(args, token_file))
-        }
+        Command::Serve(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve::run(args, token_file)),
         Command::Append(args) => client(append::run(args)),
         Command::Cat(args) => client(cat::run(args)),
         Command::Last(args) => client(last::run(args)),
@@ -154,22 +152,6 @@ fn run(command: Command, token_file: Option<std::path::PathBuf>) -> Result<()> {
         Command::Restore(args) => client(restore::run(args)),
         Command::Version(args) => client(version::run(args)),
         Command::Scru128(args) => client(scru128::run(args)),
-    }
-}
-
-/// glibc gives threads that allocate their own malloc arenas (up to 8 per core), each keeping
-/// what was freed in it: the daemon's runtime, writer, storage workers and blocking reads
-/// would hold several. One arena (threads still have their own small caches) keeps the
-/// daemon's peak RSS ~20% lower under load (`daemon_rss_peak`: 121 → 100 MiB, README).
-/// `MALLOC_ARENA_MAX` in the environment wins.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        #[allow(unsafe_code)]
-        // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
     }
 }
 
