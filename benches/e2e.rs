@@ -4,6 +4,7 @@
 //! Usage: `scripts/bench.sh [--quick] [NAME_PREFIX...]`, e.g. `scripts/bench.sh append_1conn`.
 //! Figures: fjall_bare_1writer, fjall_bare_batch32 (what the disk allows: a bare fjall loop),
 //! append_1conn, append_32conn, append_expect_32conn, build_store, replay_all, replay_topic,
+//! replay_prefix (`?topic=bench.*`, dense through the index),
 //! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`),
 //! handler_first_100k (frames/s through a handler with a trivial closure, from the first frame).
 //! `--quick` uses a 100k store and names the restart figure `start_time_quick` instead.
@@ -46,6 +47,7 @@ const FIGURES: &[&str] = &[
     "build_store",
     "replay_all",
     "replay_topic",
+    "replay_prefix",
     "follow_latency_p50",
     "follow_latency_p99",
     "start_time_1m",
@@ -211,9 +213,15 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
             cpu.describe(el)
         ));
     }
-    let needs_store = ["build_store", "replay_all", "replay_topic", "start_time_1m"]
-        .iter()
-        .any(|f| sel.wants(f));
+    let needs_store = [
+        "build_store",
+        "replay_all",
+        "replay_topic",
+        "replay_prefix",
+        "start_time_1m",
+    ]
+    .iter()
+    .any(|f| sel.wants(f));
     let mut rare = 0;
     if needs_store {
         let n = sizes.store;
@@ -254,6 +262,16 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         report("replay_topic", lines as f64 / el.as_secs_f64(), "frames/s");
         summary.push(format!(
             "replay_topic: {lines} frames, {:.1} MiB in {el:.2?}; {}",
+            bytes as f64 / MIB,
+            cpu.describe(el)
+        ));
+    }
+    if sel.wants("replay_prefix") {
+        let cpu = CpuMeter::start(daemon.pid());
+        let (lines, bytes, el) = replay(&sock, "/?topic=bench.*").await?;
+        report("replay_prefix", lines as f64 / el.as_secs_f64(), "frames/s");
+        summary.push(format!(
+            "replay_prefix: `?topic=bench.*` (every frame the bench appended, through the topic index): {lines} frames, {:.1} MiB in {el:.2?}; {}",
             bytes as f64 / MIB,
             cpu.describe(el)
         ));

@@ -230,10 +230,20 @@ impl Store {
                 fjall::compaction::Leveled::default().with_l0_threshold(16),
             ))
         };
+        // The log is read by id from the topic index, and those reads always hit: 16 KiB
+        // blocks hold the ~10 frames of a 1-in-10 topic that one 4 KiB block would need 4
+        // loads for, and the last level needs no bloom filter. `replay_topic` 206k -> 332k
+        // frames/s, `replay_all` 1.45M -> 1.81M in one sitting. (fjall keeps a keyspace's
+        // options from its creation: stores created before keep 4 KiB blocks.)
+        let frames_opts = || {
+            ks_opts()
+                .data_block_size_policy(fjall::config::BlockSizePolicy::all(16 * 1024))
+                .expect_point_read_hits(true)
+        };
         let ks = Keyspaces {
             space: Arc::new(space::Space::new(&path, opts.min_free_bytes)),
             metrics: Arc::default(),
-            frames: db.keyspace("frames", ks_opts)?,
+            frames: db.keyspace("frames", frames_opts)?,
             idx_topic: db.keyspace("idx_topic", ks_opts)?,
             idx_expiry: db.keyspace("idx_expiry", ks_opts)?,
             cas: db.keyspace("cas", random_keyed)?,

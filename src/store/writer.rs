@@ -343,7 +343,15 @@ impl WriterState {
                 frame.id
             )));
         }
-        if let Some((old_topic, old_exp)) = self.lookup(&frame.id).unwrap_or(None) {
+        // An id above every stored one replaces nothing (no read: the log's last level has
+        // no bloom filter to answer a miss cheaply).
+        let fresh = self.last_id.is_none_or(|l| frame.id > l);
+        let old = if fresh {
+            None
+        } else {
+            self.lookup(&frame.id).unwrap_or(None)
+        };
+        if let Some((old_topic, old_exp)) = old {
             // Re-import over an existing frame: drop the index entries the new one won't have.
             let new: HashSet<&str> = index_prefixes(&frame.topic).collect();
             for p in index_prefixes(&old_topic).filter(|p| !new.contains(p)) {
