@@ -232,9 +232,9 @@ impl Store {
         };
         // The log is read by id from the topic index, and those reads always hit. A 16 KiB
         // block holds ~100 frames, so a 1-in-10 topic loads one block per ~10 matching frames
-        // instead of one per ~2.5, and the last level needs no bloom filter. `replay_topic` 206k -> 332k
-        // frames/s, `replay_all` 1.45M -> 1.81M in one sitting. (fjall keeps a keyspace's
-        // options from its creation: stores created before keep 4 KiB blocks.)
+        // instead of one per ~2.5, and the last level needs no bloom filter. `replay_topic`
+        // 206k -> 332k frames/s, `replay_all` 1.45M -> 1.81M in one sitting. (fjall keeps a
+        // keyspace's options from its creation: stores created before keep 4 KiB blocks.)
         let frames_opts = || {
             ks_opts()
                 .data_block_size_policy(fjall::config::BlockSizePolicy::all(16 * 1024))

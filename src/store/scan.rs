@@ -208,7 +208,7 @@ impl Store {
 
 /// Reads the log at ascending ids, as a topic-filtered replay does. Where the wanted frames
 /// are dense it walks one iterator forward (sequential block reads, no index seek per frame:
-/// `?topic=bench.*` over a 1M-frame store 2.3 s → 0.9 s); where they are sparse it falls back
+/// `?topic=bench.*` over a 1M-frame store 2.1 s → 0.8 s); where they are sparse it falls back
 /// to point reads.
 struct LogCursor<'a> {
     frames: &'a fjall::Keyspace,

@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// building the 1M-frame store: 117 MiB with mimalloc's defaults, 63 MiB with these.
 /// The numbers are indices in mimalloc v3's `mi_option_t`; libmimalloc-sys is pinned in
 /// Cargo.toml and `tests::options_are_set` checks them against the variables' names.
+#[cfg(target_os = "linux")]
 const OPTIONS: [(libmimalloc_sys::mi_option_t, &std::ffi::CStr); 2] = [
     (4, c"MIMALLOC_ARENA_EAGER_COMMIT"),
     (15, c"MIMALLOC_PURGE_DELAY"),
@@ -20,11 +21,14 @@ const OPTIONS: [(libmimalloc_sys::mi_option_t, &std::ffi::CStr); 2] = [
 
 /// Runs from `.init_array`, before `main` and the first allocation: that allocation reserves
 /// mimalloc's first arena, which `arena_eager_commit` set any later would not apply to.
+/// (Linux only; elsewhere mimalloc keeps its defaults.)
+#[cfg(target_os = "linux")]
 #[used]
 #[allow(unsafe_code)]
 #[unsafe(link_section = ".init_array")]
 static TUNE: extern "C" fn() = tune;
 
+#[cfg(target_os = "linux")]
 extern "C" fn tune() {
     for (option, var) in OPTIONS {
         #[allow(unsafe_code)]
@@ -38,7 +42,7 @@ extern "C" fn tune() {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::OPTIONS;
 
