@@ -172,6 +172,13 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
             "baseline: GET /version round trip p50 {:.0} us (HTTP + scheduling, no store)",
             rtt.as_secs_f64() * 1e6
         ));
+        let path = tmp.path().join("sync-write");
+        let sync = tokio::task::spawn_blocking(move || sync_write_p50(&path, 2_000)).await??;
+        summary.push(format!(
+            "baseline: pwrite + fdatasync of {SYNC_WRITE} bytes p50 {:.0} us; with the round trip above, one connection's ceiling is {:.0} appends/s",
+            sync.as_secs_f64() * 1e6,
+            1.0 / (sync + rtt).as_secs_f64()
+        ));
         let n = sizes.append_1conn;
         let cpu = CpuMeter::start(daemon.pid());
         let c0 = commits(&sock).await?;
@@ -380,6 +387,26 @@ fn fjall_bare(dir: &Path, frames: usize, per_commit: usize) -> Result<f64> {
         batch.commit()?;
     }
     Ok(frames as f64 / t.elapsed().as_secs_f64())
+}
+
+/// About the journal bytes of one append (its fjall batch).
+const SYNC_WRITE: usize = 680;
+
+/// The disk's floor for one durable append: median time of a `SYNC_WRITE`-byte `pwrite` +
+/// `fdatasync` loop on a plain file, nothing else.
+fn sync_write_p50(path: &Path, n: usize) -> Result<Duration> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::create(path)?;
+    let buf = [b'x'; SYNC_WRITE];
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        file.write_all_at(&buf, (i * SYNC_WRITE) as u64)?;
+        file.sync_data()?;
+        took.push(t.elapsed());
+    }
+    took.sort_unstable();
+    Ok(took[n / 2])
 }
 
 /// ", N% of <bare figure>" when that figure was measured in this run.
