@@ -249,39 +249,21 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         ));
     }
     if sel.wants("replay_all") {
-        let cpu = CpuMeter::start(daemon.pid());
-        let (lines, bytes, el) = replay(&sock, "/").await?;
-        report("replay_all", lines as f64 / el.as_secs_f64(), "frames/s");
-        summary.push(format!(
-            "replay_all: {lines} frames, {:.1} MiB in {el:.2?}; {}",
-            bytes as f64 / MIB,
-            cpu.describe(el)
-        ));
+        replay_figure(&sock, daemon.pid(), "replay_all", "/", "", &mut summary).await?;
     }
     if sel.wants("replay_topic") {
-        let cpu = CpuMeter::start(daemon.pid());
-        let (lines, bytes, el) = replay(&sock, "/?topic=bench.rare").await?;
+        let q = "/?topic=bench.rare";
+        let lines = replay_figure(&sock, daemon.pid(), "replay_topic", q, "", &mut summary).await?;
         if needs_store && lines != rare {
             return Err(
                 format!("replay_topic: expected {rare} bench.rare frames, got {lines}").into(),
             );
         }
-        report("replay_topic", lines as f64 / el.as_secs_f64(), "frames/s");
-        summary.push(format!(
-            "replay_topic: {lines} frames, {:.1} MiB in {el:.2?}; {}",
-            bytes as f64 / MIB,
-            cpu.describe(el)
-        ));
     }
     if sel.wants("replay_prefix") {
-        let cpu = CpuMeter::start(daemon.pid());
-        let (lines, bytes, el) = replay(&sock, "/?topic=bench.*").await?;
-        report("replay_prefix", lines as f64 / el.as_secs_f64(), "frames/s");
-        summary.push(format!(
-            "replay_prefix: `?topic=bench.*` (every frame the bench appended, through the topic index): {lines} frames, {:.1} MiB in {el:.2?}; {}",
-            bytes as f64 / MIB,
-            cpu.describe(el)
-        ));
+        let what = "`?topic=bench.*` (every frame the bench appended, through the topic index): ";
+        let q = "/?topic=bench.*";
+        replay_figure(&sock, daemon.pid(), "replay_prefix", q, what, &mut summary).await?;
     }
     if sel.wants("follow_latency") {
         let mut lat = follow_latency(&sock, sizes.follow).await?;
@@ -926,6 +908,26 @@ async fn append_expect_load(sock: &Path, conns: usize, n: usize) -> Result<Durat
         task.await??;
     }
     Ok(t.elapsed())
+}
+
+/// Replays `path` as figure `name` (frames/s), with its summary line; returns the frames read.
+async fn replay_figure(
+    sock: &Path,
+    pid: u32,
+    name: &str,
+    path: &str,
+    what: &str,
+    summary: &mut Vec<String>,
+) -> Result<usize> {
+    let cpu = CpuMeter::start(pid);
+    let (lines, bytes, el) = replay(sock, path).await?;
+    report(name, lines as f64 / el.as_secs_f64(), "frames/s");
+    summary.push(format!(
+        "{name}: {what}{lines} frames, {:.1} MiB in {el:.2?}; {}",
+        bytes as f64 / MIB,
+        cpu.describe(el)
+    ));
+    Ok(lines)
 }
 
 /// Reads `path` to its end, counting newline-terminated lines as bytes arrive.
