@@ -33,8 +33,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The storage engine refused an operation; nothing of it was stored.
     #[error("storage engine: {0}")]
-    Storage(#[from] fjall::Error),
+    Storage(String),
+    /// The storage engine cannot go on (the daemon must stop): nothing more is stored.
+    #[error("storage failed for good: {0}")]
+    Failed(String),
     #[error("content store: {0}")]
     Cas(String),
     /// A write batch failed; nothing in it was stored.

@@ -1,68 +1,40 @@
-//! Runs one read as DESIGN.md §4 says: history in id order, then `xs.threshold` (unless
-//! `new`), then live frames; a follower that falls behind the live channel catches up from
-//! the store, so it never misses a stored frame. Output is encoded NDJSON or SSE chunks.
+//! The one read path: history in id order, then `xs.threshold` (unless `new`), then live
+//! frames, with `xs.pulse` markers when asked. A follower that falls behind the live channel
+//! catches up from history, so it never misses a stored frame. Every surface (HTTP NDJSON and
+//! SSE, consumers, processors, webhooks, the gateway, `.cat`) reads through [`Reader`].
 
-use std::future::Future;
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 
-type Receiver = broadcast::Receiver<Arc<LiveFrame>>;
-
-use crate::error::{Error, Result};
-use crate::frame::{write_json, Frame, Id};
+use crate::backend::{LiveFrame, Record};
+use crate::error::Result;
+use crate::frame::{Frame, Id};
 use crate::read::{Follow, ReadOptions};
-use crate::store::{LiveFrame, ReadGuard, ScanEnd, Store};
+use crate::store::{Counters, Store};
+use crate::topic::{TopicFilter, TopicPattern};
 use crate::ttl::Ttl;
 
-/// Chunks of history are sent once they reach this size.
-const CHUNK: usize = 64 * 1024;
-
-/// A piece of a read's output, and the id of the last stored or live frame in it (not a
-/// marker), so a consumer can acknowledge what it was handed (`ack=auto`).
-#[derive(Debug)]
-pub struct Chunk {
-    pub bytes: Bytes,
-    pub last: Option<Id>,
+/// One event of a read.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A frame: stored (history or live) or ephemeral (live only).
+    Frame(Record),
+    /// History is done; live frames follow (`xs.threshold`, made for this reader).
+    Threshold(Frame),
+    /// A pulse while following (`xs.pulse`, made for this reader).
+    Pulse(Frame),
 }
 
-impl From<Chunk> for Bytes {
-    fn from(c: Chunk) -> Bytes {
-        c.bytes
-    }
-}
-
-fn chunk(buf: Vec<u8>, last: Option<Id>) -> Chunk {
-    Chunk {
-        bytes: buf.into(),
-        last,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One frame JSON per line.
-    Ndjson,
-    /// Server-sent events: `id: <id>\ndata: <frame>\n\n`.
-    Sse,
-}
-
-/// Appends one encoded frame to `out`.
-pub fn encode(out: &mut Vec<u8>, format: Format, id: &Id, json: &[u8], with_timestamp: bool) {
-    match format {
-        Format::Ndjson => {
-            write_json(out, json, id, with_timestamp);
-            out.push(b'\n');
-        }
-        Format::Sse => {
-            out.extend_from_slice(b"id: ");
-            out.extend_from_slice(id.encode().as_bytes());
-            out.extend_from_slice(b"\ndata: ");
-            write_json(out, json, id, with_timestamp);
-            out.extend_from_slice(b"\n\n");
+impl Event {
+    /// The event's id and wire JSON.
+    pub fn json(&self) -> (Id, bytes::Bytes) {
+        match self {
+            Event::Frame(r) => (r.id, r.json.clone()),
+            Event::Threshold(f) | Event::Pulse(f) => (f.id, f.to_json().into()),
         }
     }
 }
@@ -78,146 +50,269 @@ pub fn marker_frame(topic: &str) -> Frame {
     }
 }
 
-/// Streams the read into `tx` until it is complete, `limit` is reached, or the receiver is
-/// dropped (the client went away). The live subscription is taken before this returns, so
-/// a frame appended after the call is never missed. `T` is `Bytes`, or [`Chunk`] to know
-/// which frames each piece carries.
-pub fn run<T: From<Chunk> + Send + 'static>(
-    store: Store,
-    opts: ReadOptions,
-    format: Format,
-    tx: mpsc::Sender<T>,
-) -> impl Future<Output = Result<()>> + Send + 'static {
-    let started = subscribe(&store, &opts);
-    let guard = store.read_opened();
-    async move {
-        let (rx, seen) = started?;
-        follow(store, opts, format, tx, rx, seen, guard).await
+/// A running read; dropping it ends the read.
+pub struct Reader {
+    rx: mpsc::Receiver<Result<Vec<Event>>>,
+    buf: VecDeque<Event>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
-/// Subscribes before history is scanned so no frame falls between the two; live frames at or
-/// below the returned id are already covered (by the scan, or by `new`).
-fn subscribe(store: &Store, opts: &ReadOptions) -> Result<(Option<Receiver>, Option<Id>)> {
-    if !opts.is_follow() {
-        return Ok((None, None));
-    }
-    if opts.new {
-        let last = store.last_id()?;
-        return Ok((Some(store.subscribe()), last));
-    }
-    Ok((Some(store.subscribe()), None))
-}
-
-async fn follow<T: From<Chunk> + Send + 'static>(
-    store: Store,
-    opts: ReadOptions,
-    format: Format,
-    tx: mpsc::Sender<T>,
-    mut rx: Option<Receiver>,
-    mut seen: Option<Id>,
-    mut guard: ReadGuard,
-) -> Result<()> {
-    let mut sent = 0usize;
-    if !opts.new {
-        let (end, gone) = send_history(&store, opts.clone(), format, &tx).await?;
-        if gone || end.stopped {
-            return Ok(());
-        }
-        sent = end.count;
-        seen = end.last_id;
-    }
-    let Some(rx) = rx.as_mut() else {
-        return Ok(());
-    };
-    let limit = opts.limit.unwrap_or(usize::MAX);
-    let wt = opts.with_timestamp;
-    guard.follow(seen);
-
-    if !opts.new {
-        let mut buf = Vec::new();
-        let t = marker_frame("xs.threshold");
-        encode(&mut buf, format, &t.id, &t.to_json(), wt);
-        if tx.send(chunk(buf, None).into()).await.is_err() {
-            return Ok(());
-        }
-    }
-
-    let mut pulse = match opts.follow {
-        Follow::Pulse(ms) => {
-            let period = Duration::from_millis(ms);
-            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            Some(i)
-        }
-        _ => None,
-    };
-
-    loop {
-        let mut buf = Vec::new();
-        let mut last = None;
-        let mut considered = None;
-        tokio::select! {
-            r = rx.recv() => match r {
-                Ok(f) => {
-                    let mut next = Some(f);
-                    // Take whatever else is already waiting, and send it as one chunk.
-                    for _ in 0..256 {
-                        let Some(f) = next.take() else { break };
-                        considered = Some(f.frame.id);
-                        if live_frame(&mut buf, &f, &opts, format, &mut seen) {
-                            sent += 1;
-                            last = seen;
-                            if sent >= limit {
-                                let _ = tx.send(chunk(buf, last).into()).await;
-                                return Ok(());
-                            }
-                        }
-                        match rx.try_recv() {
-                            Ok(f) => next = Some(f),
-                            Err(TryRecvError::Lagged(_)) => {
-                                // Handled by the next recv(), which reports the lag too.
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(RecvError::Lagged(_)) => {
-                    // Too slow for the live channel: catch up from the store, then go on live.
-                    *rx = store.subscribe();
-                    let mut o = opts.clone();
-                    o.new = false;
-                    o.last = None;
-                    o.from = None;
-                    o.after = seen;
-                    o.limit = Some(limit - sent);
-                    let (end, gone) = send_history(&store, o, format, &tx).await?;
-                    if gone {
-                        return Ok(());
-                    }
-                    sent += end.count;
-                    if end.last_id.is_some() {
-                        seen = end.last_id;
-                    }
-                    guard.seen(seen);
-                    if sent >= limit {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Err(RecvError::Closed) => return Ok(()),
-            },
-            _ = tick(&mut pulse) => {
-                let p = marker_frame("xs.pulse");
-                encode(&mut buf, format, &p.id, &p.to_json(), wt);
+impl Reader {
+    /// The next event; `None` once the read is complete (or the store closed).
+    pub async fn next(&mut self) -> Option<Result<Event>> {
+        if self.buf.is_empty() {
+            match self.rx.recv().await? {
+                Ok(events) => self.buf.extend(events),
+                Err(e) => return Some(Err(e)),
             }
-            _ = tx.closed() => return Ok(()),
         }
-        guard.seen(considered);
-        if !buf.is_empty() && tx.send(chunk(buf, last).into()).await.is_err() {
+        self.buf.pop_front().map(Ok)
+    }
+
+    /// Every event available now, waiting for at least one; `None` once the read is complete.
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<Event>>> {
+        if !self.buf.is_empty() {
+            return Some(Ok(self.buf.drain(..).collect()));
+        }
+        self.rx.recv().await
+    }
+
+    /// Events available now without waiting (at most `max`), for a caller that processes
+    /// what has arrived as one burst.
+    pub fn ready(&mut self, max: usize) -> Result<Vec<Event>> {
+        while self.buf.len() < max {
+            match self.rx.try_recv() {
+                Ok(events) => self.buf.extend(events?),
+                Err(_) => break,
+            }
+        }
+        let n = self.buf.len().min(max);
+        Ok(self.buf.drain(..n).collect())
+    }
+}
+
+/// Starts the read: subscribes to live frames now (if it follows), then runs on a task.
+pub(crate) fn start(store: Store, opts: ReadOptions, guard: Option<ReadGuard>) -> Reader {
+    let live = opts
+        .is_follow()
+        .then(|| store.subscribe(runtime_only(&opts.topic)));
+    let (tx, rx) = mpsc::channel(8);
+    let task = tokio::spawn(async move {
+        let mut read = Read {
+            store,
+            opts,
+            tx,
+            sent: 0,
+            seen: None,
+            floor: None,
+            guard,
+        };
+        if let Err(e) = read.run(live).await {
+            let _ = read.tx.send(Err(e)).await;
+        }
+    });
+    Reader {
+        rx,
+        buf: VecDeque::new(),
+        task,
+    }
+}
+
+/// Whether every topic the filter matches is a runtime topic (`xs.*`), so that the read can
+/// take the runtime channel and not be woken by every append.
+fn runtime_only(filter: &TopicFilter) -> bool {
+    match filter {
+        TopicFilter::All => false,
+        TopicFilter::Any(patterns) => patterns.iter().all(|p| match p {
+            TopicPattern::Exact(t) | TopicPattern::Descendants(t) => t.starts_with("xs."),
+        }),
+    }
+}
+
+/// Counts a read as open (and, once it follows, its position) for `GET /metrics`.
+pub(crate) struct ReadGuard {
+    counters: Arc<Counters>,
+    follower: Option<Arc<Mutex<Option<Id>>>>,
+}
+
+impl ReadGuard {
+    pub(crate) fn new(counters: Arc<Counters>) -> ReadGuard {
+        ReadGuard {
+            counters,
+            follower: None,
+        }
+    }
+
+    /// Marks the read as following (live), positioned at `seen`.
+    fn follow(&mut self, seen: Option<Id>) {
+        self.follower = Some(self.counters.follower(seen));
+    }
+
+    /// The follower has considered every frame up to `id` (delivered or filtered out).
+    fn seen(&self, id: Option<Id>) {
+        if let (Some(slot), Some(id)) = (&self.follower, id) {
+            let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if s.is_none_or(|p| p < id) {
+                *s = Some(id);
+            }
+        }
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        self.counters
+            .reads_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Live frames taken from the channel in one go at most.
+const LIVE_BURST: usize = 256;
+
+struct Read {
+    store: Store,
+    opts: ReadOptions,
+    tx: mpsc::Sender<Result<Vec<Event>>>,
+    /// Frames sent (markers not counted), against `limit`.
+    sent: usize,
+    /// The newest frame id considered: live frames at or below it are already covered.
+    seen: Option<Id>,
+    /// For a `new` read, the newest stored id when it started: where a lag catches up from
+    /// before any frame was seen.
+    floor: Option<Id>,
+    /// Counts the read for `GET /metrics` (not the daemon's own reads).
+    guard: Option<ReadGuard>,
+}
+
+impl Read {
+    fn limit(&self) -> usize {
+        self.opts.limit.unwrap_or(usize::MAX)
+    }
+
+    async fn run(&mut self, live: Option<broadcast::Receiver<Arc<LiveFrame>>>) -> Result<()> {
+        if self.opts.new {
+            self.floor = self.store.last_id().await?;
+        } else if !self.history(self.opts.clone()).await? {
             return Ok(());
         }
+        let Some(mut live) = live else {
+            return Ok(());
+        };
+        if let Some(g) = &mut self.guard {
+            g.follow(self.seen);
+        }
+        if !self.opts.new {
+            let t = Event::Threshold(marker_frame("xs.threshold"));
+            if self.tx.send(Ok(vec![t])).await.is_err() {
+                return Ok(());
+            }
+        }
+        let mut pulse = match self.opts.follow {
+            Follow::Pulse(ms) => {
+                let period = Duration::from_millis(ms);
+                let start = tokio::time::Instant::now() + period;
+                let mut i = tokio::time::interval_at(start, period);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                Some(i)
+            }
+            _ => None,
+        };
+        loop {
+            let mut events = Vec::new();
+            tokio::select! {
+                r = live.recv() => match r {
+                    Ok(f) => {
+                        let mut next = Some(f);
+                        let mut considered = None;
+                        for _ in 0..LIVE_BURST {
+                            let Some(f) = next.take() else { break };
+                            considered = Some(f.frame.id);
+                            if self.wants(&f) {
+                                self.seen = Some(f.frame.id);
+                                self.sent += 1;
+                                events.push(Event::Frame(Record {
+                                    id: f.frame.id,
+                                    json: f.json.clone(),
+                                }));
+                                if self.sent >= self.limit() {
+                                    let _ = self.tx.send(Ok(events)).await;
+                                    return Ok(());
+                                }
+                            }
+                            match live.try_recv() {
+                                Ok(f) => next = Some(f),
+                                // A lag is reported again by the next recv().
+                                Err(TryRecvError::Lagged(_)) | Err(_) => break,
+                            }
+                        }
+                        self.mark_seen(considered);
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        // Too slow for the live channel: catch up from history, then go on.
+                        live = self.store.subscribe(runtime_only(&self.opts.topic));
+                        let mut o = self.opts.clone();
+                        o.new = false;
+                        o.last = None;
+                        o.from = None;
+                        o.after = self.seen.or(self.floor);
+                        o.limit = Some(self.limit() - self.sent);
+                        if !self.history(o).await? {
+                            return Ok(());
+                        }
+                        self.mark_seen(self.seen);
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                _ = tick(&mut pulse) => events.push(Event::Pulse(marker_frame("xs.pulse"))),
+                _ = self.tx.closed() => return Ok(()),
+            }
+            if !events.is_empty() && self.tx.send(Ok(events)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn mark_seen(&self, id: Option<Id>) {
+        if let Some(g) = &self.guard {
+            g.seen(id);
+        }
+    }
+
+    /// Whether a live frame is new to this read and matches it.
+    fn wants(&self, f: &LiveFrame) -> bool {
+        self.seen.is_none_or(|s| f.frame.id > s) && self.opts.topic.matches(&f.frame.topic)
+    }
+
+    /// Sends the history `opts` selects; false when the read is over (limit reached, or the
+    /// reader went away).
+    async fn history(&mut self, opts: ReadOptions) -> Result<bool> {
+        let (ptx, mut prx) = mpsc::channel(4);
+        let scan = self.store.history(opts, ptx);
+        let tx = self.tx.clone();
+        let forward = async move {
+            while let Some(page) = prx.recv().await {
+                let events = page.into_iter().map(Event::Frame).collect();
+                if tx.send(Ok(events)).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        let (end, delivered) = tokio::join!(scan, forward);
+        let end = end?;
+        self.sent += end.count;
+        if end.last_id.is_some() {
+            self.seen = end.last_id;
+        }
+        Ok(delivered && !end.stopped && self.sent < self.limit())
     }
 }
 
@@ -228,60 +323,4 @@ async fn tick(pulse: &mut Option<tokio::time::Interval>) {
         }
         None => std::future::pending().await,
     }
-}
-
-/// Encodes a live frame if the read wants it; returns whether it did.
-fn live_frame(
-    buf: &mut Vec<u8>,
-    f: &Arc<LiveFrame>,
-    opts: &ReadOptions,
-    format: Format,
-    seen: &mut Option<Id>,
-) -> bool {
-    let id = f.frame.id;
-    if seen.is_some_and(|s| id <= s) {
-        return false;
-    }
-    if !opts.topic.matches(&f.frame.topic) {
-        return false;
-    }
-    *seen = Some(id);
-    encode(buf, format, &id, &f.json, opts.with_timestamp);
-    true
-}
-
-/// Scans history on a blocking thread, sending it in chunks. Returns how the scan ended and
-/// whether the receiver went away.
-async fn send_history<T: From<Chunk> + Send + 'static>(
-    store: &Store,
-    opts: ReadOptions,
-    format: Format,
-    tx: &mpsc::Sender<T>,
-) -> Result<(ScanEnd, bool)> {
-    let store = store.clone();
-    let tx = tx.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::with_capacity(CHUNK + 1024);
-        let mut gone = false;
-        let wt = opts.with_timestamp;
-        let mut last = None;
-        let end = store.scan(&opts, |f| {
-            encode(&mut buf, format, &f.id, f.json, wt);
-            last = Some(f.id);
-            if buf.len() >= CHUNK {
-                let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK + 1024));
-                if tx.blocking_send(chunk(full, last.take()).into()).is_err() {
-                    gone = true;
-                    return false;
-                }
-            }
-            true
-        })?;
-        if !gone && !buf.is_empty() && tx.blocking_send(chunk(buf, last).into()).is_err() {
-            gone = true;
-        }
-        Ok((end, gone))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("history scan task failed: {e}")))?
 }

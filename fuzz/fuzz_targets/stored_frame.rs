@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xs::store::codec;
+use xs::local::codec;
 use xs::{Frame, Id};
 
 fuzz_target!(|data: &[u8]| {

@@ -19,21 +19,24 @@ fn append(topic: usize, ttl: TtlSpec) -> AppendSpec {
 /// one by one (`plan_trims`).
 #[test]
 fn last_n_in_one_batch_is_applied_in_order() {
-    Harness::run(&[
-        Op::Append(append(5, TtlSpec::Forever)),
-        Op::Append(append(5, TtlSpec::Forever)),
-        Op::AppendBatch(vec![
-            append(5, TtlSpec::Last(3)),
-            append(5, TtlSpec::Forever),
-            append(0, TtlSpec::Last(1)),
-            append(0, TtlSpec::Last(2)),
-        ]),
-        Op::AppendBatch(vec![
-            append(5, TtlSpec::Last(1)),
-            append(5, TtlSpec::Forever),
-            append(5, TtlSpec::Last(3)),
-        ]),
-    ]);
+    Harness::run(
+        super::local,
+        &[
+            Op::Append(append(5, TtlSpec::Forever)),
+            Op::Append(append(5, TtlSpec::Forever)),
+            Op::AppendBatch(vec![
+                append(5, TtlSpec::Last(3)),
+                append(5, TtlSpec::Forever),
+                append(0, TtlSpec::Last(1)),
+                append(0, TtlSpec::Last(2)),
+            ]),
+            Op::AppendBatch(vec![
+                append(5, TtlSpec::Last(1)),
+                append(5, TtlSpec::Forever),
+                append(5, TtlSpec::Last(3)),
+            ]),
+        ],
+    );
 }
 
 /// An imported frame with an id at Unix time 0 and `time:0` got expiry time 0, which the
@@ -41,17 +44,20 @@ fn last_n_in_one_batch_is_applied_in_order() {
 /// is never 0.
 #[test]
 fn expired_import_at_epoch_zero_stays_expired() {
-    Harness::run(&[
-        Op::Import(ImportSpec {
-            id: IdPick::Old(0),
-            topic: 0,
-            ttl: Some(TtlSpec::Expired),
-            hash: HashPick::None,
-            meta: None,
-        }),
-        Op::Sweep,
-        Op::Restart { clean: true },
-    ]);
+    Harness::run(
+        super::local,
+        &[
+            Op::Import(ImportSpec {
+                id: IdPick::Old(0),
+                topic: 0,
+                ttl: Some(TtlSpec::Expired),
+                hash: HashPick::None,
+                meta: None,
+            }),
+            Op::Sweep,
+            Op::Restart { clean: true },
+        ],
+    );
 }
 
 /// Importing the largest id (`f5lxx1zz5pnorynqglhzmsp33`) made the next append overflow the
@@ -59,17 +65,20 @@ fn expired_import_at_epoch_zero_stays_expired() {
 /// of ids within 2^64 of the largest are refused as invalid.
 #[test]
 fn import_of_the_largest_id_is_refused_and_appends_go_on() {
-    Harness::run(&[
-        Op::Import(ImportSpec {
-            id: IdPick::Max(0),
-            topic: 0,
-            ttl: None,
-            hash: HashPick::None,
-            meta: None,
-        }),
-        Op::Append(append(0, TtlSpec::Forever)),
-        Op::Append(append(0, TtlSpec::Forever)),
-    ]);
+    Harness::run(
+        super::local,
+        &[
+            Op::Import(ImportSpec {
+                id: IdPick::Max(0),
+                topic: 0,
+                ttl: None,
+                hash: HashPick::None,
+                meta: None,
+            }),
+            Op::Append(append(0, TtlSpec::Forever)),
+            Op::Append(append(0, TtlSpec::Forever)),
+        ],
+    );
 }
 
 /// A `time:0` frame swept in the millisecond it was appended was hidden from reads (expired:
@@ -77,11 +86,14 @@ fn import_of_the_largest_id_is_refused_and_appends_go_on() {
 /// Fixed: the sweep includes `now`.
 #[test]
 fn sweep_removes_what_reads_hide() {
-    Harness::run(&[
-        Op::Append(append(1, TtlSpec::Expired)),
-        Op::Sweep,
-        Op::Append(append(1, TtlSpec::Expired)),
-        Op::Append(append(2, TtlSpec::Expired)),
-        Op::Sweep,
-    ]);
+    Harness::run(
+        super::local,
+        &[
+            Op::Append(append(1, TtlSpec::Expired)),
+            Op::Sweep,
+            Op::Append(append(1, TtlSpec::Expired)),
+            Op::Append(append(2, TtlSpec::Expired)),
+            Op::Sweep,
+        ],
+    );
 }

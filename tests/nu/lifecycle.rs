@@ -126,7 +126,7 @@ fn created_while_down_is_answered_at_start() {
     let mut d = Daemon::start();
     assert!(d.stop().success());
     // Written straight into the store while no daemon runs: import the create frame.
-    let store = xs::Store::open(&d.store, xs::StoreOptions::default()).unwrap();
+    let store = xs::Store::open_local(&d.store, xs::LocalOptions::default()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -136,7 +136,7 @@ fn created_while_down_is_answered_at_start() {
         ..xs::NewFrame::new("xs.handler.late.create")
     }))
     .unwrap();
-    store.close();
+    rt.block_on(store.close());
     drop(store);
     d.restart();
     poll_until(Duration::from_secs(10), "active", || {

@@ -146,7 +146,7 @@ fn kill9_torture() {
 
         // Offline: the store opens and its log and indexes agree.
         {
-            let store = xs::Store::open(&d.store, xs::StoreOptions::default())
+            let store = xs::local::Local::open(&d.store, xs::LocalOptions::default())
                 .unwrap_or_else(|e| panic!("round {round}: the store does not open: {e}"));
             let report = store.check().expect("checking the store");
             assert!(
@@ -154,7 +154,6 @@ fn kill9_torture() {
                 "round {round}: inconsistent store: {:#?}",
                 report.problems
             );
-            store.close();
         }
         d.restart();
         let (frames, acked_now) = verify(&d, &ledger.lock().unwrap(), &mut known, round);

@@ -76,6 +76,7 @@ impl From<xs::Error> for ApiError {
             | E::Corrupt(_)
             | E::Io { .. }
             | E::Storage(_)
+            | E::Failed(_)
             | E::Cas(_)
             | E::Write(_)
             | E::Internal(_) => {

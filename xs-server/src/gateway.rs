@@ -2,7 +2,7 @@
 //! face) that turns each request into an `http.request` frame and answers it with the
 //! `http.response` frame that names it, or 504 after the timeout, or 502 if its handler fails.
 //!
-//! One request: subscribe to the live stream, stream the body into the CAS, append
+//! One request: start reading the live stream, stream the body into the CAS, append
 //! `http.request` (meta: method, path, query, uri, headers, remote_addr), then wait for an
 //! `http.response` whose `meta.request_id` (else `meta.frame_id`, which a handler's `.append`
 //! stamps) is the request's id — or an `xs.handler.<name>.fin.error` whose `meta.frame_id` is.
@@ -19,10 +19,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
-use xs::store::LiveFrame;
-use xs::{Frame, Id, NewFrame, ReadOptions, Store, TopicFilter, Ttl};
+use xs::reader::Event;
+use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter, Ttl};
 
 use crate::body::{self, Body};
 use crate::error::{ApiError, ServeError};
@@ -174,8 +173,13 @@ async fn answer(
             return Err(e);
         }
     };
-    // Subscribed before the request exists, so its response cannot be missed.
-    let mut live = store.subscribe();
+    // Reading before the request exists, so its response cannot be missed.
+    let mut answers_read = store.read_quiet(ReadOptions {
+        follow: Follow::On,
+        new: true,
+        topic: TopicFilter::parse(&format!("{RESPONSE_TOPIC},xs.handler.*"))?,
+        ..ReadOptions::default()
+    });
     let content = crate::api::read_content(store, req.into_body()).await?;
     let request = store
         .append(NewFrame {
@@ -198,20 +202,15 @@ async fn answer(
                     format!("no response within {:?} (request {id})", opts.timeout),
                 ));
             }
-            r = live.recv() => match r {
-                Ok(f) => {
-                    if let Some(a) = answers(&f, &id) {
+            e = answers_read.next() => match e {
+                Some(Ok(Event::Frame(r))) => {
+                    if let Some(a) = r.frame().ok().and_then(|f| answers(f, &id)) {
                         break a;
                     }
                 }
-                Err(RecvError::Lagged(_)) => {
-                    // Frames went by unseen: look for the answer among the stored ones.
-                    live = store.subscribe();
-                    if let Some(a) = find_stored(store, id).await? {
-                        break a;
-                    }
-                }
-                Err(RecvError::Closed) => {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => {
                     return Err(ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the server is stopping",
@@ -221,7 +220,7 @@ async fn answer(
         }
     };
     match answer {
-        Answer::Response(frame) => respond(store, &frame).map_err(|e| {
+        Answer::Response(frame) => respond(store, &frame).await.map_err(|e| {
             tracing::warn!(request = %id, response = %frame.id, error = %e, "bad http.response");
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -244,13 +243,12 @@ enum Answer {
     Failed(Frame),
 }
 
-fn answers(f: &LiveFrame, id: &Id) -> Option<Answer> {
-    let frame = &f.frame;
-    if frame.topic == RESPONSE_TOPIC && names(frame, id, &["request_id", "frame_id"]) {
-        return Some(Answer::Response(frame.clone()));
+fn answers(frame: Frame, id: &Id) -> Option<Answer> {
+    if frame.topic == RESPONSE_TOPIC && names(&frame, id, &["request_id", "frame_id"]) {
+        return Some(Answer::Response(frame));
     }
-    if is_handler_failure(&frame.topic) && names(frame, id, &["frame_id"]) {
-        return Some(Answer::Failed(frame.clone()));
+    if is_handler_failure(&frame.topic) && names(&frame, id, &["frame_id"]) {
+        return Some(Answer::Failed(frame));
     }
     None
 }
@@ -268,34 +266,6 @@ fn names(frame: &Frame, id: &Id, keys: &[&str]) -> bool {
 
 fn is_handler_failure(topic: &str) -> bool {
     topic.starts_with("xs.handler.") && topic.ends_with(".fin.error")
-}
-
-/// The answer to request `id` among the stored frames after it, if any.
-async fn find_stored(store: &Store, id: Id) -> Result<Option<Answer>, ApiError> {
-    let store = store.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let opts = ReadOptions {
-            after: Some(id),
-            topic: TopicFilter::parse(&format!("{RESPONSE_TOPIC},xs.handler.*"))?,
-            ..ReadOptions::default()
-        };
-        let mut found = None;
-        store.scan(&opts, |raw| {
-            let Ok(frame) = Frame::from_json(raw.json) else {
-                return true;
-            };
-            let live = LiveFrame {
-                frame,
-                json: Vec::new(),
-            };
-            found = answers(&live, &id);
-            found.is_none()
-        })?;
-        Ok::<_, xs::Error>(found)
-    })
-    .await
-    .map_err(|e| xs::Error::Internal(format!("response scan failed: {e}")))??;
-    Ok(found)
 }
 
 /// The request frame's meta: `{method, path, query, uri, headers, remote_addr}`.
@@ -347,7 +317,7 @@ fn request_meta(req: &Request<Incoming>, remote: SocketAddr) -> Result<Value, Ap
 /// The HTTP response an `http.response` frame describes: `meta.status` (default 200),
 /// `meta.headers` (`{name: value}`, a value may be a list for repeated headers), and its
 /// content as the body.
-fn respond(store: &Store, frame: &Frame) -> Result<Response<Body>, String> {
+async fn respond(store: &Store, frame: &Frame) -> Result<Response<Body>, String> {
     let meta = frame.meta.as_ref().and_then(Value::as_object);
     let status = match meta.and_then(|m| m.get("status")) {
         None | Some(Value::Null) => StatusCode::OK,
@@ -363,9 +333,10 @@ fn respond(store: &Store, frame: &Frame) -> Result<Response<Body>, String> {
         Some(h) => {
             let content = store
                 .cas_get(h)
+                .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("its content {h} is not in the store"))?;
-            let len = content.len();
+            let len = content.len;
             (crate::api::content_body(content), len)
         }
     };

@@ -1,7 +1,8 @@
-//! The xs daemon: mounts a store, serves the HTTP/1.1 API on `<store>/sock` (and optionally
+//! The xs daemon: mounts a store, serves the HTTP/1.1 API on `<state>/sock` (and optionally
 //! TCP, token-protected: the API with `--expose`, the web console with `--console`), appends
-//! the runtime frames `xs.start` / `xs.stopping`, sweeps expired frames, runs the processors,
-//! and serves the `--http` gateway.
+//! the runtime frames `xs.start` / `xs.stopping`, runs the processors, and serves the `--http`
+//! gateway. Its own files (socket, token) live in the state directory; the store's data is the
+//! backend's business.
 
 pub mod api;
 mod auth;
@@ -19,13 +20,13 @@ mod ps;
 mod tls;
 mod webhook;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::ServeError;
 use tokio::sync::watch;
-use xs::{NewFrame, Store, StoreOptions};
+use xs::{LocalOptions, NewFrame, Store};
 
 /// What `xs serve` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -81,24 +82,31 @@ impl ServeOptions {
 #[derive(Clone)]
 pub struct Daemon {
     pub store: Store,
+    /// The daemon's own files: `sock`, `token`; also names its processor table.
+    pub state: Arc<Path>,
     /// The Nushell engine that `POST /eval` and the processors run on.
     #[cfg(feature = "nu")]
     pub engine: nu::Engine,
     /// The `--http` gateway's request counts.
     pub gateway: Arc<gateway::Stats>,
+    /// The processors' rows for `GET /ps`.
+    pub ps: ps::Table,
 }
 
 impl Daemon {
-    /// The daemon's shared state for `store` (builds the Nushell engine).
-    pub fn new(store: Store) -> Result<Daemon, ServeError> {
+    /// The daemon's shared state for `store`, with its files in `state` (builds the Nushell
+    /// engine).
+    pub fn new(store: Store, state: &Path) -> Result<Daemon, ServeError> {
         Ok(Daemon {
             #[cfg(feature = "nu")]
             engine: nu::Engine::new(
-                &std::env::current_dir().unwrap_or_else(|_| store.path().to_path_buf()),
+                &std::env::current_dir().unwrap_or_else(|_| state.to_path_buf()),
             )
             .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
             store,
+            state: state.into(),
             gateway: Arc::default(),
+            ps: ps::Table::default(),
         })
     }
 }
@@ -106,13 +114,13 @@ impl Daemon {
 /// Opens the store, serves until SIGINT/SIGTERM, then stops cleanly.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let store_path = opts.store.clone();
-    let store_opts = StoreOptions {
+    let store_opts = LocalOptions {
         min_free_bytes: opts
             .min_free_space
-            .unwrap_or(xs::store::DEFAULT_MIN_FREE_BYTES),
-        ..StoreOptions::default()
+            .unwrap_or(xs::local::DEFAULT_MIN_FREE_BYTES),
+        ..LocalOptions::default()
     };
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, store_opts))
+    let store = tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
         .await
         .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -135,7 +143,7 @@ pub async fn run(
             Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
             None => None,
         };
-        let (auth, token_path) = auth::Auth::load(store.path(), opts.token_file.as_deref())?;
+        let (auth, token_path) = auth::Auth::load(&opts.store, opts.token_file.as_deref())?;
         tracing::info!(token_file = %token_path.display(), "TCP listeners need the token");
         Some(listener::Guard {
             auth: std::sync::Arc::new(auth),
@@ -144,8 +152,8 @@ pub async fn run(
     } else {
         None
     };
-    let daemon = Daemon::new(store.clone())?;
-    let sock = store.path().join("sock");
+    let daemon = Daemon::new(store.clone(), &opts.store)?;
+    let sock = opts.store.join("sock");
     let mut listeners = vec![listener::bind_unix(&sock)?];
     let mut bind = async |addr: &Option<String>, role| -> Result<Option<String>, ServeError> {
         let Some(addr) = addr else { return Ok(None) };
@@ -185,13 +193,12 @@ pub async fn run(
         ..NewFrame::new("xs.start")
     };
     store.append(start).await?;
-    tracing::info!(store = %store.path().display(), socket = %sock.display(), expose = ?expose, console = ?console, tls, http = ?http_addr, "xs serving");
+    tracing::info!(store = %opts.store.display(), socket = %sock.display(), expose = ?expose, console = ?console, tls, http = ?http_addr, "xs serving");
     if let Some(c) = &console {
         let scheme = if tls { "https" } else { "http" };
         tracing::info!("web console: {scheme}://{c}/ (log in with the token)");
     }
 
-    let sweeper = tokio::spawn(sweep_expired(store.clone()));
     let processors = processor::start_all(&daemon);
     let gateway =
         http.map(|(l, g)| tokio::spawn(gateway::serve(l, daemon.clone(), g, shutdown.clone())));
@@ -207,7 +214,6 @@ pub async fn run(
         Some(task) => task.await.ok(),
         None => None,
     };
-    sweeper.abort();
     for p in processors {
         p.stop().await;
     }
@@ -218,8 +224,7 @@ pub async fn run(
     }
     // Closing the store ends every follow stream after its last frames; then the open
     // connections finish their answers (bounded, so a stuck client cannot hold us).
-    let s = store.clone();
-    let _ = tokio::task::spawn_blocking(move || s.close()).await;
+    store.close().await;
     let finish = async {
         if let Some(g) = gateway {
             g.shutdown().await;
@@ -240,23 +245,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
-}
-
-async fn sweep_expired(store: Store) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        loop {
-            match store.sweep_expired(10_000).await {
-                Ok(n) if n >= 10_000 => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "expiry sweep failed");
-                    break;
-                }
-            }
-        }
-    }
 }
 
 async fn wait_for_signal() {

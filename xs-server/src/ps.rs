@@ -1,9 +1,8 @@
-//! The processor status table behind `GET /ps`: one row per processor (for now, webhooks),
-//! updated by the dispatchers, kept per store so that several daemons in one process don't mix.
+//! The processor status table behind `GET /ps`: one row per processor, updated by the
+//! dispatchers; each daemon holds its own.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use xs::Id;
@@ -31,21 +30,9 @@ pub struct Status {
 /// The rows of one store, by `(kind, name)`.
 pub type Table = Arc<Mutex<BTreeMap<(&'static str, String), Status>>>;
 
-static TABLES: OnceLock<Mutex<HashMap<PathBuf, Table>>> = OnceLock::new();
-
-/// The table of the store at `path` (created empty on first use).
-pub fn table(path: &Path) -> Table {
-    let mut all = TABLES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    all.entry(path.to_path_buf()).or_default().clone()
-}
-
-/// Every row of the store at `path`, by kind then name.
-pub fn list(path: &Path) -> Vec<Status> {
-    let t = table(path);
-    let rows = t.lock().unwrap_or_else(|e| e.into_inner());
+/// Every row of `table`, by kind then name.
+pub fn list(table: &Table) -> Vec<Status> {
+    let rows = table.lock().unwrap_or_else(|e| e.into_inner());
     rows.values().cloned().collect()
 }
 

@@ -1,15 +1,12 @@
 //! The content store over HTTP: `POST /cas` stores a body and answers its hash;
 //! `GET /cas/{hash}` streams content back. Also the body → content reader appends use.
 
-use std::io::Read;
-
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH};
 use hyper::{Request, StatusCode};
 use tokio::sync::mpsc;
-use xs::store::CasContent;
+use xs::backend::ContentReader;
 use xs::{Content, Store};
 
 use super::{respond, ApiResult};
@@ -44,44 +41,39 @@ pub async fn post(store: Store, req: Request<Incoming>) -> ApiResult {
 pub async fn get(store: Store, hash: &str) -> ApiResult {
     let sri = xs::frame::parse_hash(hash)?;
     let content = store
-        .cas_get(&sri)?
+        .cas_get(&sri)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no content with hash {sri}")))?;
-    let len = content.len();
-    let body = content_body(content);
-    let mut res = respond(StatusCode::OK, "application/octet-stream", body);
+    let len = content.len;
+    let mut res = respond(
+        StatusCode::OK,
+        "application/octet-stream",
+        content_body(content),
+    );
     res.headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(len));
     Ok(res)
 }
 
-/// Content as a response body: whole when inline, streamed from its file otherwise.
-pub fn content_body(content: CasContent) -> body::Body {
-    match content {
-        CasContent::Inline(b) => body::full(b),
-        CasContent::File { file, .. } => {
-            let (tx, rx) = mpsc::channel(4);
-            tokio::task::spawn_blocking(move || stream_file(file, tx));
-            body::channel(rx)
-        }
-    }
-}
-
-fn stream_file(mut file: std::fs::File, tx: mpsc::Sender<Bytes>) {
-    loop {
-        let mut buf = vec![0u8; 256 * 1024];
-        match file.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                if tx.blocking_send(buf.into()).is_err() {
+/// Content as a response body, streamed chunk by chunk.
+pub fn content_body(mut content: ContentReader) -> body::Body {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(chunk) = content.chunk().await {
+            match chunk {
+                Ok(b) => {
+                    if tx.send(b).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // The length was promised; ending early makes the client see a truncated
+                    // body.
+                    tracing::error!(error = %e, "reading content failed");
                     return;
                 }
             }
-            Err(e) => {
-                // The length was promised; ending early makes the client see a truncated body.
-                tracing::error!(error = %e, "reading content failed");
-                return;
-            }
         }
-    }
+    });
+    body::channel(rx)
 }

@@ -89,7 +89,9 @@ fn run(
     tx: mpsc::Sender<std::io::Result<Bytes>>,
 ) {
     let store = ctx.store.clone();
-    let prepared = Modules::load(&store, None)
+    let prepared = ctx
+        .rt
+        .block_on(Modules::load(&store, None))
         .map_err(ApiError::from)
         .and_then(|m| {
             engine

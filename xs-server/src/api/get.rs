@@ -10,9 +10,7 @@ use crate::error::ApiError;
 pub async fn handle(store: Store, req: Request<Incoming>, id: &str) -> ApiResult {
     let id = xs::frame::parse_id(id)?;
     let wt = with_timestamp(&req)?;
-    let frame = tokio::task::spawn_blocking(move || store.get(&id))
-        .await
-        .map_err(|e| ApiError::from(xs::Error::Internal(e.to_string())))??;
+    let frame = store.get(id).await?;
     match frame {
         Some(f) => Ok(json_response(frame_json(&f, wt))),
         None => Err(ApiError::not_found(format!("no frame with id {id}"))),

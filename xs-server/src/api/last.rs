@@ -3,10 +3,10 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use xs::reader::Format;
 use xs::{ReadOptions, Store, TopicFilter};
 
-use super::{json_response, read, respond, ApiResult, NDJSON};
+use super::stream::{self, Format};
+use super::{json_response, respond, ApiResult, NDJSON};
 use crate::body;
 use crate::error::ApiError;
 
@@ -24,19 +24,17 @@ pub async fn handle(store: Store, req: Request<Incoming>, topic: Option<String>)
         opts.topic = TopicFilter::parse(&t)?;
     }
     if opts.is_follow() {
-        return Ok(read::stream(store, opts, Format::Ndjson));
+        return Ok(stream::response(store, opts, Format::Ndjson, None));
     }
     let wt = opts.with_timestamp;
-    let (out, count) = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let end = store.scan(&opts, |f| {
-            xs::reader::encode(&mut out, Format::Ndjson, &f.id, f.json, wt);
-            true
-        })?;
-        Ok::<_, xs::Error>((out, end.count))
-    })
-    .await
-    .map_err(|e| ApiError::from(xs::Error::Internal(e.to_string())))??;
+    let mut reader = store.read_quiet(opts);
+    let mut out = Vec::new();
+    let mut count = 0;
+    while let Some(events) = reader.next_batch().await {
+        let events = events?;
+        count += events.len();
+        stream::encode_events(&mut out, &events, Format::Ndjson, wt);
+    }
     if count == 0 {
         return Err(ApiError::not_found("no frames match"));
     }

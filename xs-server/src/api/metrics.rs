@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use hyper::StatusCode;
-use xs::store::{MetricsSnapshot, Outcome, COMMIT_BUCKETS};
+use xs::backend::Metric;
 
 use super::{respond, ApiResult};
 use crate::{body, Daemon};
@@ -15,139 +15,58 @@ use crate::{body, Daemon};
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub async fn handle(daemon: Daemon) -> ApiResult {
-    let store = daemon.store.clone();
-    let snap = tokio::task::spawn_blocking(move || store.metrics())
-        .await
-        .map_err(|e| xs::Error::Internal(format!("metrics task failed: {e}")))??;
-    let processors = crate::ps::list(daemon.store.path());
+    let mut all = vec![Metric {
+        name: "xs_build_info",
+        kind: "gauge",
+        help: "The daemon's version (always 1)",
+        sample: None,
+        labels: vec![("version", xs::VERSION.to_string())],
+        value: 1.0,
+    }];
+    all.extend(daemon.store.metrics().await?);
     let mut by_state: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    for p in &processors {
+    for p in crate::ps::list(&daemon.ps) {
         *by_state.entry((p.kind, p.state)).or_default() += 1;
     }
-    let gateway = daemon.gateway.snapshot();
-    let text = render(&snap, &by_state, &gateway);
-    Ok(respond(StatusCode::OK, CONTENT_TYPE, body::full(text)))
+    for ((kind, state), n) in by_state {
+        all.push(Metric {
+            name: "xs_processors",
+            kind: "gauge",
+            help: "Processors (handlers, generators, actions, webhooks) by kind and state, as GET /ps lists them",
+            sample: None,
+            labels: vec![("kind", kind.to_string()), ("state", state.to_string())],
+            value: n as f64,
+        });
+    }
+    for (status, n) in daemon.gateway.snapshot() {
+        all.push(Metric {
+            name: "xs_http_requests_total",
+            kind: "counter",
+            help: "Requests answered by the --http gateway, by status",
+            sample: None,
+            labels: vec![("status", status.to_string())],
+            value: n as f64,
+        });
+    }
+    Ok(respond(
+        StatusCode::OK,
+        CONTENT_TYPE,
+        body::full(render(&all)),
+    ))
 }
 
-/// The whole exposition: every metric with its `# HELP` and `# TYPE` lines.
-fn render(
-    s: &MetricsSnapshot,
-    processors: &BTreeMap<(&str, &str), u64>,
-    gateway: &[(u16, u64)],
-) -> String {
+/// The whole exposition: each metric's `# HELP` and `# TYPE` lines before its first sample.
+fn render(metrics: &[Metric]) -> String {
     let mut out = String::new();
-    let mut m = Writer(&mut out);
-    m.head("xs_build_info", "gauge", "The daemon's version (always 1)");
-    m.line("xs_build_info", &[("version", xs::VERSION)], 1);
-
-    m.head(
-        "xs_appends_total",
-        "counter",
-        "Frames appended, by outcome: ok (stored), rejected (bad input, failed expect: 4xx), failed (the store could not take it: 5xx)",
-    );
-    for o in Outcome::ALL {
-        m.line(
-            "xs_appends_total",
-            &[("outcome", o.as_str())],
-            s.appends[o as usize],
-        );
-    }
-    m.head(
-        "xs_append_bytes_total",
-        "counter",
-        "Content bytes of the frames appended, by outcome",
-    );
-    for o in Outcome::ALL {
-        m.line(
-            "xs_append_bytes_total",
-            &[("outcome", o.as_str())],
-            s.append_bytes[o as usize],
-        );
-    }
-
-    m.head(
-        "xs_commit_duration_seconds",
-        "histogram",
-        "Time to write and fdatasync one group-commit batch",
-    );
-    for (i, le) in COMMIT_BUCKETS.iter().enumerate() {
-        m.line(
-            "xs_commit_duration_seconds_bucket",
-            &[("le", &le.to_string())],
-            s.commit_buckets[i],
-        );
-    }
-    let count = s.commit_buckets[COMMIT_BUCKETS.len()];
-    m.line(
-        "xs_commit_duration_seconds_bucket",
-        &[("le", "+Inf")],
-        count,
-    );
-    m.value("xs_commit_duration_seconds_sum", &[], s.commit_seconds_sum);
-    m.line("xs_commit_duration_seconds_count", &[], count);
-
-    m.head(
-        "xs_read_streams_open",
-        "gauge",
-        "Reads being answered (GET /, GET /last?follow, .cat), history or live",
-    );
-    m.line("xs_read_streams_open", &[], s.reads_open);
-    m.head(
-        "xs_followers",
-        "gauge",
-        "Reads that follow the live stream (past their history)",
-    );
-    m.line("xs_followers", &[], s.followers);
-    m.head(
-        "xs_follower_lag_frames_max",
-        "gauge",
-        "Stored frames the furthest-behind follower has not yet considered (capped at 100000)",
-    );
-    m.line("xs_follower_lag_frames_max", &[], s.follower_lag_max);
-
-    m.head(
-        "xs_processors",
-        "gauge",
-        "Processors (handlers, generators, actions, webhooks) by kind and state, as GET /ps lists them",
-    );
-    for ((kind, state), n) in processors {
-        m.line("xs_processors", &[("kind", kind), ("state", state)], *n);
-    }
-
-    m.head(
-        "xs_cas_entries",
-        "gauge",
-        "Content blobs: inline (in fjall, approximate) and file (cacache)",
-    );
-    m.line(
-        "xs_cas_entries",
-        &[("location", "inline")],
-        s.inline_entries,
-    );
-    m.line("xs_cas_entries", &[("location", "file")], s.file_entries);
-    m.head(
-        "xs_cas_bytes",
-        "gauge",
-        "Content size in bytes: inline (fjall disk space, compressed) and file (cacache)",
-    );
-    m.line(
-        "xs_cas_bytes",
-        &[("location", "inline")],
-        s.inline_disk_bytes,
-    );
-    m.line("xs_cas_bytes", &[("location", "file")], s.file_bytes);
-
-    m.head(
-        "xs_http_requests_total",
-        "counter",
-        "Requests answered by the --http gateway, by status",
-    );
-    for (status, n) in gateway {
-        m.line(
-            "xs_http_requests_total",
-            &[("status", &status.to_string())],
-            *n,
-        );
+    let mut w = Writer(&mut out);
+    let mut current = "";
+    for m in metrics {
+        if m.name != current {
+            w.head(m.name, m.kind, m.help);
+            current = m.name;
+        }
+        let labels: Vec<(&str, &str)> = m.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        w.value(m.sample.unwrap_or(m.name), &labels, m.value);
     }
     out
 }
@@ -158,11 +77,6 @@ impl Writer<'_> {
     fn head(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {}", escape(help, false));
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn line(&mut self, name: &str, labels: &[(&str, &str)], v: u64) {
-        self.labels(name, labels);
-        let _ = writeln!(self.0, " {v}");
     }
 
     fn value(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
@@ -211,21 +125,29 @@ mod tests {
     }
 
     #[test]
-    fn histogram_ends_with_inf_sum_and_count() {
-        let mut s = MetricsSnapshot {
-            commit_buckets: [1; COMMIT_BUCKETS.len() + 1],
-            commit_seconds_sum: 1.5,
-            ..MetricsSnapshot::default()
+    fn one_head_per_metric_then_its_samples() {
+        let m = |sample, le: &str, value| Metric {
+            name: "h",
+            kind: "histogram",
+            help: "a histogram",
+            sample: Some(sample),
+            labels: if le.is_empty() {
+                vec![]
+            } else {
+                vec![("le", le.to_string())]
+            },
+            value,
         };
-        s.commit_buckets[COMMIT_BUCKETS.len()] = 2;
-        let text = render(&s, &BTreeMap::new(), &[(200, 3)]);
-        assert!(
-            text.contains("xs_commit_duration_seconds_bucket{le=\"0.00005\"} 1\n"),
-            "{text}"
+        let text = render(&[
+            m("h_bucket", "0.00005", 1.0),
+            m("h_bucket", "+Inf", 2.0),
+            m("h_sum", "", 1.5),
+            m("h_count", "", 2.0),
+        ]);
+        assert_eq!(
+            text,
+            "# HELP h a histogram\n# TYPE h histogram\nh_bucket{le=\"0.00005\"} 1\n\
+             h_bucket{le=\"+Inf\"} 2\nh_sum 1.5\nh_count 2\n"
         );
-        assert!(text.contains("xs_commit_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
-        assert!(text.contains("xs_commit_duration_seconds_sum 1.5\n"));
-        assert!(text.contains("xs_commit_duration_seconds_count 2\n"));
-        assert!(text.contains("xs_http_requests_total{status=\"200\"} 3\n"));
     }
 }

@@ -16,6 +16,7 @@ mod ps;
 mod read;
 mod remove;
 mod restore;
+mod stream;
 mod topics;
 mod version;
 
@@ -128,7 +129,7 @@ async fn route(daemon: Daemon, req: Request<Incoming>) -> ApiResult {
         ("restore", &Method::POST) => restore::handle(store, req).await,
         ("topics", &Method::GET) => topics::handle(store, req).await,
         ("gc", &Method::POST) => gc::handle(store).await,
-        ("ps", &Method::GET) => ps::handle(store).await,
+        ("ps", &Method::GET) => ps::handle(daemon).await,
         ("metrics", &Method::GET) => metrics::handle(daemon).await,
         #[cfg(feature = "nu")]
         ("eval", &Method::POST) => eval::handle(daemon, req).await,

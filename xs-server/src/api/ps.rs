@@ -1,14 +1,12 @@
 //! `GET /ps`: the processors (for now, webhooks) as NDJSON
 //! `{"kind","name","state","since","position","last_error",...}`.
 
-use xs::Store;
-
 use super::{respond, ApiResult, NDJSON};
-use crate::body;
+use crate::{body, Daemon};
 
-pub async fn handle(store: Store) -> ApiResult {
+pub async fn handle(daemon: Daemon) -> ApiResult {
     let mut out = Vec::new();
-    for row in crate::ps::list(store.path()) {
+    for row in crate::ps::list(&daemon.ps) {
         serde_json::to_writer(&mut out, &row).expect("a status always serializes");
         out.push(b'\n');
     }

@@ -24,9 +24,7 @@ pub async fn handle(store: Store, req: Request<Incoming>) -> ApiResult {
             }
         }
     }
-    let topics = tokio::task::spawn_blocking(move || store.topics(prefix.as_deref(), children))
-        .await
-        .map_err(|e| ApiError::from(xs::Error::Internal(format!("topics task failed: {e}"))))??;
+    let topics = store.topics(prefix.as_deref(), children).await?;
     let mut out = Vec::new();
     for t in &topics {
         serde_json::to_writer(&mut out, t).expect("topic info serializes");

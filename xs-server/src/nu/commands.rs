@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use nu_engine::command_prelude::*;
 use nu_protocol::engine::StateWorkingSet;
 use nu_protocol::{ListStream, Signals};
-use tokio::sync::mpsc;
 use xs::consumer::ConsumerRead;
-use xs::reader::{Chunk, Format};
+use xs::reader::{Event, Reader};
 use xs::{Frame, NewFrame, ReadOptions, Ttl};
 
 use super::convert::{
@@ -141,7 +140,10 @@ impl Command for Append {
             batch.push(frame);
             return Ok(PipelineData::empty());
         }
-        let f = ctx.store.append_blocking(frame).map_err(|e| err(e, span))?;
+        let f = ctx
+            .rt
+            .block_on(ctx.store.append(frame))
+            .map_err(|e| err(e, span))?;
         Ok(PipelineData::value(frame_value(&f, wt, span), None))
     }
 }
@@ -256,8 +258,8 @@ impl Command for Cat {
         if let Some(c) = &consumer {
             let pos = self
                 .0
-                .store
-                .consumer_position(&c.name)
+                .rt
+                .block_on(self.0.store.consumer_position(&c.name))
                 .map_err(|e| err(e, call.head))?;
             c.apply(pos, &mut opts);
         }
@@ -288,20 +290,15 @@ fn read_stream(
     consumer: Option<ConsumerRead>,
     span: Span,
 ) -> PipelineData {
-    let (tx, rx) = mpsc::channel::<Chunk>(8);
-    let store = ctx.store.clone();
     let wt = opts.with_timestamp;
-    let o = opts.clone();
-    ctx.rt.spawn(async move {
-        if let Err(e) = xs::reader::run(store, o, Format::Ndjson, tx).await {
-            tracing::warn!(error = %e, "a script's read ended with an error");
-        }
-    });
+    let reader = {
+        let _rt = ctx.rt.enter();
+        ctx.store.read(opts)
+    };
     let frames = Frames {
-        rx,
+        reader,
         rt: ctx.rt.clone(),
         signals: es.signals().clone(),
-        lines: Vec::new().into_iter(),
         wt,
         span,
         acker: consumer.filter(|c| c.ack_auto).map(|c| Acker {
@@ -341,11 +338,10 @@ impl Drop for Acker {
 }
 
 struct Frames {
-    rx: mpsc::Receiver<Chunk>,
+    reader: Reader,
     rt: tokio::runtime::Handle,
     /// Checked while waiting for frames, so an interrupted script stops waiting.
     signals: Signals,
-    lines: std::vec::IntoIter<Vec<u8>>,
     wt: bool,
     span: Span,
     acker: Option<Acker>,
@@ -356,42 +352,38 @@ impl Iterator for Frames {
 
     fn next(&mut self) -> Option<Value> {
         loop {
-            if let Some(line) = self.lines.next() {
-                let frame = match Frame::from_json(&line) {
-                    Ok(f) => f,
-                    Err(e) => return Some(Value::error(shell_error(e.to_string()), self.span)),
-                };
-                if let Some(a) = &mut self.acker {
-                    if frame.ttl != Some(Ttl::Ephemeral) {
-                        a.pending = Some(frame.id);
-                    }
-                    if a.last_ack.elapsed() >= Duration::from_millis(100) {
+            let reader = &mut self.reader;
+            let next = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_millis(250), reader.next()).await
+            });
+            let event = match next {
+                Ok(e) => e?,
+                Err(_) if self.signals.interrupted() => return None,
+                Err(_) => {
+                    if let Some(a) = &mut self.acker {
                         a.flush();
                     }
-                }
-                return Some(frame_value(&frame, self.wt, self.span));
-            }
-            if let Some(a) = &mut self.acker {
-                a.flush();
-            }
-            let chunk = loop {
-                let rx = &mut self.rx;
-                let next = self.rt.block_on(async {
-                    tokio::time::timeout(Duration::from_millis(250), rx.recv()).await
-                });
-                match next {
-                    Ok(c) => break c?,
-                    Err(_) if self.signals.interrupted() => return None,
-                    Err(_) => {}
+                    continue;
                 }
             };
-            self.lines = chunk
-                .bytes
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| l.to_vec())
-                .collect::<Vec<_>>()
-                .into_iter();
+            let frame = match event {
+                Ok(Event::Frame(r)) => r.frame(),
+                Ok(Event::Threshold(f) | Event::Pulse(f)) => Ok(f),
+                Err(e) => Err(e),
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => return Some(Value::error(shell_error(e.to_string()), self.span)),
+            };
+            if let Some(a) = &mut self.acker {
+                if frame.ttl != Some(Ttl::Ephemeral) {
+                    a.pending = Some(frame.id);
+                }
+                if a.last_ack.elapsed() >= Duration::from_millis(100) {
+                    a.flush();
+                }
+            }
+            return Some(frame_value(&frame, self.wt, self.span));
         }
     }
 }
@@ -448,16 +440,15 @@ impl Command for Last {
         if opts.is_follow() {
             return Ok(read_stream(&self.0, es, opts, None, span));
         }
-        let mut frames = Vec::new();
-        self.0
-            .store
-            .scan(&opts, |raw| {
-                if let Ok(f) = Frame::from_json(raw.json) {
-                    frames.push(frame_value(&f, opts.with_timestamp, span));
-                }
-                true
-            })
-            .map_err(|e| err(e, span))?;
+        let wt = opts.with_timestamp;
+        let mut frames: Vec<Value> = self
+            .0
+            .rt
+            .block_on(self.0.store.frames(opts))
+            .map_err(|e| err(e, span))?
+            .iter()
+            .map(|f| frame_value(f, wt, span))
+            .collect();
         if n == 1 {
             return Ok(PipelineData::value(
                 frames.pop().unwrap_or(Value::nothing(span)),
@@ -499,8 +490,8 @@ impl Command for Get {
         let wt = call.has_flag(es, stack, "with-timestamp")?;
         match self
             .0
-            .store
-            .get(&parse_id(&id)?)
+            .rt
+            .block_on(self.0.store.get(parse_id(&id)?))
             .map_err(|e| err(e, id.span))?
         {
             Some(f) => Ok(PipelineData::value(frame_value(&f, wt, call.head), None)),
@@ -556,7 +547,12 @@ impl Command for Cas {
             }
         };
         let sri = xs::frame::parse_hash(&hash).map_err(|e| err(e, span))?;
-        match self.0.store.cas_read(&sri).map_err(|e| err(e, span))? {
+        match self
+            .0
+            .rt
+            .block_on(self.0.store.cas_read(&sri))
+            .map_err(|e| err(e, span))?
+        {
             Some(bytes) => Ok(PipelineData::value(content_value(bytes, call.head), None)),
             None => Err(err(format!("no content with hash {hash}"), span)),
         }
@@ -743,8 +739,8 @@ impl Command for Topics {
         let children = call.has_flag(es, stack, "children")?;
         let rows = self
             .0
-            .store
-            .topics(prefix.as_deref(), children)
+            .rt
+            .block_on(self.0.store.topics(prefix.as_deref(), children))
             .map_err(|e| err(e, span))?;
         let rows = rows
             .into_iter()

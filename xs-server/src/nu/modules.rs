@@ -14,28 +14,25 @@ pub struct Modules(Vec<(String, Vec<u8>)>);
 impl Modules {
     /// The newest version of each module among the frames before `before` (all of them
     /// without `before`). Reads only the `xs.module.*` index.
-    pub fn load(store: &Store, before: Option<Id>) -> xs::Result<Modules> {
+    pub async fn load(store: &Store, before: Option<Id>) -> xs::Result<Modules> {
         let opts = ReadOptions {
             topic: TopicFilter::parse("xs.module.*")?,
             ..ReadOptions::default()
         };
         let mut newest: std::collections::BTreeMap<String, Frame> = Default::default();
-        store.scan(&opts, |raw| {
-            if before.is_some_and(|b| raw.id >= b) {
-                return false;
+        for f in store.frames(opts).await? {
+            if before.is_some_and(|b| f.id >= b) {
+                break;
             }
-            if let Ok(f) = Frame::from_json(raw.json) {
-                if let Some(name) = f.topic.strip_prefix(PREFIX) {
-                    newest.insert(name.to_string(), f);
-                }
+            if let Some(name) = f.topic.strip_prefix(PREFIX) {
+                newest.insert(name.to_string(), f);
             }
-            true
-        })?;
+        }
         let mut out = Vec::new();
         for (name, f) in newest {
             // A module frame without content removes the module.
             let Some(hash) = &f.hash else { continue };
-            if let Some(source) = store.cas_read(hash)? {
+            if let Some(source) = store.cas_read(hash).await? {
                 out.push((name, source));
             }
         }

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use nu_engine::ClosureEval;
 use nu_protocol::engine::Closure;
 use nu_protocol::{IntoValue, PipelineData, Span};
-use tokio::sync::broadcast::error::RecvError;
-use xs::{Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
+use xs::reader::Event;
+use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
 
 use super::nu_config::{self, output_frame, Env, ReturnOptions, Script};
 use super::{Instance, Kind, Outcome};
@@ -63,86 +63,57 @@ impl Kind for Action {
 /// Runs every call: first those not answered yet, then each new one as it arrives.
 async fn serve(inst: Instance<Config>) -> Outcome {
     let inst = std::sync::Arc::new(inst);
-    let mut live = inst.store.subscribe();
-    let call_topic = format!("{}.call", inst.name);
-    let pending = {
-        let (store, name, create_id) = (inst.store.clone(), inst.name.clone(), inst.create_id);
-        let response = inst.config.ret.topic(&name);
-        tokio::task::spawn_blocking(move || unanswered(&store, &name, &response, create_id)).await
-    };
-    let mut seen = match pending {
-        Ok(Ok(calls)) => {
-            let last = calls.last().map(|f| f.id);
-            for f in calls {
-                spawn_call(&inst, f);
-            }
-            last
-        }
-        Ok(Err(e)) => return Outcome::Failed(format!("reading pending calls: {e}")),
+    let response = inst.config.ret.topic(&inst.name);
+    let answered = match answered(&inst.store, &inst.name, &response, inst.create_id).await {
+        Ok(a) => a,
         Err(e) => return Outcome::Failed(format!("reading pending calls: {e}")),
     };
+    let topic = match TopicFilter::parse(&format!("{}.call", inst.name)) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
+    let mut calls = inst.store.read_quiet(ReadOptions {
+        follow: Follow::On,
+        after: Some(inst.create_id),
+        topic,
+        ..ReadOptions::default()
+    });
     let mut stop = inst.stop.clone();
     loop {
         tokio::select! {
             _ = crate::stopped(&mut stop) => return Outcome::Stopped,
-            r = live.recv() => match r {
-                Ok(f) if f.frame.topic == call_topic && seen.is_none_or(|s| f.frame.id > s) => {
-                    seen = Some(f.frame.id);
-                    spawn_call(&inst, f.frame.clone());
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => {
-                    // Look in the store for the calls that went by.
-                    let (store, topic, after) = (inst.store.clone(), call_topic.clone(), seen);
-                    let missed = tokio::task::spawn_blocking(move || calls_after(&store, &topic, after)).await;
-                    if let Ok(Ok(calls)) = missed {
-                        for f in calls {
-                            seen = Some(f.id);
-                            spawn_call(&inst, f);
-                        }
-                    }
-                }
-                Err(RecvError::Closed) => return Outcome::Stopped,
+            e = calls.next() => match e {
+                Some(Ok(Event::Frame(r))) => match r.frame() {
+                    Ok(f) if !answered.contains(&f.id) => spawn_call(&inst, f),
+                    Ok(_) => {}
+                    Err(e) => return Outcome::Failed(format!("reading a call: {e}")),
+                },
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Outcome::Failed(format!("reading calls: {e}")),
+                None => return Outcome::Stopped,
             },
         }
     }
 }
 
-/// The calls after the action's create frame that have neither a response nor an error.
-fn unanswered(store: &Store, name: &str, response: &str, create_id: Id) -> xs::Result<Vec<Frame>> {
-    let mut answered = HashSet::new();
+/// The calls already answered (by a response or an error frame naming them).
+async fn answered(
+    store: &Store,
+    name: &str,
+    response: &str,
+    create_id: Id,
+) -> xs::Result<HashSet<Id>> {
     let opts = ReadOptions {
         topic: TopicFilter::parse(&format!("{response},{name}.error"))?,
         after: Some(create_id),
         ..ReadOptions::default()
     };
-    store.scan(&opts, |raw| {
-        if let Ok(f) = Frame::from_json(raw.json) {
-            if let Some(id) = f
-                .meta
-                .as_ref()
-                .and_then(|m| m.get("frame_id"))
-                .and_then(|v| v.as_str())
-            {
-                answered.insert(id.to_string());
-            }
-        }
-        true
-    })?;
-    let calls = calls_after(store, &format!("{name}.call"), Some(create_id))?;
-    Ok(calls
-        .into_iter()
-        .filter(|f| !answered.contains(&f.id.to_string()))
+    Ok(store
+        .frames(opts)
+        .await?
+        .iter()
+        .filter_map(|f| f.meta.as_ref()?.get("frame_id")?.as_str()?.parse().ok())
         .collect())
-}
-
-fn calls_after(store: &Store, topic: &str, after: Option<Id>) -> xs::Result<Vec<Frame>> {
-    let opts = ReadOptions {
-        topic: TopicFilter::parse(topic)?,
-        after,
-        ..ReadOptions::default()
-    };
-    store.frames(&opts)
 }
 
 fn spawn_call(inst: &std::sync::Arc<Instance<Config>>, call: Frame) {
@@ -189,7 +160,12 @@ fn run_call(
     let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
     let input = match &call.hash {
         None => PipelineData::empty(),
-        Some(h) => match inst.store.cas_read(h).map_err(|e| e.to_string())? {
+        Some(h) => match c
+            .ctx
+            .rt
+            .block_on(inst.store.cas_read(h))
+            .map_err(|e| e.to_string())?
+        {
             Some(bytes) => PipelineData::value(content_value(bytes, span), None),
             None => return Err(format!("the call's content {h} is missing")),
         },

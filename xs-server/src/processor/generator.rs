@@ -12,7 +12,6 @@ use nu_engine::ClosureEval;
 use nu_protocol::engine::Closure;
 use nu_protocol::{ByteStream, ByteStreamType, PipelineData, Signals, Span, Value};
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast::error::RecvError;
 
 use xs::{Frame, Id, Store};
 
@@ -76,8 +75,10 @@ impl Kind for Generator {
         let stop = inst.stop.clone();
         // Duplex input starts after the newest frame now, before `active` is appended: a
         // client that waits for `active` and then sends is never missed.
-        let fed = Arc::new(Mutex::new(inst.store.last_id().ok().flatten()));
-        nu_config::on_thread(name, job, stop, move || supervise(&inst, fed))
+        Box::pin(async move {
+            let fed = Arc::new(Mutex::new(inst.store.last_id().await.ok().flatten()));
+            nu_config::on_thread(name, job, stop, move || supervise(&inst, fed)).await
+        })
     }
 }
 
@@ -158,8 +159,9 @@ fn run_once(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Result<(), 
             return Err(shell(*error));
         }
         let frame = output_frame(&c.ctx, &c.ret, &topic, v, &stamp).map_err(shell)?;
-        inst.store
-            .append_blocking(frame)
+        c.ctx
+            .rt
+            .block_on(inst.store.append(frame))
             .map(|f| inst.status.position(f.id))
             .map_err(|e| e.to_string())
     };
@@ -207,39 +209,45 @@ fn duplex_input(
     let store = inst.store.clone();
     let topic = format!("{}.send", inst.name);
     let mut stop = inst.stop.clone();
-    let mut live = store.subscribe();
     inst.config.ctx.rt.spawn(async move {
+        let Ok(topic) = xs::TopicFilter::parse(&topic) else {
+            return;
+        };
+        let after = *fed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sends = store.read_quiet(xs::ReadOptions {
+            follow: xs::Follow::On,
+            after,
+            topic,
+            ..Default::default()
+        });
         loop {
-            let after = *fed.lock().unwrap_or_else(|e| e.into_inner());
-            let (s, t) = (store.clone(), topic.clone());
-            let frames = tokio::task::spawn_blocking(move || sends_after(&s, &t, after)).await;
-            for f in frames.ok().and_then(Result::ok).unwrap_or_default() {
-                let Some(hash) = &f.hash else { continue };
-                let Ok(Some(mut bytes)) = store.cas_read(hash) else {
-                    continue;
-                };
-                if bytes.last() != Some(&b'\n') {
-                    bytes.push(b'\n');
-                }
-                let tx = tx.clone();
-                let sent = tokio::task::spawn_blocking(move || tx.send(bytes).is_ok()).await;
-                if !matches!(sent, Ok(true)) {
-                    return;
-                }
-                *fed.lock().unwrap_or_else(|e| e.into_inner()) = Some(f.id);
+            let record = tokio::select! {
+                _ = crate::stopped(&mut stop) => return,
+                e = sends.next() => match e {
+                    Some(Ok(xs::reader::Event::Frame(r))) => r,
+                    Some(Ok(_)) => continue,
+                    _ => return,
+                },
+            };
+            // Only stored sends are fed (an ephemeral one could not be fed again after a
+            // restart).
+            let Ok(f) = record.frame() else { continue };
+            if f.ttl == Some(xs::Ttl::Ephemeral) {
+                continue;
             }
-            // Wait for the next send frame (a lag means: look in the store again).
-            loop {
-                tokio::select! {
-                    _ = crate::stopped(&mut stop) => return,
-                    r = live.recv() => match r {
-                        Ok(f) if f.frame.topic == topic => break,
-                        Ok(_) => {}
-                        Err(RecvError::Lagged(_)) => break,
-                        Err(RecvError::Closed) => return,
-                    },
-                }
+            let Some(hash) = &f.hash else { continue };
+            let Ok(Some(mut bytes)) = store.cas_read(hash).await else {
+                continue;
+            };
+            if bytes.last() != Some(&b'\n') {
+                bytes.push(b'\n');
             }
+            let tx = tx.clone();
+            let sent = tokio::task::spawn_blocking(move || tx.send(bytes).is_ok()).await;
+            if !matches!(sent, Ok(true)) {
+                return;
+            }
+            *fed.lock().unwrap_or_else(|e| e.into_inner()) = Some(f.id);
         }
     });
     let reader = ChannelReader {
@@ -249,16 +257,6 @@ fn duplex_input(
     };
     let stream = ByteStream::read(reader, Span::unknown(), signals, ByteStreamType::String);
     PipelineData::byte_stream(stream, None)
-}
-
-/// The `topic` frames after `after`.
-fn sends_after(store: &Store, topic: &str, after: Option<Id>) -> xs::Result<Vec<Frame>> {
-    let opts = xs::ReadOptions {
-        topic: xs::TopicFilter::parse(topic)?,
-        after,
-        ..Default::default()
-    };
-    store.frames(&opts)
 }
 
 /// Reads chunks from a channel, handing out what is there at once (like a pipe): an

@@ -14,8 +14,8 @@ use std::time::Duration;
 use nu_engine::ClosureEval;
 use nu_protocol::engine::Closure;
 use nu_protocol::{IntoValue, PipelineData, Span, Value};
-use tokio::sync::broadcast::error::RecvError;
-use xs::{Frame, Id, ReadOptions, Store, TopicFilter};
+use xs::reader::{Event, Reader};
+use xs::{Follow, Frame, Id, ReadOptions, Store, TopicFilter};
 
 use super::nu_config::{self, check_keys, output_frame, Env, ReturnOptions, Script};
 use super::{Instance, Kind, Outcome};
@@ -161,7 +161,8 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
     let store = &inst.store;
     let ck = checkpoint_name(&inst.name, &inst.create_id);
     let span = Span::unknown();
-    let (mut pos, mut state) = match store.checkpoint(&ck).map_err(|e| e.to_string())? {
+    let checkpoint = c.ctx.rt.block_on(store.checkpoint(&ck));
+    let (mut pos, mut state) = match checkpoint.map_err(|e| e.to_string())? {
         Some(bytes) => {
             let v: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("reading the handler's checkpoint: {e}"))?;
@@ -191,53 +192,49 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
     let out_topic = c.ret.topic(&inst.name);
     let stack = crate::nu::script::stack();
     let mut closure = ClosureEval::new(es, &stack, c.run.clone());
-    // Subscribed before the first scan, so no frame falls between the two.
-    let mut live = store.subscribe();
-    let mut opts = ReadOptions {
-        limit: Some(BURST),
-        topic: c.topics.clone(),
-        ..ReadOptions::default()
+    let follow = match c.pulse {
+        Some(p) => Follow::Pulse(u64::try_from(p.as_millis()).unwrap_or(u64::MAX).max(1)),
+        None => Follow::On,
+    };
+    let mut reader = {
+        let _rt = c.ctx.rt.enter();
+        store.read_quiet(ReadOptions {
+            follow,
+            after: pos,
+            topic: c.topics.clone(),
+            ..ReadOptions::default()
+        })
     };
     loop {
         if stopping(inst) {
             return Ok(Outcome::Stopped);
         }
-        opts.after = pos;
-        let mut frames = Vec::new();
-        let end = store
-            .scan(&opts, |raw| {
-                frames.push(Frame::from_json(raw.json));
-                true
-            })
-            .map_err(|e| e.to_string())?;
-        let scanned_to = end.last_id;
-        if frames.is_empty() {
-            match wait(inst, &mut live, &c.ctx.rt, c.pulse, pos) {
-                Wake::Stop => return Ok(Outcome::Stopped),
-                Wake::Frames => continue,
-                Wake::Pulse => {
-                    let pulse = xs::reader::marker_frame("xs.pulse");
-                    let step = call(&mut closure, c, &pulse, &state, inst.create_id, &out_topic)?;
-                    let finished = apply(step, &mut state);
-                    commit(inst, &ck, pos, &state)?;
-                    if finished {
-                        return Ok(Outcome::Done);
-                    }
-                    continue;
-                }
-            }
-        }
+        let Some(events) = next_burst(inst, &mut reader, &c.ctx.rt) else {
+            return Ok(Outcome::Stopped);
+        };
         let mut finished = false;
-        for f in frames {
-            let f = f.map_err(|e| e.to_string())?;
-            if f.topic.starts_with(&own_lifecycle) || is_own(&f, &own_id) {
-                pos = Some(f.id);
-                continue;
-            }
+        for event in events.map_err(|e| e.to_string())? {
+            let f = match event {
+                Event::Threshold(_) => continue,
+                Event::Pulse(p) => p,
+                Event::Frame(r) => {
+                    let f = r.frame().map_err(|e| e.to_string())?;
+                    // Handlers see stored frames only; never their own lifecycle or output.
+                    let ephemeral = f.ttl == Some(xs::Ttl::Ephemeral);
+                    if ephemeral || f.topic.starts_with(&own_lifecycle) || is_own(&f, &own_id) {
+                        pos = Some(f.id);
+                        continue;
+                    }
+                    f
+                }
+            };
+            let pulse = f.topic == "xs.pulse";
             let before = c.batch.len();
             match call(&mut closure, c, &f, &state, inst.create_id, &out_topic) {
                 Ok(step) => {
-                    pos = Some(f.id);
+                    if !pulse {
+                        pos = Some(f.id);
+                    }
                     if apply(step, &mut state) {
                         finished = true;
                         break;
@@ -251,9 +248,6 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
                     return Ok(Outcome::FailedOn(format!("on frame {}: {e}", f.id), f.id));
                 }
             }
-        }
-        if !finished {
-            pos = pos.max(scanned_to);
         }
         if stopping(inst) {
             // Not committed: the burst runs again when (if) the handler resumes.
@@ -352,47 +346,34 @@ fn commit(inst: &Instance<Config>, ck: &str, pos: Option<Id>, state: &Value) -> 
     let frames = c.batch.take();
     c.ctx
         .rt
-        .block_on(inst.store.append_atomic(
+        .block_on(inst.store.append_batch(xs::Batch {
             frames,
-            Some((
+            checkpoint: Some((
                 ck.to_string(),
                 serde_json::to_vec(&value).unwrap_or_default(),
             )),
-        ))
+        }))
         .map(|_| ())
         .map_err(|e| format!("committing the handler's output: {e}"))
 }
 
-enum Wake {
-    Stop,
-    Frames,
-    Pulse,
-}
-
-/// Waits for a frame after `pos` (or a lag, which means: scan again), the pulse, or stop.
-fn wait(
+/// The next burst of events (waiting for at least one, then at most [`BURST`]); `None`
+/// when the handler must stop or the read ended.
+fn next_burst(
     inst: &Instance<Config>,
-    live: &mut tokio::sync::broadcast::Receiver<Arc<xs::store::LiveFrame>>,
+    reader: &mut Reader,
     rt: &tokio::runtime::Handle,
-    pulse: Option<Duration>,
-    pos: Option<Id>,
-) -> Wake {
+) -> Option<xs::Result<Vec<Event>>> {
     let mut stop = inst.stop.clone();
     rt.block_on(async {
-        let sleep = tokio::time::sleep(pulse.unwrap_or(Duration::from_secs(3600 * 24 * 365)));
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = crate::stopped(&mut stop) => return Wake::Stop,
-                _ = &mut sleep, if pulse.is_some() => return Wake::Pulse,
-                r = live.recv() => match r {
-                    Ok(f) if pos.is_none_or(|p| f.frame.id > p)
-                        && f.frame.ttl != Some(xs::Ttl::Ephemeral) => return Wake::Frames,
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => return Wake::Frames,
-                    Err(RecvError::Closed) => return Wake::Stop,
-                },
-            }
-        }
+        let first = tokio::select! {
+            _ = crate::stopped(&mut stop) => return None,
+            e = reader.next() => e?,
+        };
+        Some(first.and_then(|first| {
+            let mut events = vec![first];
+            events.extend(reader.ready(BURST - 1)?);
+            Ok(events)
+        }))
     })
 }

@@ -23,10 +23,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use xs::{Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
+use xs::reader::Event as ReadEvent;
+use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
 
 use crate::ps::{self, Table};
 
@@ -123,23 +123,30 @@ pub struct Dispatcher {
 
 /// Starts the dispatcher of every kind.
 pub fn start_all(d: &crate::Daemon) -> Vec<Dispatcher> {
-    let store = &d.store;
+    let (store, ps) = (&d.store, &d.ps);
     #[allow(unused_mut)]
-    let mut all = vec![start(crate::webhook::Webhook, store.clone())];
+    let mut all = vec![start(crate::webhook::Webhook, store.clone(), ps.clone())];
     #[cfg(feature = "nu")]
     {
         let env = nu_config::Env::new(d);
-        all.push(start(handler::Handler(env.clone()), store.clone()));
-        all.push(start(generator::Generator(env.clone()), store.clone()));
-        all.push(start(action::Action(env), store.clone()));
+        all.push(start(
+            handler::Handler(env.clone()),
+            store.clone(),
+            ps.clone(),
+        ));
+        all.push(start(
+            generator::Generator(env.clone()),
+            store.clone(),
+            ps.clone(),
+        ));
+        all.push(start(action::Action(env), store.clone(), ps.clone()));
     }
     all
 }
 
 /// Rebuilds the processors of kind `K` from their lifecycle frames and runs them.
-pub fn start<K: Kind>(kind: K, store: Store) -> Dispatcher {
+pub fn start<K: Kind>(kind: K, store: Store, table: Table) -> Dispatcher {
     let (stop, stop_rx) = watch::channel(false);
-    let table = ps::table(store.path());
     table
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -194,7 +201,7 @@ impl<C> Live<C> {
 }
 
 /// A lifecycle frame, with a create's config read (or why it is invalid).
-struct Event<C> {
+struct Lifecycle<C> {
     frame: Frame,
     config: Option<Result<C, String>>,
 }
@@ -225,50 +232,49 @@ impl<K: Kind> State<K> {
         mut stop: watch::Receiver<bool>,
         mut ended: mpsc::UnboundedReceiver<Ended>,
     ) {
-        let mut live = self.store.subscribe_runtime();
         let prefix = Self::prefix();
-        let mut after: Option<Id> = None;
+        let topic = TopicFilter::parse(&format!("{prefix}*")).unwrap_or_default();
+        let mut reader = self.store.read_quiet(ReadOptions {
+            follow: Follow::On,
+            topic,
+            ..ReadOptions::default()
+        });
         loop {
-            let events = match self.scan(after).await {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(kind = K::NAME, error = %e, "reading lifecycle frames");
-                    break;
+            tokio::select! {
+                _ = crate::stopped(&mut stop) => break,
+                Some((name, create_id, outcome)) = ended.recv() => {
+                    self.ended(name, create_id, outcome).await;
                 }
-            };
-            for ev in events {
-                after = Some(ev.frame.id);
-                self.apply(ev).await;
-            }
-            if self.replaying {
-                self.finish_replay().await;
-            }
-            loop {
-                tokio::select! {
-                    _ = crate::stopped(&mut stop) => {
-                        self.shutdown().await;
-                        return;
-                    }
-                    Some((name, create_id, outcome)) = ended.recv() => {
-                        self.ended(name, create_id, outcome).await;
-                    }
-                    r = live.recv() => match r {
-                        Ok(f) if f.frame.topic.starts_with(&prefix)
-                            && after.is_none_or(|a| f.frame.id > a) => break,
-                        Ok(_) => {}
-                        Err(RecvError::Lagged(_)) => break,
-                        Err(RecvError::Closed) => {
-                            self.shutdown().await;
-                            return;
+                e = reader.next_batch() => match e {
+                    Some(Ok(events)) => {
+                        for e in events {
+                            match e {
+                                ReadEvent::Frame(r) => match r.frame() {
+                                    // Ephemeral frames are not part of the lifecycle.
+                                    Ok(f) if f.ttl == Some(xs::Ttl::Ephemeral) => {}
+                                    Ok(frame) => {
+                                        let ev = self.lifecycle(frame).await;
+                                        self.apply(ev).await;
+                                    }
+                                    Err(e) => tracing::error!(error = %e, "skipping a bad lifecycle frame"),
+                                },
+                                ReadEvent::Threshold(_) if self.replaying => self.finish_replay().await,
+                                _ => {}
+                            }
                         }
-                    },
-                }
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!(kind = K::NAME, error = %e, "reading lifecycle frames");
+                        break;
+                    }
+                    None => break,
+                },
             }
         }
         self.shutdown().await;
     }
 
-    async fn apply(&mut self, ev: Event<K::Config>) {
+    async fn apply(&mut self, ev: Lifecycle<K::Config>) {
         let Some((name, event)) = parse_topic(&Self::prefix(), &ev.frame.topic) else {
             return;
         };
@@ -515,37 +521,26 @@ impl<K: Kind> State<K> {
         );
     }
 
-    /// Every lifecycle frame after `after`, with each create's config read.
-    async fn scan(&self, after: Option<Id>) -> xs::Result<Vec<Event<K::Config>>> {
-        let store = self.store.clone();
-        let kind = self.kind.clone();
-        let prefix = Self::prefix();
-        tokio::task::spawn_blocking(move || {
-            let opts = ReadOptions {
-                after,
-                topic: TopicFilter::parse(&format!("{prefix}*"))?,
-                ..ReadOptions::default()
+    /// A lifecycle frame, with a create's config read (on a blocking thread: it may
+    /// evaluate a script).
+    async fn lifecycle(&self, frame: Frame) -> Lifecycle<K::Config> {
+        if !matches!(
+            parse_topic(&Self::prefix(), &frame.topic),
+            Some((_, "create"))
+        ) {
+            return Lifecycle {
+                frame,
+                config: None,
             };
-            let mut frames = Vec::new();
-            store.scan(&opts, |raw| {
-                match Frame::from_json(raw.json) {
-                    Ok(f) => frames.push(f),
-                    Err(e) => tracing::error!(error = %e, "skipping a bad lifecycle frame"),
-                }
-                true
-            })?;
-            let mut out = Vec::with_capacity(frames.len());
-            for frame in frames {
-                let config = match parse_topic(&prefix, &frame.topic) {
-                    Some((_, "create")) => Some(kind.parse(&store, &frame)),
-                    _ => None,
-                };
-                out.push(Event { frame, config });
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| xs::Error::Internal(format!("lifecycle scan task failed: {e}")))?
+        }
+        let (kind, store, f) = (self.kind.clone(), self.store.clone(), frame.clone());
+        let config = tokio::task::spawn_blocking(move || kind.parse(&store, &f))
+            .await
+            .unwrap_or_else(|e| Err(format!("reading the config failed: {e}")));
+        Lifecycle {
+            frame,
+            config: Some(config),
+        }
     }
 }
 
@@ -574,9 +569,11 @@ pub fn parse_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str
 }
 
 /// A create frame's content (its script or JSON), or its meta as JSON when it has none.
+/// Called on a blocking thread of the runtime.
 pub fn create_source(store: &Store, frame: &Frame) -> Result<Vec<u8>, String> {
     if let Some(hash) = &frame.hash {
-        return match store.cas_read(hash) {
+        let read = tokio::runtime::Handle::current().block_on(store.cas_read(hash));
+        return match read {
             Ok(Some(bytes)) => Ok(bytes),
             Ok(None) => Err(format!("the create frame's content {hash} is missing")),
             Err(e) => Err(format!("reading the create frame's content: {e}")),

@@ -76,7 +76,10 @@ pub struct Script {
 /// commands bound to `ctx`, and a job of its own for external processes.
 fn load(engine: &Engine, store: &Store, frame: &Frame, ctx: Ctx) -> Result<Script, String> {
     let source = create_source(store, frame)?;
-    let modules = Modules::load(store, Some(frame.id)).map_err(|e| e.to_string())?;
+    let modules = ctx
+        .rt
+        .block_on(Modules::load(store, Some(frame.id)))
+        .map_err(|e| e.to_string())?;
     let mut es = engine.instance(ctx, &modules).map_err(|e| e.0)?;
     let job = Job::install(&mut es);
     let config =

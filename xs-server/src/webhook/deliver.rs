@@ -11,10 +11,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use xs::consumer::Start;
-use xs::{Frame, Id, ReadOptions, Store};
+use xs::reader::Event;
+use xs::{Follow, Frame, Id, ReadOptions, Store};
 
 use super::config::Config;
 use crate::processor::Status;
@@ -28,8 +28,6 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Most bytes of a receiver's answer read.
 const ANSWER_MAX: usize = 1024 * 1024;
-/// Frames read from the store per scan.
-const BATCH: usize = 256;
 
 /// The durable consumer that holds webhook `name`'s position.
 pub fn consumer_name(name: &str) -> String {
@@ -48,10 +46,8 @@ pub struct Delivery {
 impl Delivery {
     /// Delivers until `stop` turns true or the store closes.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        // Subscribe before the first scan so no frame falls between the two.
-        let mut live = self.store.subscribe();
         let consumer = consumer_name(&self.name);
-        let mut pos = match self.store.consumer_position(&consumer) {
+        let mut pos = match self.store.consumer_position(&consumer).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(webhook = %self.name, error = %e, "reading the webhook position");
@@ -61,47 +57,47 @@ impl Delivery {
         if let Some(p) = pos {
             self.status.position(p);
         }
-        let mut opts = ReadOptions {
-            limit: Some(BATCH),
+        let after = match (pos, self.config.start) {
+            (Some(p), _) => Some(p),
+            (None, Start::First) => None,
+            (None, Start::New) => Some(self.create_id),
+            (None, Start::After(id)) => Some(id),
+        };
+        let mut reader = self.store.read_quiet(ReadOptions {
+            follow: Follow::On,
+            after,
             topic: self.config.topics.clone(),
             ..ReadOptions::default()
-        };
-        if pos.is_none() {
-            opts.after = match self.config.start {
-                Start::First => None,
-                Start::New => Some(self.create_id),
-                Start::After(id) => Some(id),
-            };
-        }
+        });
         let mut conn: Option<Conn> = None;
         loop {
-            if let Some(p) = pos {
-                opts.after = Some(p);
-            }
-            let batch = match self.scan(&opts).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(webhook = %self.name, error = %e, "scanning for the webhook");
-                    return;
-                }
-            };
-            let Some(last_scanned) = batch.last().map(|f| f.id) else {
-                // Caught up: wait for a frame we want (or lag, which means: look again).
-                loop {
-                    tokio::select! {
-                        _ = crate::stopped(&mut stop) => return,
-                        r = live.recv() => match r {
-                            Ok(f) if self.config.wants(&f.frame.topic)
-                                && opts.after.is_none_or(|a| f.frame.id > a) => break,
-                            Ok(_) => {}
-                            Err(RecvError::Lagged(_)) => break,
-                            Err(RecvError::Closed) => return,
-                        },
+            let events = tokio::select! {
+                _ = crate::stopped(&mut stop) => return,
+                e = reader.next_batch() => match e {
+                    Some(Ok(events)) => events,
+                    Some(Err(e)) => {
+                        tracing::error!(webhook = %self.name, error = %e, "reading for the webhook");
+                        return;
                     }
-                }
-                continue;
+                    None => return,
+                },
             };
-            for frame in batch.into_iter().filter(|f| self.config.wants(&f.topic)) {
+            let mut last_seen = None;
+            for event in events {
+                let Event::Frame(record) = event else {
+                    continue;
+                };
+                last_seen = Some(record.id);
+                let frame = match record.frame() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(webhook = %self.name, error = %e, "reading a frame");
+                        return;
+                    }
+                };
+                if !self.config.wants(&frame.topic) || frame.ttl == Some(xs::Ttl::Ephemeral) {
+                    continue;
+                }
                 let body = match self.body(&frame).await {
                     Ok(b) => b,
                     Err(e) => {
@@ -158,12 +154,16 @@ impl Delivery {
                 });
             }
             // Frames the webhook skips (runtime topics) move its position too.
-            if pos < Some(last_scanned) {
-                if let Err(e) = self.store.ack(&consumer, last_scanned).await {
+            if pos < last_seen {
+                if let Err(e) = self
+                    .store
+                    .ack(&consumer, last_seen.unwrap_or_default())
+                    .await
+                {
                     tracing::error!(webhook = %self.name, error = %e, "saving the webhook position");
                     return;
                 }
-                pos = Some(last_scanned);
+                pos = last_seen;
             }
         }
     }
@@ -172,26 +172,15 @@ impl Delivery {
         self.status.update(f);
     }
 
-    async fn scan(&self, opts: &ReadOptions) -> xs::Result<Vec<Frame>> {
-        let store = self.store.clone();
-        let opts = opts.clone();
-        tokio::task::spawn_blocking(move || store.frames(&opts))
-            .await
-            .map_err(|e| xs::Error::Internal(format!("webhook scan task failed: {e}")))?
-    }
-
     /// The request body: the frame's JSON plus `content` (base64) when its content is under
     /// [`INLINE_MAX`], else `content_hash`.
     async fn body(&self, frame: &Frame) -> xs::Result<Bytes> {
         let mut v = serde_json::to_value(frame).expect("a frame always serializes");
         if let Some(hash) = frame.hash.clone() {
-            let store = self.store.clone();
-            let content = tokio::task::spawn_blocking(move || match store.cas_get(&hash)? {
-                Some(c) if c.len() < INLINE_MAX => store.cas_read(&hash),
-                _ => Ok(None),
-            })
-            .await
-            .map_err(|e| xs::Error::Internal(format!("webhook content task failed: {e}")))??;
+            let content = match self.store.cas_get(&hash).await? {
+                Some(c) if c.len < INLINE_MAX => Some(c.read_all().await?),
+                _ => None,
+            };
             match content {
                 Some(bytes) => {
                     v["content"] = base64::engine::general_purpose::STANDARD

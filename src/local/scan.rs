@@ -3,57 +3,27 @@
 
 use std::ops::Bound;
 
-use super::{codec, Store};
+use super::{codec, Local};
+use crate::backend::ScanEnd;
 use crate::error::{Error, Result};
-use crate::frame::{now_ms, Frame, Id};
+use crate::frame::{now_ms, Id};
 use crate::read::ReadOptions;
 use crate::topic::TopicFilter;
 
 /// A stored frame as scanned: its id and wire JSON.
-pub struct RawFrame<'a> {
+pub(super) struct RawFrame<'a> {
     pub id: Id,
     pub json: &'a [u8],
-}
-
-/// How a scan ended.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ScanEnd {
-    /// The last frame passed to the callback.
-    pub last_id: Option<Id>,
-    pub count: usize,
-    /// The callback asked to stop, or `limit` was reached.
-    pub stopped: bool,
 }
 
 type IdIter = Box<dyn Iterator<Item = Result<Id>> + Send>;
 type FrameIter<'a> = Box<dyn Iterator<Item = Result<(Id, fjall::Slice)>> + 'a>;
 
-impl Store {
-    /// The stored frames `opts` selects, parsed, in id order (see [`Store::scan`]). A frame
-    /// that does not parse is an error. Blocking.
-    pub fn frames(&self, opts: &ReadOptions) -> Result<Vec<Frame>> {
-        let mut out = Vec::new();
-        let mut bad = None;
-        self.scan(opts, |raw| match Frame::from_json(raw.json) {
-            Ok(f) => {
-                out.push(f);
-                true
-            }
-            Err(e) => {
-                bad = Some(e);
-                false
-            }
-        })?;
-        match bad {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
-    }
-
+impl Local {
     /// Calls `f` with each stored frame that `opts` selects (`from`/`after`, `topic`,
     /// `last`, `limit`), in id order. `f` returns `false` to stop. Blocking: run it off the
     /// async reactor. A corrupt value is logged and skipped.
-    pub fn scan(
+    pub(super) fn scan(
         &self,
         opts: &ReadOptions,
         mut f: impl FnMut(RawFrame<'_>) -> bool,
@@ -336,16 +306,20 @@ impl Iterator for MergedIds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewFrame, StoreOptions};
+    use crate::local::LocalOptions;
+    use crate::NewFrame;
 
     /// Every id in order, with gaps of every size (walked, sought, given up on) and ids that
     /// are not in the log (between, before the next wanted one, past the end).
     #[test]
     fn log_cursor_reads_what_point_reads_read() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let store = Local::open(dir.path(), LocalOptions::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let ids: Vec<Id> = (0..400)
-            .map(|_| store.append_blocking(NewFrame::new("t")).unwrap().id)
+            .map(|_| rt.block_on(store.append(NewFrame::new("t"))).unwrap().id)
             .collect();
         let frames = &store.inner.ks.frames;
         let missing = |i: usize| Id::from_u128(ids[i].to_u128() + 1);

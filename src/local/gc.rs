@@ -4,22 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-
-use super::{writer, Keyspaces, Store};
+use super::{writer, Keyspaces, Local};
+use crate::backend::GcReport;
 use crate::error::{Error, IoContext, Result};
 use crate::frame::Id;
 
 /// Large content files younger than this are never collected: they may belong to an append
 /// whose frame is not committed yet.
 pub const GC_GRACE: Duration = Duration::from_secs(10 * 60);
-
-/// What a purge or a gc removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct GcReport {
-    pub blobs: u64,
-    pub bytes: u64,
-}
 
 /// The cacache file of content key `algo-hex` (see `content::cacache_path`).
 pub(crate) fn key_path(dir: &Path, key: &[u8]) -> Option<PathBuf> {
@@ -80,11 +72,11 @@ impl Drops {
     }
 }
 
-impl Store {
+impl Local {
     /// Removes a frame and, when no other frame references its content any more, the content
     /// too (inline content in the same batch, a large file right after it). `NotFound` if there
     /// is no such frame.
-    pub async fn remove_purge(&self, id: Id) -> Result<GcReport> {
+    pub(super) async fn remove_purge(&self, id: Id) -> Result<GcReport> {
         let report = match self.submit(|r| writer::WriteOp::Purge(id, r)).await? {
             writer::Done::Freed(r) => r,
             _ => unreachable!("purge answers with a report"),
@@ -114,7 +106,7 @@ impl Store {
 
     /// Removes every content blob no frame references (large files only once they are older
     /// than [`GC_GRACE`]). O(blobs): walks the content, never the frames.
-    pub async fn gc(&self) -> Result<GcReport> {
+    pub(super) async fn gc(&self) -> Result<GcReport> {
         let ks = self.inner.ks.clone();
         let dir = self.inner.cacache_dir.clone();
         let candidates = tokio::task::spawn_blocking(move || candidates(&ks, &dir))

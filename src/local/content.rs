@@ -8,40 +8,10 @@ use ssri::Integrity;
 use tokio::io::AsyncWriteExt;
 
 use super::space::classify_io;
-use super::Store;
+use super::Local;
+use crate::backend::Content;
 use crate::error::{Error, Result};
 use crate::INLINE_CONTENT_MAX;
-
-/// The content of a frame being appended.
-#[derive(Debug, Clone, Default)]
-pub enum Content {
-    #[default]
-    None,
-    /// Small content: stored with its frame, in the same fjall batch.
-    Inline { hash: Integrity, bytes: Bytes },
-    /// Content already durable in the content store (large content, or an existing hash).
-    Stored(Integrity),
-}
-
-impl Content {
-    pub fn inline(bytes: impl Into<Bytes>) -> Content {
-        let bytes = bytes.into();
-        if bytes.is_empty() {
-            return Content::None;
-        }
-        Content::Inline {
-            hash: Integrity::from(&bytes[..]),
-            bytes,
-        }
-    }
-
-    pub fn hash(&self) -> Option<&Integrity> {
-        match self {
-            Content::None => None,
-            Content::Inline { hash, .. } | Content::Stored(hash) => Some(hash),
-        }
-    }
-}
 
 /// Key of inline content in the `cas` keyspace: algorithm and hex digest of the strongest hash.
 pub(crate) fn cas_key(sri: &Integrity) -> Vec<u8> {
@@ -89,23 +59,10 @@ pub enum CasContent {
     File { file: std::fs::File, len: u64 },
 }
 
-impl CasContent {
-    pub fn len(&self) -> u64 {
-        match self {
-            CasContent::Inline(b) => b.len() as u64,
-            CasContent::File { len, .. } => *len,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Streams content into the store: buffered in memory up to the inline limit, then spilled
 /// into cacache. `finish` makes it durable (for large content) and says where it lives.
 pub struct ContentWriter {
-    store: Store,
+    store: Local,
     buf: Vec<u8>,
     large: Option<cacache::Writer>,
     len: u64,
@@ -114,7 +71,7 @@ pub struct ContentWriter {
 }
 
 impl ContentWriter {
-    pub(crate) fn new(store: Store) -> ContentWriter {
+    pub(crate) fn new(store: Local) -> ContentWriter {
         ContentWriter {
             store,
             buf: Vec::new(),
@@ -163,10 +120,6 @@ impl ContentWriter {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Ends the content. Large content is committed to cacache and fsynced before this returns.
     pub async fn finish(self) -> Result<Content> {
         let Some(w) = self.large else {
@@ -181,7 +134,10 @@ impl ContentWriter {
         tokio::task::spawn_blocking(move || sync_content(&dir, &path))
             .await
             .map_err(|e| Error::Cas(format!("content sync task failed: {e}")))??;
-        Ok(Content::Stored(sri))
+        Ok(Content::Stored {
+            hash: sri,
+            len: self.len,
+        })
     }
 }
 

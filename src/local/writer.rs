@@ -12,8 +12,9 @@ use fjall::PersistMode;
 use ssri::Integrity;
 use tokio::sync::{oneshot, watch};
 
-use super::gc::{Drops, GcReport};
-use super::{codec, content::cas_key, stats, Keyspaces, LiveFrame, LiveSenders, NewFrame};
+use super::gc::Drops;
+use super::{codec, content::cas_key, stats, Keyspaces, LiveSenders};
+use crate::backend::{Content, GcReport, LiveFrame, NewFrame};
 use crate::error::{Error, Result};
 use crate::frame::{now_ms, Frame, Id};
 use crate::topic::index_prefixes;
@@ -315,7 +316,7 @@ impl WriterState {
                     };
                     let _ = reply.send(r.and(Err(err)));
                 }
-                if matches!(e, Error::Storage(fjall::Error::Poisoned)) {
+                if matches!(e, Error::Failed(_)) {
                     return Err(msg);
                 }
             }
@@ -547,7 +548,7 @@ impl WriterState {
                 });
             }
         }
-        if let super::Content::Stored(h) = &nf.content {
+        if let Content::Stored { hash: h, .. } = &nf.content {
             let key = cas_key(h);
             let here = super::content::cacache_path(&self.cacache_dir, h).is_file()
                 || self.ks.cas.contains_key(&key)?;
@@ -566,7 +567,7 @@ impl WriterState {
             ttl: Some(nf.ttl),
         };
         let json = frame.to_json();
-        if let super::Content::Inline { hash, bytes } = nf.content {
+        if let Content::Inline { hash, bytes } = nf.content {
             plan.content.push((cas_key(&hash), bytes));
         }
         match nf.ttl {
@@ -585,7 +586,7 @@ impl WriterState {
         }
         let live = Arc::new(LiveFrame {
             frame: frame.clone(),
-            json,
+            json: json.into(),
         });
         if let (Some(k), false) = (idem, nf.ttl == Ttl::Ephemeral) {
             plan.idem.insert(k, frame.clone());

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{codec, Store};
+use super::{codec, Local};
 use crate::error::Result;
 use crate::frame::Id;
 use crate::topic::index_prefixes;
@@ -17,7 +17,7 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
-impl Store {
+impl Local {
     /// Walks the log and every index and reports inconsistencies. Blocking and O(store size),
     /// with one map entry per frame in memory: meant for tests and offline checks.
     pub fn check(&self) -> Result<CheckReport> {

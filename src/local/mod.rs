@@ -1,9 +1,10 @@
-//! The durable store: the frame log and its indexes in fjall, content in the CAS, one writer
-//! thread that group-commits every change, and the live channel that followers subscribe to.
-//! Its interface (append, import, remove, get, scan, CAS put/get, subscribe) is kept narrow and
-//! free of fjall types so that another backend can sit behind it later.
+//! The local backend: the frame log and its indexes in fjall, content in cacache, one writer
+//! thread that group-commits every change, the live channel followers subscribe to, and the
+//! expiry of `time:` TTLs. Only [`Local::open`] and the [`Backend`] impl (`boundary`) are
+//! used from outside; fjall and cacache types stay in this module.
 
 mod atomic;
+mod boundary;
 mod check;
 #[doc(hidden)]
 pub mod codec;
@@ -27,17 +28,14 @@ use ssri::Integrity;
 use tokio::sync::{broadcast, oneshot, watch};
 
 pub use check::CheckReport;
-pub use content::{CasContent, Content, ContentWriter};
-pub use gc::GcReport;
-pub use metrics::{MetricsSnapshot, Outcome, ReadGuard, COMMIT_BUCKETS, LAG_CAP};
-pub use scan::{RawFrame, ScanEnd};
+pub(crate) use content::{CasContent, ContentWriter};
 pub use space::DEFAULT_MIN_FREE_BYTES;
-pub use stats::TopicInfo;
 use writer::{WriteOp, Writer};
+
+use crate::backend::{Content, LiveFrame, NewFrame};
 
 use crate::error::{Error, IoContext, Result};
 use crate::frame::{now_ms, Frame, Id};
-use crate::ttl::Ttl;
 
 /// How many live frames the broadcast channel holds before a slow follower lags (and then
 /// catches up from the store instead).
@@ -72,38 +70,20 @@ impl LiveSenders {
     }
 }
 
-/// A frame to append: the store assigns its id.
-#[derive(Debug, Clone, Default)]
-pub struct NewFrame {
-    pub topic: String,
-    pub meta: Option<serde_json::Value>,
-    pub ttl: Ttl,
-    pub content: Content,
-    /// Append only if the newest frame on the topic is this (checked in the writer).
-    pub expect: Option<crate::frame::Expect>,
-    /// Idempotency key: a repeated append with the same key and topic answers the original
-    /// frame, for as long as it exists.
-    pub key: Option<String>,
-}
-
-impl NewFrame {
-    pub fn new(topic: impl Into<String>) -> NewFrame {
-        NewFrame {
-            topic: topic.into(),
-            ..Default::default()
+impl From<fjall::Error> for Error {
+    /// A poisoned fjall cannot go on: that is a failure for good; anything else refuses the
+    /// one operation.
+    fn from(e: fjall::Error) -> Error {
+        match e {
+            fjall::Error::Poisoned => Error::Failed(e.to_string()),
+            e => Error::Storage(e.to_string()),
         }
     }
 }
 
-/// A frame as broadcast to live followers: the frame and its wire JSON.
-#[derive(Debug)]
-pub struct LiveFrame {
-    pub frame: Frame,
-    pub json: Vec<u8>,
-}
-
+/// Options of the local backend.
 #[derive(Debug, Clone)]
-pub struct StoreOptions {
+pub struct LocalOptions {
     /// fjall block cache size in bytes.
     pub cache_bytes: u64,
     /// Memtable size per keyspace in bytes.
@@ -115,9 +95,9 @@ pub struct StoreOptions {
     pub min_free_bytes: u64,
 }
 
-impl Default for StoreOptions {
+impl Default for LocalOptions {
     fn default() -> Self {
-        StoreOptions {
+        LocalOptions {
             cache_bytes: 8 * 1024 * 1024,
             // 2 MiB, not 4: peak RSS building a 1M-frame store 115 -> 98 MiB, appends and
             // the build within noise (README, Benchmarks).
@@ -128,14 +108,13 @@ impl Default for StoreOptions {
     }
 }
 
-/// A handle to an open store; cheap to clone.
+/// An open local store; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct Local {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    path: PathBuf,
     cacache_dir: PathBuf,
     ks: Keyspaces,
     writer: Mutex<Option<Writer>>,
@@ -143,6 +122,8 @@ struct Inner {
     live: Mutex<Option<LiveSenders>>,
     /// Set by the writer when storage fails for good.
     failed: watch::Sender<Option<String>>,
+    /// Removes expired frames (see [`Local::sweep_expired`]); stopped by `close`.
+    sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
     _lock: File,
 }
 
@@ -190,10 +171,10 @@ impl Keyspaces {
     }
 }
 
-impl Store {
+impl Local {
     /// Opens (creating if missing) the store in `path`: `fjall/`, `cacache/`, and a `lock`
     /// file held for as long as the store is open, so a second daemon is refused.
-    pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+    pub fn open(path: impl AsRef<Path>, opts: LocalOptions) -> Result<Local> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path)
             .context(|| format!("creating store directory {}", path.display()))?;
@@ -273,24 +254,29 @@ impl Store {
             last_id,
             failed.clone(),
         )?;
-        Ok(Store {
+        let local = Local {
             inner: Arc::new(Inner {
-                path,
                 cacache_dir,
                 ks,
                 writer: Mutex::new(Some(writer)),
                 live: Mutex::new(Some(live)),
                 failed,
+                sweeper: Mutex::new(None),
                 _lock: lock,
             }),
-        })
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let task = rt.spawn(sweep_expired(Arc::downgrade(&local.inner)));
+            *local
+                .inner
+                .sweeper
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
+        Ok(local)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
-    pub fn cacache_dir(&self) -> &Path {
+    fn cacache_dir(&self) -> &Path {
         &self.inner.cacache_dir
     }
 
@@ -317,58 +303,19 @@ impl Store {
 
     /// Appends a frame. The frame is queued at once (so appends issued in order are stored in
     /// order); the future resolves once it is durable (fsynced) and broadcast to followers.
-    pub fn append(&self, frame: NewFrame) -> impl Future<Output = Result<Frame>> + Send + 'static {
-        let checked = crate::topic::validate_topic(&frame.topic);
-        let (metrics, bytes) = (
-            self.inner.ks.metrics.clone(),
-            self.content_len(&frame.content),
-        );
-        let done = checked.map(|()| self.submit(|r| WriteOp::Append(frame, r)));
+    fn append(&self, frame: NewFrame) -> impl Future<Output = Result<Frame>> + Send + 'static {
+        let done = self.submit(|r| WriteOp::Append(frame, r));
         async move {
-            let r = match done {
-                Ok(done) => done.await,
-                Err(e) => Err(e),
-            };
-            metrics.append(Outcome::of(&r), bytes);
-            match r? {
+            match done.await? {
                 writer::Done::Frame(f) => Ok(f),
-                _ => unreachable!("append answers with a frame"),
+                _ => Err(Error::Internal("append answered without a frame".into())),
             }
         }
     }
 
-    /// Blocking form of [`Store::append`], for threads outside the async runtime.
-    pub fn append_blocking(&self, frame: NewFrame) -> Result<Frame> {
-        let bytes = self.content_len(&frame.content);
-        let r = (|| {
-            crate::topic::validate_topic(&frame.topic)?;
-            let (tx, rx) = oneshot::channel();
-            self.send(WriteOp::Append(frame, tx))?;
-            rx.blocking_recv().map_err(|_| Error::Closed)?
-        })();
-        self.inner.ks.metrics.append(Outcome::of(&r), bytes);
-        match r? {
-            writer::Done::Frame(f) => Ok(f),
-            _ => unreachable!("append answers with a frame"),
-        }
-    }
-
-    /// The length of content being appended (for the metrics): large content is a file.
-    fn content_len(&self, content: &Content) -> u64 {
-        match content {
-            Content::None => 0,
-            Content::Inline { bytes, .. } => bytes.len() as u64,
-            Content::Stored(h) => content::cacache_path(&self.inner.cacache_dir, h)
-                .metadata()
-                .map_or(0, |m| m.len()),
-        }
-    }
-
     /// Stores a frame as given, keeping its id (for `xs import`). Not broadcast to followers.
-    /// Queued at once, like [`Store::append`].
-    /// A frame without `ttl` is stored as `forever`; its content must already be in the store.
-    pub fn import(&self, mut frame: Frame) -> impl Future<Output = Result<Frame>> + Send + 'static {
-        frame.ttl.get_or_insert(Ttl::Forever);
+    /// Queued at once, like [`Local::append`]. Its content must already be in the store.
+    fn import(&self, frame: Frame) -> impl Future<Output = Result<Frame>> + Send + 'static {
         let checked = crate::topic::validate_topic(&frame.topic).and_then(|()| match &frame.hash {
             _ if frame.id.to_u128() > u128::MAX - IMPORT_ID_HEADROOM => {
                 Err(Error::invalid(format!(
@@ -386,26 +333,21 @@ impl Store {
         async move {
             match done?.await? {
                 writer::Done::Frame(f) => Ok(f),
-                _ => unreachable!("import answers with a frame"),
+                _ => Err(Error::Internal("import answered without a frame".into())),
             }
         }
     }
 
     /// Removes a frame and its index entries. `NotFound` if there is no such frame.
-    pub async fn remove(&self, id: Id) -> Result<()> {
+    async fn remove(&self, id: Id) -> Result<()> {
         self.submit(|r| WriteOp::Remove(id, r)).await.map(|_| ())
     }
 
-    /// Starts writing content; see [`ContentWriter`].
-    pub fn content_writer(&self) -> ContentWriter {
-        ContentWriter::new(self.clone())
-    }
-
     /// Makes content durable without a frame (`POST /cas`) and returns its hash.
-    pub async fn cas_put(&self, content: Content) -> Result<Option<Integrity>> {
+    async fn cas_put(&self, content: Content) -> Result<Option<Integrity>> {
         match content {
             Content::None => Ok(None),
-            Content::Stored(h) => Ok(Some(h)),
+            Content::Stored { hash, .. } => Ok(Some(hash)),
             Content::Inline { hash, bytes } => {
                 self.submit(|r| WriteOp::PutContent(hash.clone(), bytes, r))
                     .await?;
@@ -415,7 +357,7 @@ impl Store {
     }
 
     /// Opens content by hash (inline or in cacache).
-    pub fn cas_get(&self, sri: &Integrity) -> Result<Option<CasContent>> {
+    fn cas_get(&self, sri: &Integrity) -> Result<Option<CasContent>> {
         if let Some(v) = self.inner.ks.cas.get(content::cas_key(sri))? {
             return Ok(Some(CasContent::Inline(Bytes::copy_from_slice(&v))));
         }
@@ -434,30 +376,15 @@ impl Store {
     }
 
     /// Whether content with this hash is stored.
-    pub fn cas_has(&self, sri: &Integrity) -> Result<bool> {
+    fn cas_has(&self, sri: &Integrity) -> Result<bool> {
         if self.inner.ks.cas.contains_key(content::cas_key(sri))? {
             return Ok(true);
         }
         Ok(content::cacache_path(&self.inner.cacache_dir, sri).is_file())
     }
 
-    /// Reads whole content into memory (for small content and tests).
-    pub fn cas_read(&self, sri: &Integrity) -> Result<Option<Vec<u8>>> {
-        use std::io::Read;
-        match self.cas_get(sri)? {
-            None => Ok(None),
-            Some(CasContent::Inline(b)) => Ok(Some(b.to_vec())),
-            Some(CasContent::File { mut file, .. }) => {
-                let mut v = Vec::new();
-                file.read_to_end(&mut v)
-                    .context(|| format!("reading content {sri}"))?;
-                Ok(Some(v))
-            }
-        }
-    }
-
     /// A frame by id; `None` if absent or expired.
-    pub fn get(&self, id: &Id) -> Result<Option<Frame>> {
+    fn get(&self, id: &Id) -> Result<Option<Frame>> {
         let Some(v) = self.inner.ks.frames.get(codec::id_key(id))? else {
             return Ok(None);
         };
@@ -468,27 +395,19 @@ impl Store {
         codec::decode_frame(id, &v).map(Some)
     }
 
-    /// Subscribes to frames appended from now on (see [`LIVE_CHANNEL_CAPACITY`]).
-    /// After `close`, the receiver is already closed.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveFrame>> {
+    /// Subscribes to frames appended from now on (see [`LIVE_CHANNEL_CAPACITY`]); `runtime`:
+    /// the runtime's frames (topics `xs.*`) only. After `close`, the receiver is closed.
+    fn subscribe(&self, runtime: bool) -> broadcast::Receiver<Arc<LiveFrame>> {
         let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
         match live.as_ref() {
+            Some(tx) if runtime => tx.runtime.subscribe(),
             Some(tx) => tx.all.subscribe(),
             None => broadcast::channel(1).1,
         }
     }
 
-    /// Like [`Store::subscribe`], for the runtime's frames (topics `xs.*`) only.
-    pub fn subscribe_runtime(&self) -> broadcast::Receiver<Arc<LiveFrame>> {
-        let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
-        match live.as_ref() {
-            Some(tx) => tx.runtime.subscribe(),
-            None => broadcast::channel(1).1,
-        }
-    }
-
     /// The newest id in the log, if any.
-    pub fn last_id(&self) -> Result<Option<Id>> {
+    fn last_id(&self) -> Result<Option<Id>> {
         self.inner
             .ks
             .frames
@@ -502,6 +421,8 @@ impl Store {
     }
 
     /// Removes frames whose `time:` TTL has passed (at most `max` per call); returns how many.
+    /// A store opened inside a tokio runtime does this every second by itself; one opened
+    /// outside (tests) sweeps only when this is called.
     pub async fn sweep_expired(&self, max: usize) -> Result<usize> {
         let ks = self.inner.ks.clone();
         let ids = tokio::task::spawn_blocking(move || {
@@ -532,18 +453,30 @@ impl Store {
     }
 
     /// Resolves if storage fails for good (the daemon must then exit), with the reason.
-    pub async fn failed(&self) -> String {
+    async fn failed(&self) -> String {
         let mut rx = self.inner.failed.subscribe();
         let reason = match rx.wait_for(|f| f.is_some()).await {
-            Ok(f) => f.clone().unwrap_or_default(),
-            Err(_) => return std::future::pending().await,
+            Ok(f) => Some(f.clone().unwrap_or_default()),
+            Err(_) => None,
         };
-        reason
+        match reason {
+            Some(r) => r,
+            None => std::future::pending().await,
+        }
     }
 
     /// Stops the writer after it has committed everything sent before (later writes fail
     /// with `Closed`), then ends every live subscription once it has its last frames.
-    pub fn close(&self) {
+    fn close(&self) {
+        if let Some(t) = self
+            .inner
+            .sweeper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            t.abort();
+        }
         let writer = self
             .inner
             .writer
@@ -564,5 +497,25 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+    }
+}
+
+/// Removes expired frames every second, 10,000 at a time, for as long as the store is open.
+async fn sweep_expired(store: std::sync::Weak<Inner>) {
+    const MAX: usize = 10_000;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        loop {
+            let Some(inner) = store.upgrade() else { return };
+            match (Local { inner }).sweep_expired(MAX).await {
+                Ok(n) if n >= MAX => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expiry sweep failed");
+                    break;
+                }
+            }
+        }
     }
 }

@@ -5,24 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
-
-use super::{codec, content::cas_key, Keyspaces, Store};
+use super::{codec, content::cas_key, Keyspaces, Local};
+use crate::backend::TopicInfo;
 use crate::error::{Error, Result};
 use crate::frame::{Frame, Id};
 
 /// Marks (in `refs`) that both indexes cover every frame; they are built once for a store
 /// that predates them.
 const BUILT_MARKER: &[u8] = b"\0stats-v2";
-
-/// One topic (or, with `children`, one level of the hierarchy) as `GET /topics` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TopicInfo {
-    pub topic: String,
-    pub count: u64,
-    pub first: Id,
-    pub last: Id,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TopicStat {
@@ -320,12 +310,12 @@ pub(crate) fn build_if_missing(ks: &Keyspaces) -> Result<()> {
     Ok(())
 }
 
-impl Store {
+impl Local {
     /// Every topic with its frame count, first and last id, sorted by topic; with `prefix`,
     /// only that topic and its descendants. With `children`, one entry per direct child
     /// level below `prefix` (or per top-level name), summing its whole subtree.
     /// Counts include frames whose `time:` TTL has passed until the sweep removes them.
-    pub fn topics(&self, prefix: Option<&str>, children: bool) -> Result<Vec<TopicInfo>> {
+    pub(super) fn topics(&self, prefix: Option<&str>, children: bool) -> Result<Vec<TopicInfo>> {
         let prefix = match prefix.map(|p| p.trim_end_matches('.')) {
             Some("") | None => None,
             Some(p) => {
