@@ -1,4 +1,6 @@
-//! `.cat`: a lazy stream of frames, with the read flags of `xs cat`.
+//! `.cat`: a lazy stream of frames, with the read flags of `xs cat`. As in cross.stream, a
+//! frame is `{topic, id, hash, meta}`; `--detail` adds `ttl`; `-T` takes a string (commas
+//! allowed) or a list of patterns.
 
 use std::sync::Arc;
 
@@ -42,10 +44,15 @@ impl Command for Cat {
             )
             .named(
                 "topic",
-                SyntaxShape::String,
-                "topic patterns: a.b, a.*, comma-separated",
+                // The list first: as a string, `[a b]` would parse as the text "[a b]".
+                SyntaxShape::OneOf(vec![
+                    SyntaxShape::List(Box::new(SyntaxShape::String)),
+                    SyntaxShape::String,
+                ]),
+                "topic patterns (a.b, a.*): a string, comma-separated, or a list",
                 Some('T'),
             )
+            .switch("detail", "every field of the frame (adds ttl)", Some('d'))
             .named(
                 "consumer",
                 SyntaxShape::String,
@@ -86,13 +93,18 @@ impl Command for Cat {
         for (flag, key) in [
             ("after", "after"),
             ("from", "from"),
-            ("topic", "topic"),
             ("consumer", "consumer"),
             ("start", "start"),
         ] {
             if let Some(v) = call.get_flag::<String>(es, stack, flag)? {
                 q.push(format!("{key}={}", xs::read::encode_component(&v)));
             }
+        }
+        if let Some(t) = call.get_flag::<Value>(es, stack, "topic")? {
+            q.push(format!(
+                "topic={}",
+                xs::read::encode_component(&topic_patterns(t)?)
+            ));
         }
         for (flag, key) in [("limit", "limit"), ("last", "last")] {
             if let Some(v) = call.get_flag::<i64>(es, stack, flag)? {
@@ -113,6 +125,54 @@ impl Command for Cat {
                 .map_err(|e| err(e, call.head))?;
             c.apply(pos, &mut opts);
         }
-        Ok(read_stream(&self.0, es, opts, consumer, call.head))
+        let frames = read_stream(&self.0, es, opts, consumer, call.head);
+        if call.has_flag(es, stack, "detail")? {
+            return Ok(frames);
+        }
+        Ok(match frames {
+            PipelineData::ListStream(s, m) => PipelineData::list_stream(s.map(without_ttl), m),
+            other => other,
+        })
+    }
+}
+
+/// `-T`'s value as the comma-separated patterns a read takes: a string as it is, a list
+/// joined.
+fn topic_patterns(v: Value) -> Result<String, ShellError> {
+    let span = v.span();
+    match v {
+        Value::String { val, .. } => Ok(val),
+        Value::List { vals, .. } => vals
+            .into_iter()
+            .map(|p| match p {
+                Value::String { val, .. } if !val.is_empty() && !val.contains(',') => Ok(val),
+                other => Err(err(
+                    "each topic pattern in the list must be a non-empty string without commas",
+                    other.span(),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|ps| ps.join(",")),
+        other => Err(err(
+            format!(
+                "--topic takes a string or a list of strings, not {}",
+                other.get_type()
+            ),
+            span,
+        )),
+    }
+}
+
+/// A frame record without its `ttl` (what `.cat` shows unless `--detail`).
+fn without_ttl(v: Value) -> Value {
+    match v {
+        Value::Record {
+            val, internal_span, ..
+        } => {
+            let mut r = val.into_owned();
+            r.remove("ttl");
+            Value::record(r, internal_span)
+        }
+        other => other,
     }
 }

@@ -1,6 +1,7 @@
 //! The store commands scripts get, one file each (as `api/` has one per route): `.append
-//! .cat .last .get .cas .cas-post .remove .import .topics .gc`, with the CLI's flags. Each
-//! holds the [`Ctx`] of its engine instance; `read` is the plumbing `.cat` and `.last` share.
+//! .cat .last .get .cas .cas-post .remove (.rm) .import .topics .gc`, with the CLI's flags,
+//! and `.id` (`unpack`, `pack`). Each store command holds the [`Ctx`] of its engine instance;
+//! `read` is the plumbing `.cat` and `.last` share.
 
 mod append;
 mod cas;
@@ -8,10 +9,12 @@ mod cas_post;
 mod cat;
 mod gc;
 mod get;
+mod id;
 mod import;
 mod last;
 mod read;
 mod remove;
+mod rm;
 mod topics;
 
 use std::sync::Arc;
@@ -30,9 +33,13 @@ pub fn add(ws: &mut StateWorkingSet, ctx: Arc<Ctx>) {
     ws.add_decl(Box::new(cas::Cas(ctx.clone())));
     ws.add_decl(Box::new(cas_post::CasPost(ctx.clone())));
     ws.add_decl(Box::new(remove::Remove(ctx.clone())));
+    ws.add_decl(Box::new(rm::Rm(ctx.clone())));
     ws.add_decl(Box::new(import::Import(ctx.clone())));
     ws.add_decl(Box::new(topics::Topics(ctx.clone())));
     ws.add_decl(Box::new(gc::Gc(ctx)));
+    ws.add_decl(Box::new(id::Id));
+    ws.add_decl(Box::new(id::IdUnpack));
+    ws.add_decl(Box::new(id::IdPack));
 }
 
 fn category() -> Category {
