@@ -210,6 +210,14 @@ fn cross_stream_script_commands() {
     let e = eval(&d, "{counter_hi: 0, counter_lo: 0, node: '0'} | .id pack").assert_report(400);
     assert!(e.contains("ts_ms"), "{e}");
 
+    // The standard library, as in `nu`.
+    let r = eval(
+        &d,
+        "use std/random; use std/assert; assert equal 1 1; random dice --dice 2 | length",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "2");
+
     // .rm is .remove.
     let r = eval(&d, &format!(".rm {a}"));
     assert_eq!(r.status, 204, "{}", r.text());
