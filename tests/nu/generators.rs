@@ -286,6 +286,24 @@ fn actions_answer_calls() {
     d.assert_no_panic();
 }
 
+/// `$env` set at the top of a config script is there when `run` runs (cross.stream merges it).
+#[test]
+fn config_script_env_reaches_run() {
+    let d = Daemon::start();
+    let script = r#"
+        $env.GREETING = "hey"
+        $env.XS_TEST_N = 2
+        { run: {|frame| $"($env.GREETING) ($env.XS_TEST_N * 21) (^sh -c 'echo $GREETING')" } }
+    "#;
+    create(&d, "action", "env", script);
+    d.append("env.call", b"");
+    let resp = wait_for(&d, "env.response", 1);
+    assert_eq!(content(&d, &resp[0]), "hey 42 hey");
+    // Another script's engine does not see it.
+    let r = d.http("POST", "/eval", &[], b"$env.GREETING? | default none");
+    assert_eq!(r.text(), "none");
+}
+
 #[test]
 fn modules_as_of_create() {
     let d = Daemon::start();
