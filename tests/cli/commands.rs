@@ -281,10 +281,13 @@ fn scru128_makes_unpacks_and_packs_ids() {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs_f64();
-    let ts = fields["timestamp"].as_f64().expect("timestamp in seconds");
-    assert!((now - ts).abs() < 60.0, "timestamp {ts} is not now ({now})");
-    assert_eq!(ts, id.timestamp() as f64 / 1000.0);
+        .as_millis() as u64;
+    let ts = fields["ts_ms"]
+        .as_u64()
+        .expect("ts_ms, integer milliseconds");
+    assert!(now.abs_diff(ts) < 60_000, "ts_ms {ts} is not now ({now})");
+    assert_eq!(ts, id.timestamp());
+    assert!(fields.get("timestamp").is_none(), "{fields}");
     assert_eq!(fields["counter_hi"], id.counter_hi());
     assert_eq!(fields["counter_lo"], id.counter_lo());
     assert_eq!(fields["node"], format!("{:08x}", id.entropy()));
@@ -295,4 +298,14 @@ fn scru128_makes_unpacks_and_packs_ids() {
     assert_eq!(from_stdin, fields);
     let packed = xs(&["scru128", "pack"], fields.to_string().as_bytes()).ok();
     assert_eq!(packed.stdout_str(), format!("{line}\n"));
+
+    // What cross.stream's `.id unpack` gives (a `when` beside ts_ms) packs too.
+    let mut with_when = fields.clone();
+    with_when["when"] = json!("2025-01-01T00:00:00Z");
+    let packed = xs(&["scru128", "pack"], with_when.to_string().as_bytes()).ok();
+    assert_eq!(packed.stdout_str(), format!("{line}\n"));
+    // The old shape is refused with one line saying what is expected.
+    let old = json!({"timestamp": 1.5, "counter_hi": 0, "counter_lo": 0, "node": "00"});
+    let err = xs(&["scru128", "pack"], old.to_string().as_bytes()).error();
+    assert!(err.contains("ts_ms") && !err.contains('\n'), "{err}");
 }

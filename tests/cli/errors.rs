@@ -35,7 +35,7 @@ fn errors_are_one_xs_line_on_stderr_with_exit_1() {
             "no xs daemon at localhost:1",
         ),
         (vec!["scru128", "unpack", "zzz"], b"", "zzz"),
-        (vec!["scru128", "pack"], b"{}", "timestamp"),
+        (vec!["scru128", "pack"], b"{}", "ts_ms"),
     ];
     for (args, stdin, expect) in cases {
         let out = xs(&args, stdin);

@@ -1,5 +1,7 @@
 //! `POST /eval` and `xs eval`: results streamed by type, errors with Nushell's report, and the
-//! store commands (`.append .cat .last .get .cas .cas-post .remove .import`) inside scripts.
+//! store commands (`.append .cat .last .get .cas .cas-post .remove .import`) inside scripts,
+//! with cross.stream's (`.id`, `.id unpack`, `.id pack`, `.rm`, `.cat --detail`, `-T` lists,
+//! datetimes for `--with-timestamp`).
 
 use serde_json::Value;
 
@@ -124,6 +126,102 @@ fn store_commands_inside_scripts() {
     eval(&d, "'x' | .append ok --ttl forever-ish").assert_report(400);
     eval(&d, ".get nope").assert_report(400);
     assert_eq!(d.frames().len(), before);
+    d.assert_no_panic();
+}
+
+/// A script as cross.stream 0.14 users write them runs unchanged.
+#[test]
+fn cross_stream_script_commands() {
+    let d = Daemon::start();
+    let r = eval(
+        &d,
+        r#"
+        let a = ("x" | .append t1 --ttl last:5)
+        "y" | .append t2
+        "z" | .append t3
+        $a.id
+    "#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let a = r.text();
+
+    // -T: a string (commas allowed) or a list.
+    assert_eq!(
+        eval(&d, ".cat -T [t1 t3] | get topic").ndjson(),
+        ["t1", "t3"]
+    );
+    assert_eq!(eval(&d, ".cat -T t1,t2 | get topic").ndjson(), ["t1", "t2"]);
+    let r = eval(&d, "let ts = [t2 t3]; let t = 't1'; [(.cat -T $ts | length) (.cat -T $t | length)] | to json -r");
+    assert_eq!(r.text(), "[2,1]");
+    let e = eval(&d, ".cat -T ['t1' ''] | length").assert_report(400);
+    assert!(e.contains("topic pattern"), "{e}");
+    // Without --detail the fields cross.stream gives; --detail adds ttl.
+    let r = eval(&d, ".cat -T t1 | first | columns | to json -r");
+    assert_eq!(r.text(), r#"["topic","id","hash","meta"]"#);
+    let r = eval(&d, ".cat -T t1 --detail | first | get ttl");
+    assert_eq!(r.text(), "last:5");
+    // --with-timestamp: a datetime, the id's time.
+    let r = eval(
+        &d,
+        ".cat -T t1 --with-timestamp | first | [($in.timestamp | describe) ($in.timestamp == (.id unpack $in.id).when)] | to json -r",
+    );
+    assert_eq!(r.text(), r#"["datetime",true]"#);
+    let r = eval(
+        &d,
+        &format!(".get {a} --with-timestamp | get timestamp | describe"),
+    );
+    assert_eq!(r.text(), "datetime");
+
+    // .id, .id unpack, .id pack: the shape `xs scru128` prints, plus `when`.
+    let r = eval(
+        &d,
+        r#"
+        let i = (.id)
+        let u = ($i | .id unpack)
+        [$i ($u | columns) ($u.when | describe) ((date now) - $u.when < 1min) ($u | .id pack) (.id pack $u)]
+        | to json -r
+    "#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_str(&r.text()).unwrap();
+    let id = v[0].as_str().unwrap();
+    assert_eq!(id.len(), 25);
+    assert_eq!(
+        v[1],
+        serde_json::json!(["ts_ms", "when", "counter_hi", "counter_lo", "node"])
+    );
+    assert_eq!(v[2], "datetime");
+    assert_eq!(v[3], true);
+    assert_eq!(v[4], id);
+    assert_eq!(v[5], id);
+    let cli = crate::helper::xs(&["scru128", "unpack", id], b"")
+        .ok()
+        .json();
+    let r = eval(&d, &format!(".id unpack {id} | reject when | to json -r"));
+    assert_eq!(serde_json::from_str::<Value>(&r.text()).unwrap(), cli);
+    let e = eval(&d, ".id unpack nope").assert_report(400);
+    assert!(e.contains("nope") || e.contains("id"), "{e}");
+    let e = eval(
+        &d,
+        "{ts_ms: 1, counter_hi: 0, counter_lo: 0, node: zz} | .id pack",
+    )
+    .assert_report(400);
+    assert!(e.contains("node"), "{e}");
+    let e = eval(&d, "{counter_hi: 0, counter_lo: 0, node: '0'} | .id pack").assert_report(400);
+    assert!(e.contains("ts_ms"), "{e}");
+
+    // The standard library, as in `nu`.
+    let r = eval(
+        &d,
+        "use std/random; use std/assert; assert equal 1 1; random dice --dice 2 | length",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "2");
+
+    // .rm is .remove.
+    let r = eval(&d, &format!(".rm {a}"));
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(d.get(&format!("/{a}")).status, 404);
     d.assert_no_panic();
 }
 

@@ -1,5 +1,5 @@
 //! Generators (a file tailed into frames, duplex, restart with back-off, no orphan processes
-//! after terminate or daemon stop), actions (call → response / error, concurrently, via the
+//! after terminate, daemon stop or `kill -9` of the daemon, never two copies), actions (call → response / error, concurrently, via the
 //! CLI), and modules from the stream.
 
 use std::time::{Duration, Instant};
@@ -45,7 +45,12 @@ fn tails_a_file_and_kills_its_processes_on_terminate() {
     assert_eq!(content(&d, &got[0]), "one");
     assert_eq!(content(&d, &got[1]), "two");
     assert_eq!(got[0]["meta"]["source_id"], active["meta"]["create_id"]);
-    std::fs::write(&log, "one\ntwo\nthree\n").unwrap();
+    // Appended, not rewritten: a rewritten file may be read again from its start.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"three\n"))
+        .unwrap();
     let got = wait_for(&d, "tail.recv", 3);
     assert_eq!(content(&d, &got[2]), "three");
 
@@ -81,7 +86,108 @@ fn processes_die_with_the_daemon_and_the_generator_resumes() {
     assert_eq!(on(&d, "xs.generator.sleeper.stopped").len(), 1);
     // `stopped` does not stop it: it runs again after the restart.
     wait_for(&d, "sleeper.recv", 2);
-    drop(d);
+    assert!(d.stop().success());
+    poll_until(Duration::from_secs(10), "no orphans", || {
+        pids_with(&marker).is_empty().then_some(())
+    });
+}
+
+/// Sends SIGKILL to a process (not ours to reap).
+fn kill9(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -9 {pid}");
+}
+
+/// Waits until exactly one process has `needle` in its command line, and returns it.
+fn one_with(needle: &str) -> u32 {
+    poll_until(Duration::from_secs(10), "exactly one copy", || {
+        let p = pids_with(needle);
+        (p.len() == 1).then(|| p[0])
+    })
+}
+
+#[test]
+fn a_generator_never_runs_twice_even_after_kill_9() {
+    let mut d = Daemon::start();
+    // A unique duration marks the process: `exec` replaces the shell, so the sleep is the
+    // generator's direct child, as a bot or a `tail -F` would be.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let marker = format!("777.{}{nanos:09}", std::process::id());
+    let script = format!(r#"{{ run: {{|| ^sh -c 'echo up; exec sleep {marker}' }} }}"#);
+    create(&d, "generator", "bot", &script);
+    wait_for(&d, "bot.recv", 1);
+    let first = one_with(&marker);
+
+    // kill -9: nothing runs in the daemon any more; its guard ends the child.
+    d.kill9();
+    poll_until(
+        Duration::from_secs(10),
+        "the child to die with the daemon",
+        || (!alive(first)).then_some(()),
+    );
+    d.restart();
+    wait_for(&d, "bot.recv", 2);
+    let second = one_with(&marker);
+    assert_ne!(first, second);
+
+    // The guard killed too (say by an OOM killer): the child outlives the daemon, and the
+    // next start-up ends it before the generator starts again. Processes that only look
+    // alike are left alone: one tagged for another store, one untagged.
+    let store = std::fs::canonicalize(&d.store).unwrap();
+    let guard = one_with(&format!("__guard {}#", store.display()));
+    let stranger = |tag: Option<&str>| {
+        let mut c = std::process::Command::new("sleep");
+        c.arg(&marker);
+        if let Some(t) = tag {
+            c.env("XS_GENERATOR_OF", t);
+        }
+        c.spawn().unwrap()
+    };
+    let other_store = format!("{}-other#1-1", store.display());
+    let mut strangers = [stranger(Some(&other_store)), stranger(None)];
+    kill9(guard);
+    d.kill9();
+    assert!(alive(second), "nothing killed the child yet");
+    d.restart();
+    poll_until(
+        Duration::from_secs(10),
+        "the left-behind child to be killed",
+        || (!alive(second)).then_some(()),
+    );
+    wait_for(&d, "bot.recv", 3);
+    let ours = poll_until(
+        Duration::from_secs(10),
+        "one copy besides the strangers",
+        || {
+            let p: Vec<u32> = pids_with(&marker)
+                .into_iter()
+                .filter(|p| strangers.iter().all(|s| s.id() != *p))
+                .collect();
+            (p.len() == 1).then(|| p[0])
+        },
+    );
+    assert_ne!(ours, second);
+    for s in &mut strangers {
+        assert!(alive(s.id()), "a stranger was killed");
+        s.kill().unwrap();
+        s.wait().unwrap();
+    }
+    assert!(d.stop().success());
+    poll_until(Duration::from_secs(10), "no orphans", || {
+        pids_with(&marker).is_empty().then_some(())
+    });
+    assert!(
+        d.log().contains("killed generator processes left behind"),
+        "{}",
+        d.log()
+    );
+    d.assert_no_panic();
 }
 
 #[test]
@@ -178,6 +284,24 @@ fn actions_answer_calls() {
     );
     assert!(r.iter().all(|f| f["meta"]["done"].is_string()));
     d.assert_no_panic();
+}
+
+/// `$env` set at the top of a config script is there when `run` runs (cross.stream merges it).
+#[test]
+fn config_script_env_reaches_run() {
+    let d = Daemon::start();
+    let script = r#"
+        $env.GREETING = "hey"
+        $env.XS_TEST_N = 2
+        { run: {|frame| $"($env.GREETING) ($env.XS_TEST_N * 21) (^sh -c 'echo $GREETING')" } }
+    "#;
+    create(&d, "action", "env", script);
+    d.append("env.call", b"");
+    let resp = wait_for(&d, "env.response", 1);
+    assert_eq!(content(&d, &resp[0]), "hey 42 hey");
+    // Another script's engine does not see it.
+    let r = d.http("POST", "/eval", &[], b"$env.GREETING? | default none");
+    assert_eq!(r.text(), "none");
 }
 
 #[test]

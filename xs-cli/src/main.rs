@@ -98,6 +98,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The daemon's guard (see `xs_server::orphans`): not a user command.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(xs_server::orphans::GUARD_ARG.as_ref()) {
+        let tag = args.next().unwrap_or_default();
+        return xs_server::orphans::guard_main(&tag.to_string_lossy());
+    }
     let cli = Cli::parse();
     client::configure(client::Settings {
         token_file: cli.token_file.clone(),

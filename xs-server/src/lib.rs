@@ -11,6 +11,7 @@ mod console;
 mod error;
 pub mod gateway;
 mod listener;
+pub mod orphans;
 // Nushell's own error type (`ShellError`, ~200 bytes) is what its commands return.
 #[cfg(feature = "nu")]
 #[allow(clippy::result_large_err)]
@@ -49,6 +50,10 @@ pub struct ServeOptions {
     pub min_free_space: Option<u64>,
     /// Serve the `--http` gateway (see `gateway`).
     pub http: Option<gateway::GatewayOptions>,
+    /// An executable that runs [`orphans::guard_main`] as `<exe> __guard TAG` (`xs` does):
+    /// started as the guard that kills the generators' processes if the daemon dies without
+    /// stopping them. None: no guard (the next start-up still ends them).
+    pub guard_exe: Option<PathBuf>,
 }
 
 /// The PEM files of `--tls-cert` and `--tls-key`.
@@ -91,6 +96,8 @@ pub struct Daemon {
     pub gateway: Arc<gateway::Stats>,
     /// The processors' rows for `GET /ps`.
     pub ps: ps::Table,
+    /// This run's tag, in the environment of every process a generator starts.
+    pub generator_tag: orphans::Tag,
 }
 
 impl Daemon {
@@ -103,6 +110,7 @@ impl Daemon {
                 &std::env::current_dir().unwrap_or_else(|_| state.to_path_buf()),
             )
             .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
+            generator_tag: orphans::Tag::new(state),
             store,
             state: state.into(),
             gateway: Arc::default(),
@@ -199,6 +207,28 @@ pub async fn run(
         tracing::info!("web console: {scheme}://{c}/ (log in with the token)");
     }
 
+    // Processes an earlier run's generators left behind (the daemon and its guard were
+    // killed) end before the generators start again: never two copies.
+    let p = opts.store.clone();
+    let leftovers = tokio::task::spawn_blocking(move || orphans::sweep_store(&p))
+        .await
+        .unwrap_or(0);
+    if leftovers > 0 {
+        tracing::warn!(
+            processes = leftovers,
+            "killed generator processes left behind by an earlier run"
+        );
+    }
+    let _guard = match &opts.guard_exe {
+        Some(exe) => match orphans::Guard::spawn(exe, &daemon.generator_tag) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, exe = %exe.display(), "could not start the generator guard");
+                None
+            }
+        },
+        None => None,
+    };
     let processors = processor::start_all(&daemon);
     let gateway =
         http.map(|(l, g)| tokio::spawn(gateway::serve(l, daemon.clone(), g, shutdown.clone())));

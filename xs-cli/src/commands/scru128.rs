@@ -1,9 +1,10 @@
-//! `xs scru128`: prints a new SCRU128 id, or unpacks an id into its fields and packs them back.
-//! Works offline; no daemon involved.
+//! `xs scru128`: prints a new SCRU128 id, or unpacks an id into its fields and packs them back,
+//! in cross.stream's shape (`{ts_ms, counter_hi, counter_lo, node}`). Works offline; no daemon
+//! involved.
 
 use std::io::Read;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::client::write_stdout;
@@ -17,7 +18,7 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Print an id's fields as JSON: timestamp (seconds), counter_hi, counter_lo, node
+    /// Print an id's fields as JSON: ts_ms (ms since the epoch), counter_hi, counter_lo, node
     Unpack {
         /// The id, or - to read it from stdin
         #[arg(value_name = "ID", default_value = "-")]
@@ -36,19 +37,21 @@ pub async fn run(args: Args) -> Result<()> {
         }
         Some(Command::Pack) => {
             let input = read_stdin()?;
-            let fields: Fields = serde_json::from_str(&input)
-                .context("stdin is not the JSON that `xs scru128 unpack` prints")?;
+            let fields: Fields = serde_json::from_str(&input).map_err(|e| {
+                anyhow!("stdin is not {{\"ts_ms\", \"counter_hi\", \"counter_lo\", \"node\"}} as `xs scru128 unpack` prints: {e}")
+            })?;
             pack(&fields)?.to_string()
         }
     };
     write_stdout(format!("{out}\n").as_bytes())
 }
 
-/// The fields of an id, as `unpack` prints them and `pack` reads them.
+/// The fields of an id, as `unpack` prints them and `pack` reads them (other keys, such as the
+/// `when` that Nushell's `.id unpack` adds, are ignored).
 #[derive(Serialize, Deserialize)]
 struct Fields {
-    /// Seconds since the Unix epoch (ms precision).
-    timestamp: f64,
+    /// Milliseconds since the Unix epoch.
+    ts_ms: u64,
     counter_hi: u32,
     counter_lo: u32,
     /// The 32-bit entropy field, in hex.
@@ -57,7 +60,7 @@ struct Fields {
 
 fn unpack(id: xs::Id) -> Fields {
     Fields {
-        timestamp: id.timestamp() as f64 / 1000.0,
+        ts_ms: id.timestamp(),
         counter_hi: id.counter_hi(),
         counter_lo: id.counter_lo(),
         node: format!("{:08x}", id.entropy()),
@@ -65,14 +68,10 @@ fn unpack(id: xs::Id) -> Fields {
 }
 
 fn pack(fields: &Fields) -> Result<xs::Id> {
-    if fields.timestamp < 0.0 || !fields.timestamp.is_finite() {
-        bail!("\"timestamp\" must be a non-negative number of seconds");
-    }
     let node = u32::from_str_radix(&fields.node, 16)
         .map_err(|_| anyhow!("\"node\" must be a hex string of at most 8 digits"))?;
-    let ms = (fields.timestamp * 1000.0).round() as u64;
-    xs::Id::try_from_fields(ms, fields.counter_hi, fields.counter_lo, node)
-        .map_err(|_| anyhow!("a field is out of range (timestamp < 2^48 ms, counters < 2^24)"))
+    xs::Id::try_from_fields(fields.ts_ms, fields.counter_hi, fields.counter_lo, node)
+        .map_err(|_| anyhow!("a field is out of range (ts_ms < 2^48, counters < 2^24)"))
 }
 
 fn read_stdin() -> Result<String> {
@@ -92,6 +91,6 @@ mod tests {
         let id = scru128::new();
         assert_eq!(pack(&unpack(id)).unwrap(), id);
         let json = serde_json::to_string(&unpack(id)).unwrap();
-        assert!(json.starts_with(r#"{"timestamp":"#));
+        assert!(json.starts_with(r#"{"ts_ms":"#), "{json}");
     }
 }

@@ -78,6 +78,7 @@ pub async fn run(args: Args, token_file: Option<std::path::PathBuf>) -> Result<(
             timeout: args.http_timeout,
             ttl: args.http_ttl,
         }),
+        guard_exe: std::env::current_exe().ok(),
     })
     .await
     .map_err(|e| anyhow!("{e}"))

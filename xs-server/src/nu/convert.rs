@@ -5,7 +5,8 @@ use bytes::Bytes;
 use nu_protocol::{IntoValue, PipelineData, Record, ShellError, Span, Value};
 use xs::{Content, Frame, Store};
 
-/// A frame as the record scripts see: `{topic, id, hash, meta, ttl}` (+ `timestamp`).
+/// A frame as the record scripts see: `{topic, id, hash, meta, ttl}` (+ `timestamp`, the
+/// id's time as a datetime).
 pub fn frame_value(frame: &Frame, with_timestamp: bool, span: Span) -> Value {
     let mut r = Record::with_capacity(6);
     r.push("topic", Value::string(frame.topic.clone(), span));
@@ -32,10 +33,9 @@ pub fn frame_value(frame: &Frame, with_timestamp: bool, span: Span) -> Value {
         },
     );
     if with_timestamp {
-        r.push(
-            "timestamp",
-            Value::string(xs::frame::id_timestamp(&frame.id), span),
-        );
+        let when = chrono::DateTime::from_timestamp_millis(frame.id.timestamp() as i64)
+            .unwrap_or_default();
+        r.push("timestamp", Value::date(when.fixed_offset(), span));
     }
     Value::record(r, span)
 }

@@ -1,5 +1,5 @@
 //! The embedded Nushell engine (nu-* 0.115.1): one base engine state with the standard
-//! commands, built once; each script run (an eval, a processor) gets its own copy with the
+//! commands and the standard library (`use std/...`), built once; each script run (an eval, a processor) gets its own copy with the
 //! store commands bound to the store and the `xs.module.*` modules it may `use`.
 //! Evaluation blocks, so it always runs on dedicated threads, never on the async runtime.
 
@@ -49,6 +49,10 @@ impl Engine {
         es.merge_env(&mut stack)
             .map_err(|e| ScriptError::shell(&es, &e))?;
         es.generate_nu_constant();
+        // The standard library (`use std/random`, `use std/log`, ...) and its prelude, as in
+        // `nu` itself: kept in memory, nothing read from disk.
+        nu_std::load_standard_library(&mut es)
+            .map_err(|e| ScriptError::msg(format!("loading the standard library: {e}")))?;
         // Scripts run headless: `input` fails instead of waiting for a terminal.
         es.is_interactive = false;
         Ok(Engine { base: Arc::new(es) })

@@ -64,15 +64,27 @@ pub fn eval(
     nu_engine::eval_block::<WithoutDebug>(es, &mut stack, block, input).map(|r| r.body)
 }
 
-/// Parses and runs a script whose value is a record (a processor's configuration).
+/// Parses and runs a script whose value is a record (a processor's configuration). The
+/// environment the script sets (`$env.X = ...` at its top) becomes the engine's, so its
+/// closures see it, as in cross.stream.
 pub fn eval_config(
     es: &mut EngineState,
     name: &str,
     source: &[u8],
 ) -> Result<nu_protocol::Record, ScriptError> {
     let block = parse(es, name, source)?;
-    let value = eval(es, &block, PipelineData::empty())
-        .and_then(|p| p.into_value(block.span.unwrap_or_else(nu_protocol::Span::unknown)))
+    let mut stack = stack();
+    let value = {
+        let mut piped =
+            stack.push_redirection(Some(Redirection::Pipe(OutDest::PipeSeparate)), None);
+        nu_engine::eval_block::<WithoutDebug>(es, &mut piped, &block, PipelineData::empty())
+            .and_then(|r| {
+                r.body
+                    .into_value(block.span.unwrap_or_else(nu_protocol::Span::unknown))
+            })
+    }
+    .map_err(|e| ScriptError::shell(es, &e))?;
+    es.merge_env(&mut stack)
         .map_err(|e| ScriptError::shell(es, &e))?;
     match value {
         Value::Record { val, .. } => Ok(val.into_owned()),

@@ -3,7 +3,8 @@
 //! with `duplex`, the content of each `<name>.send` frame is fed to the pipeline's input.
 //! When the pipeline ends it restarts after a back-off: 1 s, doubling up to 60 s while runs
 //! keep ending within a minute, back to 1 s after a run that lasted a minute. External
-//! processes live in the generator's job and are killed (process group) when it stops.
+//! processes live in the generator's job and are killed (process group) when it stops; they
+//! carry the daemon run's tag, so they die with the daemon however it dies (see `orphans`).
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ pub struct Generator(pub Env);
 
 pub struct Config {
     script: Script,
+    tag: crate::orphans::Tag,
     run: Closure,
     ctx: Ctx,
     duplex: bool,
@@ -59,6 +61,7 @@ impl Kind for Generator {
         };
         Ok(Config {
             script: l.script,
+            tag: self.0.generator_tag.clone(),
             run: l.run,
             ctx,
             duplex,
@@ -136,6 +139,10 @@ fn run_once(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Result<(), 
     stack.add_env_var(
         APPEND_META_ENV.into(),
         nu_protocol::IntoValue::into_value(serde_json::Value::Object(stamp.clone()), span),
+    );
+    stack.add_env_var(
+        crate::orphans::ENV.into(),
+        Value::string(c.tag.as_str(), span),
     );
     let input = if c.duplex {
         duplex_input(inst, fed, es.signals().clone())

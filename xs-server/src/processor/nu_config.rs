@@ -19,6 +19,8 @@ pub struct Env {
     pub engine: Engine,
     /// The daemon's runtime, for the store commands and waits on the engine's threads.
     pub rt: tokio::runtime::Handle,
+    /// The daemon run's tag for the processes generators start (see `orphans`).
+    pub generator_tag: crate::orphans::Tag,
 }
 
 impl Env {
@@ -26,6 +28,7 @@ impl Env {
         Env {
             engine: d.engine.clone(),
             rt: tokio::runtime::Handle::current(),
+            generator_tag: d.generator_tag.clone(),
         }
     }
 }
