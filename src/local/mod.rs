@@ -115,6 +115,7 @@ pub struct Local {
 }
 
 struct Inner {
+    path: PathBuf,
     cacache_dir: PathBuf,
     ks: Keyspaces,
     writer: Mutex<Option<Writer>>,
@@ -256,6 +257,7 @@ impl Local {
         )?;
         let local = Local {
             inner: Arc::new(Inner {
+                path,
                 cacache_dir,
                 ks,
                 writer: Mutex::new(Some(writer)),
@@ -500,12 +502,24 @@ impl Local {
     }
 }
 
-/// Removes expired frames every second, 10,000 at a time, for as long as the store is open.
+/// Every second, for as long as the store is open: fails the store for good if its directory
+/// vanished (nothing can be stored any more), else removes expired frames, 10,000 at a time.
 async fn sweep_expired(store: std::sync::Weak<Inner>) {
     const MAX: usize = 10_000;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
+        if let Some(inner) = store.upgrade() {
+            if let Err(e) = std::fs::metadata(inner.path.join("lock")) {
+                let reason = format!(
+                    "the store directory {} vanished or cannot be read ({e})",
+                    inner.path.display()
+                );
+                tracing::error!(%reason, "storage failed");
+                let _ = inner.failed.send(Some(reason));
+                return;
+            }
+        }
         loop {
             let Some(inner) = store.upgrade() else { return };
             match (Local { inner }).sweep_expired(MAX).await {

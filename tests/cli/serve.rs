@@ -72,6 +72,31 @@ fn stale_socket_or_file_is_replaced() {
     }
 }
 
+/// A storage failure (here the store's directory vanishes) ends in a clear log line and an
+/// exit within a few seconds, whether or not the daemon is also told to stop.
+#[test]
+fn a_vanished_store_directory_stops_the_daemon() {
+    for sigterm in [false, true] {
+        let mut d = Daemon::start();
+        d.append("t", b"before");
+        std::fs::remove_dir_all(&d.store).unwrap();
+        if sigterm {
+            let sent = std::process::Command::new("kill")
+                .args(["-TERM", &d.pid().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        }
+        let status = d.wait_exit(Duration::from_secs(10));
+        let log = d.log();
+        assert_ne!(status.code(), Some(0), "sigterm {sigterm}, log:\n{log}");
+        assert!(
+            log.contains("vanished") || log.contains("did not close"),
+            "sigterm {sigterm}, log:\n{log}"
+        );
+    }
+}
+
 #[test]
 fn second_serve_on_the_same_store_fails_saying_locked() {
     let d = Daemon::start();

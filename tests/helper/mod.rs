@@ -233,6 +233,12 @@ impl Daemon {
         }
     }
 
+    /// Waits (up to `timeout`) for the daemon to exit by itself; returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("the daemon is running");
+        wait_bounded(&mut child, timeout, "xs serve")
+    }
+
     /// Starts the daemon again on the same store (after `kill9` or `stop`).
     pub fn restart(&mut self) {
         assert!(

@@ -131,10 +131,15 @@ fn main() -> ExitCode {
 
 fn run(command: Command, token_file: Option<std::path::PathBuf>) -> Result<()> {
     match command {
-        Command::Serve(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(serve::run(args, token_file)),
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(serve::run(args, token_file));
+            // A storage call stuck on a failed disk must not keep the process alive.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
+        }
         Command::Append(args) => client(append::run(args)),
         Command::Cat(args) => client(cat::run(args)),
         Command::Last(args) => client(last::run(args)),

@@ -236,6 +236,7 @@ pub async fn run(
     let graceful = tokio::select! {
         g = accept => g,
         reason = store.failed() => {
+            tracing::error!(%reason, "storage failed; xs stops");
             let _ = std::fs::remove_file(&sock);
             return Err(ServeError::Internal(format!("storage failed: {reason}")));
         }
@@ -254,7 +255,16 @@ pub async fn run(
     }
     // Closing the store ends every follow stream after its last frames; then the open
     // connections finish their answers (bounded, so a stuck client cannot hold us).
-    store.close().await;
+    if tokio::time::timeout(CLOSE_GRACE, store.close())
+        .await
+        .is_err()
+    {
+        let _ = std::fs::remove_file(&sock);
+        tracing::error!("the store did not close within {CLOSE_GRACE:?}; xs stops anyway");
+        return Err(ServeError::Internal(format!(
+            "the store did not close within {CLOSE_GRACE:?} (is its directory still there?)"
+        )));
+    }
     let finish = async {
         if let Some(g) = gateway {
             g.shutdown().await;
@@ -268,6 +278,9 @@ pub async fn run(
     tracing::info!("xs stopped");
     Ok(())
 }
+
+/// How long the store gets to commit what is queued and close when the daemon stops.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// How long open connections get to finish when the daemon stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
