@@ -10,9 +10,6 @@ use crate::error::{Error, Result};
 use crate::frame::{parse_id, Id};
 use crate::read::{encode_component, parse_query, ReadOptions};
 
-/// Most frames counted for a consumer's lag; a lag this large means "at least this".
-pub const LAG_CAP: u64 = 1_000_000;
-
 /// Checks a consumer name: the same rules as topic names.
 pub fn validate_name(name: &str) -> Result<()> {
     crate::topic::validate_topic(name)
@@ -141,7 +138,7 @@ pub struct ConsumerInfo {
     pub name: String,
     /// The last acknowledged id.
     pub position: Id,
-    /// Stored frames after the position (at most [`LAG_CAP`]).
+    /// Stored frames after the position (at most [`crate::LAG_CAP`]).
     pub lag: u64,
 }
 

@@ -23,3 +23,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Content at most this large is stored inline with its frame, in the same fjall batch.
 pub const INLINE_CONTENT_MAX: usize = 16 * 1024;
+
+/// Most frames counted for a lag (a durable consumer's in `GET /consumers`, a follower's in
+/// the metrics): each count is a key scan run on request, so it is bounded; a lag this large
+/// means "at least this".
+pub const LAG_CAP: u64 = 100_000;

@@ -4,9 +4,10 @@
 use std::future::Future;
 
 use super::{codec, writer, Store, WriteOp};
-use crate::consumer::{validate_name, ConsumerInfo, LAG_CAP};
+use crate::consumer::{validate_name, ConsumerInfo};
 use crate::error::{Error, Result};
 use crate::frame::Id;
+use crate::LAG_CAP;
 
 impl Store {
     /// Acknowledges `id` for consumer `name`: its position becomes the larger of the two.

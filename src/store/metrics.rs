@@ -10,15 +10,13 @@ use std::time::Duration;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::frame::Id;
+use crate::LAG_CAP;
 
 /// Upper bounds (seconds) of the commit latency histogram's buckets; `+Inf` follows.
 pub const COMMIT_BUCKETS: [f64; 14] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0,
 ];
-
-/// A follower's lag is counted in frames up to this many (a lag this large means "at least").
-pub const LAG_CAP: u64 = 100_000;
 
 /// How an append ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 pub use check::CheckReport;
 pub use content::{CasContent, Content, ContentWriter};
 pub use gc::GcReport;
-pub use metrics::{MetricsSnapshot, Outcome, ReadGuard, COMMIT_BUCKETS, LAG_CAP};
+pub use metrics::{MetricsSnapshot, Outcome, ReadGuard, COMMIT_BUCKETS};
 pub use scan::{RawFrame, ScanEnd};
 pub use space::DEFAULT_MIN_FREE_BYTES;
 pub use stats::TopicInfo;
