@@ -57,7 +57,9 @@ impl std::fmt::Display for Start {
 /// A read on behalf of a consumer: `?consumer=N[&start=first|new|ID][&ack=auto]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRead {
+    /// The consumer's name.
     pub name: String,
+    /// Where it starts when it has no position yet.
     pub start: Start,
     /// Acknowledge frames as they are handed to the client.
     pub ack_auto: bool,
@@ -135,6 +137,7 @@ impl ConsumerRead {
 /// A consumer as listed by `GET /consumers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConsumerInfo {
+    /// The consumer's name.
     pub name: String,
     /// The last acknowledged id.
     pub position: Id,

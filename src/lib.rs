@@ -1,12 +1,20 @@
 //! Core of xs: the frame model, topics, TTLs, read options and the durable store.
 //! No HTTP and no Nushell here; the daemon and the CLI share these wire types.
 
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod archive;
 pub mod consumer;
 pub mod error;
 pub mod frame;
+// Being rewritten (issue 13): the docs of their public items are left to that change.
+#[allow(missing_docs)]
 pub mod read;
+#[allow(missing_docs)]
 pub mod reader;
+#[allow(missing_docs)]
 pub mod store;
 pub mod topic;
 pub mod ttl;

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 
+/// The longest topic, in bytes.
 pub const TOPIC_MAX_LEN: usize = 255;
 
 /// Checks a topic name: `a-z A-Z 0-9 _ - .`, starts with a letter or `_`, no `..`,
@@ -70,6 +71,7 @@ pub enum TopicPattern {
 }
 
 impl TopicPattern {
+    /// Whether `topic` is this topic or, for `prefix.*`, below it.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
             TopicPattern::Exact(t) => t == topic,
@@ -89,6 +91,7 @@ impl TopicPattern {
 /// A parsed `topic` filter. `All` matches every frame.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TopicFilter {
+    /// Every frame (`*`).
     #[default]
     All,
     /// Matches if any pattern matches; patterns are deduplicated and never overlap-free
@@ -150,6 +153,7 @@ impl TopicFilter {
         }
     }
 
+    /// Whether a frame on `topic` passes the filter.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
             TopicFilter::All => true,
@@ -157,6 +161,7 @@ impl TopicFilter {
         }
     }
 
+    /// Whether the filter is `*`.
     pub fn is_all(&self) -> bool {
         matches!(self, TopicFilter::All)
     }
