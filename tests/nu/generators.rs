@@ -2,6 +2,7 @@
 //! after terminate or daemon stop), actions (call → response / error, concurrently, via the
 //! CLI), and modules from the stream.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::helper::{poll_until, xs, Daemon};
@@ -45,7 +46,13 @@ fn tails_a_file_and_kills_its_processes_on_terminate() {
     assert_eq!(content(&d, &got[0]), "one");
     assert_eq!(content(&d, &got[1]), "two");
     assert_eq!(got[0]["meta"]["source_id"], active["meta"]["create_id"]);
-    std::fs::write(&log, "one\ntwo\nthree\n").unwrap();
+    // Appended, not rewritten: a rewrite truncates the file and `tail -F` may then re-read it
+    // from the start.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(b"three\n"))
+        .unwrap();
     let got = wait_for(&d, "tail.recv", 3);
     assert_eq!(content(&d, &got[2]), "three");
 
