@@ -23,9 +23,13 @@ pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// The archive's last record: what came before it, and its checksum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trailer {
+    /// Frame records in the archive.
     pub frames: u64,
+    /// Content records in the archive.
     pub contents: u64,
+    /// Bytes of content in those records.
     pub bytes: u64,
+    /// Hex SHA-256 of every byte before the `E` line.
     pub sha256: String,
 }
 
@@ -52,6 +56,7 @@ impl Default for ArchiveWriter {
 }
 
 impl ArchiveWriter {
+    /// A writer at the start of an archive (write the [`header`](ArchiveWriter::header) first).
     pub fn new() -> ArchiveWriter {
         ArchiveWriter {
             hasher: sha256(),
@@ -66,6 +71,7 @@ impl ArchiveWriter {
         out.extend_from_slice(data);
     }
 
+    /// The header line that opens an archive.
     pub fn header(&mut self, out: &mut Vec<u8>) {
         self.push(out, HEADER);
     }
@@ -89,15 +95,21 @@ impl ArchiveWriter {
         self.push(out, format!("C {hash} {len}\n").as_bytes());
     }
 
+    /// Bytes of the current content record.
     pub fn content_data(&mut self, out: &mut Vec<u8>, data: &[u8]) {
         self.push(out, data);
     }
 
+    /// Ends the current content record.
     pub fn content_end(&mut self, out: &mut Vec<u8>) {
         self.push(out, b"\n");
     }
 
     /// The `E` line; ends the archive.
+    #[expect(
+        clippy::expect_used,
+        reason = "a struct of numbers and a string always serializes"
+    )]
     pub fn end(self, out: &mut Vec<u8>) -> Trailer {
         let t = Trailer {
             frames: self.frames,
@@ -117,12 +129,16 @@ impl ArchiveWriter {
 pub enum Event {
     /// A frame's JSON (not yet checked).
     Frame(Vec<u8>),
+    /// A content record starts: its hash and length; its bytes follow as `ContentData`.
     ContentStart {
+        /// The content's hash, as the frames name it.
         hash: Integrity,
+        /// Its length in bytes.
         len: u64,
     },
     /// Part of the current content (at most what was fed).
     ContentData(Vec<u8>),
+    /// The current content record is complete.
     ContentEnd,
     /// The trailer, verified against what came before it.
     End(Trailer),
@@ -163,6 +179,7 @@ impl Default for ArchiveReader {
 }
 
 impl ArchiveReader {
+    /// A parser waiting for an archive's header.
     pub fn new() -> ArchiveReader {
         ArchiveReader {
             buf: Vec::new(),
@@ -176,6 +193,7 @@ impl ArchiveReader {
         }
     }
 
+    /// Appends bytes read from the archive; the next calls parse them.
     pub fn feed(&mut self, data: &[u8]) {
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);

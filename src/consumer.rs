@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::frame::{parse_id, Id};
 use crate::read::{encode_component, parse_query, ReadOptions};
 
-/// Most frames counted for a consumer's lag; a lag this large means "at least this".
+/// Most frames counted for a lag (a durable consumer's in `GET /consumers`, a follower's in
+/// the metrics); a lag this large means "at least this".
 pub const LAG_CAP: u64 = 1_000_000;
 
 /// Checks a consumer name: the same rules as topic names.
@@ -60,7 +61,9 @@ impl std::fmt::Display for Start {
 /// A read on behalf of a consumer: `?consumer=N[&start=first|new|ID][&ack=auto]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRead {
+    /// The consumer's name.
     pub name: String,
+    /// Where it starts when it has no position yet.
     pub start: Start,
     /// Acknowledge frames as they are handed to the client.
     pub ack_auto: bool,
@@ -138,6 +141,7 @@ impl ConsumerRead {
 /// A consumer as listed by `GET /consumers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConsumerInfo {
+    /// The consumer's name.
     pub name: String,
     /// The last acknowledged id.
     pub position: Id,

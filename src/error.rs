@@ -3,33 +3,46 @@
 
 use std::path::PathBuf;
 
+/// A result whose error is the core's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every error of the core library; the daemon maps each variant to one HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The caller sent something invalid (topic, TTL, id, meta, frame JSON, ...).
     #[error("{0}")]
     Invalid(String),
+    /// What was asked for (a frame, content, a consumer) does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request clashes with what is stored (an id taken by another frame, ...).
     #[error("{0}")]
     Conflict(String),
     /// An append's `expect` did not hold: the newest frame on `topic` is `last`.
     #[error("{}", expect_failed_message(topic, expected, last))]
     ExpectFailed {
+        /// The topic the append was for.
         topic: String,
+        /// What the append expected to be the topic's newest frame.
         expected: crate::frame::Expect,
+        /// The topic's newest frame, if any.
         last: Option<crate::frame::Id>,
     },
     /// Another daemon holds the store.
     #[error("store {path} is locked by another xs process (is `xs serve` already running on it?)")]
-    Locked { path: PathBuf },
+    Locked {
+        /// The store's directory.
+        path: PathBuf,
+    },
     /// A value read back from disk does not decode: reported, never a panic.
     #[error("corrupt data in store: {0}")]
     Corrupt(String),
+    /// An I/O failure, with what was being done.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done (and on which path).
         context: String,
+        /// The failure.
         #[source]
         source: std::io::Error,
     },
@@ -39,6 +52,7 @@ pub enum Error {
     /// The storage engine cannot go on (the daemon must stop): nothing more is stored.
     #[error("storage failed for good: {0}")]
     Failed(String),
+    /// The content store failed.
     #[error("content store: {0}")]
     Cas(String),
     /// A write batch failed; nothing in it was stored.
@@ -56,10 +70,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// The caller's input is invalid, for this reason.
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
     }
 
+    /// An I/O failure while doing `context`.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -84,6 +100,7 @@ fn expect_failed_message(
 
 /// Adds context to an `std::io::Result`.
 pub trait IoContext<T> {
+    /// The error, if any, as an [`Error::Io`] saying what was being done (`f()`).
     fn context(self, f: impl FnOnce() -> String) -> Result<T>;
 }
 

@@ -10,14 +10,21 @@ use crate::ttl::Ttl;
 /// A frame id: a SCRU128 id (25 chars of base 36), sorting by creation time.
 pub type Id = scru128::Id;
 
+/// One event: where it is filed, when, its content (by hash), its metadata and how long it
+/// is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Frame {
+    /// The topic, `.`-separated (`user.alice.msg`).
     pub topic: String,
+    /// Unique and time-sorted; also the frame's creation time.
     pub id: Id,
+    /// The ssri hash of the content, if the frame has any.
     #[serde(default)]
     pub hash: Option<Integrity>,
+    /// Free-form JSON metadata.
     #[serde(default)]
     pub meta: Option<serde_json::Value>,
+    /// How long the frame is kept (none: forever).
     #[serde(default)]
     pub ttl: Option<Ttl>,
 }
@@ -25,6 +32,10 @@ pub struct Frame {
 impl Frame {
     /// The frame as one line of JSON, without the trailing newline. Written by hand in the
     /// wire order (the same bytes serde writes, see the tests): it runs for every append.
+    #[expect(
+        clippy::expect_used,
+        reason = "a string or a JSON value written into a Vec cannot fail"
+    )]
     pub fn to_json(&self) -> Vec<u8> {
         let meta_len = self.meta.as_ref().map_or(0, |_| 64);
         let mut out = Vec::with_capacity(128 + self.topic.len() + meta_len);

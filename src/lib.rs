@@ -2,14 +2,22 @@
 //! ([`backend`]) with the local backend ([`local`]), and the [`Store`] handle with the one read
 //! path ([`reader`]). No HTTP and no Nushell here; the daemon and the CLI share these types.
 
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod archive;
+// Being rewritten (issue 13): the docs of their public items are left to that change.
+#[allow(missing_docs)]
 pub mod backend;
 pub mod consumer;
 pub mod error;
 pub mod frame;
 pub mod local;
+#[allow(missing_docs)]
 pub mod read;
 pub mod reader;
+#[allow(missing_docs)]
 pub mod store;
 pub mod topic;
 pub mod ttl;

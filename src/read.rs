@@ -1,7 +1,10 @@
 //! Read options, one set for every surface (HTTP query, CLI flags, Nushell flags):
 //! `from`, `after`, `new`, `limit`, `last`, `topic`, `follow` (+ pulse), `with-timestamp`.
 
+use std::borrow::Cow;
 use std::fmt::Write;
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::{Error, Result};
 use crate::frame::{parse_id, Id};
@@ -127,42 +130,36 @@ pub fn parse_query(q: &str) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// Percent-decodes one query component (`+` is a space).
+/// Percent-decodes one query component (`+` is a space); a `%` must start a `%XX` escape.
 pub fn decode_component(s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| Error::invalid(format!("bad percent-encoding in {s:?}")))?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let b = s.as_bytes();
+    let escapes_ok = (0..b.len()).filter(|&i| b[i] == b'%').all(|i| {
+        b.get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return Err(Error::invalid(format!("bad percent-encoding in {s:?}")));
     }
-    String::from_utf8(out).map_err(|_| Error::invalid(format!("query value {s:?} is not UTF-8")))
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| Error::invalid(format!("query value {s:?} is not UTF-8")))
 }
+
+/// What [`encode_component`] escapes: all but ASCII letters, digits and `-_.*,:~`, the
+/// characters topics, ids and TTLs use.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'*')
+    .remove(b',')
+    .remove(b':')
+    .remove(b'~');
 
 /// Percent-encodes a query component, leaving the characters topics, ids and TTLs use.
 pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*' | b',' | b':' | b'~')
-        {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 #[cfg(test)]
@@ -199,6 +196,15 @@ mod tests {
             ReadOptions::from_query(Some("follow=1000")).unwrap().follow,
             Follow::Pulse(1000)
         );
+    }
+
+    #[test]
+    fn component_forms() {
+        assert_eq!(encode_component("a b/ü,*:~-_."), "a%20b%2F%C3%BC,*:~-_.");
+        assert_eq!(decode_component("a+b%2B%2c%C3%BC").unwrap(), "a b+,ü");
+        for bad in ["%", "%4", "%zz", "%%41", "a%+1", "%FF"] {
+            assert!(decode_component(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

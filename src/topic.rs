@@ -1,8 +1,10 @@
 //! Topic names and topic filters: `.` is hierarchy, a filter is an exact topic, `prefix.*`
-//! (every descendant, not the prefix itself), `*`, or a comma list of those.
+//! (every descendant, not the prefix itself), `*`, or a comma list of those (in a config's
+//! JSON, also a list of strings).
 
 use crate::error::{Error, Result};
 
+/// The longest topic, in bytes.
 pub const TOPIC_MAX_LEN: usize = 255;
 
 /// Checks a topic name: `a-z A-Z 0-9 _ - .`, starts with a letter or `_`, no `..`,
@@ -69,6 +71,7 @@ pub enum TopicPattern {
 }
 
 impl TopicPattern {
+    /// Whether `topic` is this topic or, for `prefix.*`, below it.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
             TopicPattern::Exact(t) => t == topic,
@@ -88,6 +91,7 @@ impl TopicPattern {
 /// A parsed `topic` filter. `All` matches every frame.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TopicFilter {
+    /// Every frame (`*`).
     #[default]
     All,
     /// Matches if any pattern matches; patterns are deduplicated and never overlap-free
@@ -132,6 +136,24 @@ impl TopicFilter {
         Ok(TopicFilter::Any(patterns))
     }
 
+    /// Parses the `topics` of a processor's or a webhook's config: a string (the forms of
+    /// [`TopicFilter::parse`]) or a list of them (`["a.*", "b"]` is `a.*,b`).
+    pub fn from_json(v: &serde_json::Value) -> Result<TopicFilter> {
+        use serde_json::Value;
+        let parts: Option<Vec<&str>> = match v {
+            Value::String(s) => return TopicFilter::parse(s),
+            Value::Array(vs) => vs.iter().map(Value::as_str).collect(),
+            _ => None,
+        };
+        match parts {
+            Some(parts) => TopicFilter::parse(&parts.join(",")),
+            None => Err(Error::invalid(
+                "topics must be a string or a list of strings",
+            )),
+        }
+    }
+
+    /// Whether a frame on `topic` passes the filter.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
             TopicFilter::All => true,
@@ -139,6 +161,7 @@ impl TopicFilter {
         }
     }
 
+    /// Whether the filter is `*`.
     pub fn is_all(&self) -> bool {
         matches!(self, TopicFilter::All)
     }
@@ -214,6 +237,25 @@ mod tests {
         assert!(TopicFilter::parse("").is_err());
         assert!(TopicFilter::parse("a b").is_err());
         assert!(TopicFilter::parse("a.*.*").is_err());
+    }
+
+    #[test]
+    fn filter_from_a_string_or_a_list() {
+        use serde_json::json;
+        let parsed = |v| TopicFilter::from_json(&v);
+        let expected = TopicFilter::parse("a.*,b").unwrap();
+        assert_eq!(parsed(json!("a.*,b")).unwrap(), expected);
+        assert_eq!(parsed(json!(["a.*", "b"])).unwrap(), expected);
+        assert_eq!(parsed(json!(["*"])).unwrap(), TopicFilter::All);
+        for bad in [
+            json!([]),
+            json!(["a..b"]),
+            json!([1]),
+            json!(1),
+            json!(null),
+        ] {
+            assert!(parsed(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

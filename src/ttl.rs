@@ -8,10 +8,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
+/// How long a frame is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Ttl {
+    /// Kept until removed.
     #[default]
     Forever,
+    /// Never written: only live readers see it.
     Ephemeral,
     /// Expires this many milliseconds after the frame's id timestamp.
     Time(u64),

@@ -16,7 +16,6 @@ use crate::INLINE_CONTENT_MAX;
 /// Key of inline content in the `cas` keyspace: algorithm and hex digest of the strongest hash.
 pub(crate) fn cas_key(sri: &Integrity) -> Vec<u8> {
     use base64::Engine;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let h = &sri.hashes[0];
     let mut digest = [0u8; 96];
     let n = base64::engine::general_purpose::STANDARD
@@ -31,11 +30,16 @@ pub(crate) fn cas_key(sri: &Integrity) -> Vec<u8> {
     let mut key = Vec::with_capacity(name.len() + 1 + 2 * n);
     key.extend_from_slice(name.as_bytes());
     key.push(b'-');
-    for b in &digest[..n] {
-        key.push(HEX[usize::from(b >> 4)]);
-        key.push(HEX[usize::from(b & 15)]);
+    let start = key.len();
+    key.resize(start + 2 * n, 0);
+    match hex::encode_to_slice(&digest[..n], &mut key[start..]) {
+        Ok(()) => key,
+        // Not reached: the slice is twice the digest's length.
+        Err(_) => {
+            let (algo, hex) = sri.to_hex();
+            format!("{algo}-{hex}").into_bytes()
+        }
     }
-    key
 }
 
 /// Where cacache keeps the content of a hash (its `content-v2` layout). Hashes are checked

@@ -1,5 +1,6 @@
 //! Webhooks against a real HTTP server on loopback that fails, is slow, then recovers: every
-//! frame arrives in order with no gaps, across a restart; `xs ps`; term, replace, invalid.
+//! frame arrives in order with no gaps, across a restart; `xs ps`; term, replace, invalid;
+//! topics as a list.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -291,6 +292,33 @@ fn term_stops_a_webhook_and_a_second_create_replaces_the_first() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(ids(&a.delivered()), ids(std::slice::from_ref(&f1)));
     assert_eq!(ids(&b.delivered()), ids(&[f2, f3]));
+    d.assert_no_panic();
+}
+
+#[test]
+fn a_webhook_takes_a_list_of_topic_patterns() {
+    let rx = Receiver::start(OK);
+    let d = Daemon::start();
+    create(&d, "w", &json!({"url": rx.url(), "topics": ["a.*", "b"]}));
+    poll_until(Duration::from_secs(5), "active", || {
+        (!lifecycle(&d, "w", "active").is_empty()).then_some(())
+    });
+    let mut wanted = Vec::new();
+    for (topic, sent) in [
+        ("a.x", true),
+        ("c", false),
+        ("b", true),
+        ("a", false),
+        ("a.y.z", true),
+    ] {
+        let f = d.append(topic, topic.as_bytes());
+        if sent {
+            wanted.push(f);
+        }
+    }
+    let got = rx.wait_for(3, Duration::from_secs(10));
+    assert_eq!(dedupe(&got), ids(&wanted), "a.* and b, in order");
+    assert!(lifecycle(&d, "w", "invalid").is_empty());
     d.assert_no_panic();
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helper::{topics, xs, xs_env, Daemon};
+use crate::helper::{have_tool, topics, xs, xs_env, Daemon};
 
 #[test]
 fn cli_sends_the_token_to_tcp_addresses() {
@@ -137,15 +137,7 @@ fn serve_refuses_meaningless_or_weak_settings() {
 
 /// `openssl`, or None (with a note) when it is absent outside CI.
 fn openssl() -> Option<&'static str> {
-    if Command::new("openssl").arg("version").output().is_ok() {
-        return Some("openssl");
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "openssl is needed for the TLS tests in CI (.ci/run installs it)"
-    );
-    eprintln!("SKIPPED: openssl is not installed (apt-get install openssl)");
-    None
+    have_tool("openssl", "version", "apt-get install openssl").then_some("openssl")
 }
 
 fn run(cmd: &mut Command) {

@@ -39,6 +39,26 @@ pub fn poll_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+/// Whether the optional tool `cmd` runs (`cmd arg`, e.g. `--version`). When it does not, the
+/// caller skips its test: outside CI with one `SKIPPED` line naming what to install, under
+/// `CI` with a failure (`.ci/run` installs every tool, so CI runs every test).
+pub fn have_tool(cmd: &str, arg: &str, install: &str) -> bool {
+    if Command::new(cmd).arg(arg).output().is_ok() {
+        return true;
+    }
+    skip_without(cmd, install);
+    false
+}
+
+/// Reports a test skipped because `what` is missing (see [`have_tool`]); fails under `CI`.
+pub fn skip_without(what: &str, install: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is needed in CI (.ci/run installs it: {install})"
+    );
+    eprintln!("SKIPPED: {what} is not installed ({install})");
+}
+
 /// A running `xs serve` on a store in its own temp dir; killed (and reaped) on drop.
 pub struct Daemon {
     tmp: TempDir,

@@ -86,6 +86,30 @@ fn counter_threads_state_and_stamps_outputs() {
 }
 
 #[test]
+fn topics_may_be_a_list_of_patterns() {
+    let d = Daemon::start();
+    for t in ["a.x", "c", "b", "a"] {
+        d.append(t, b"");
+    }
+    let script =
+        r#"{ start: "first", topics: ["a.*", "b"], run: {|f, s| {out: {t: $f.topic}, next: $s}} }"#;
+    let active = create(&d, "handler", "seen", script);
+    assert_eq!(active["topic"], "xs.handler.seen.active", "{active}");
+    let out = wait_for(&d, "seen.out", 2);
+    let seen: Vec<&str> = out
+        .iter()
+        .map(|f| f["meta"]["t"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, ["a.x", "b"]);
+    for bad in [r#"["a", 1]"#, "[]", "{|| 1}"] {
+        let v = format!("{{ topics: {bad}, run: {{|f, s| 1}} }}");
+        let a = create(&d, "handler", "bad", &v);
+        assert_eq!(a["topic"], "xs.handler.bad.invalid", "{v}: {a}");
+    }
+    d.assert_no_panic();
+}
+
+#[test]
 fn next_only_finish_and_errors() {
     let d = Daemon::start();
     // Emits content (a string) for `go`, nothing for `skip`, finishes on `stop`.

@@ -1,6 +1,6 @@
 //! Where the daemon is: parsing an address (store dir, socket path, `:PORT`, `host:port`,
-//! `http://host:port`, `https://host:port`), the default store, and which positionals of a
-//! command are addresses.
+//! `http://host:port`, `https://host:port`), the default store, the `[ADDR]` argument the
+//! commands share, and which positionals of a command are addresses.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -124,24 +124,31 @@ pub fn serve_store(arg: Option<&str>) -> Result<PathBuf> {
     default_store()
 }
 
-/// `[ADDR] X`: with two positionals the first is the address; with one it is X.
-pub fn addr_and(
-    first: Option<String>,
-    second: Option<String>,
-    what: &str,
-) -> Result<(Addr, String)> {
-    match (first, second) {
-        (Some(addr), Some(x)) => Ok((Addr::parse(&addr)?, x)),
-        (Some(x), None) => Ok((default_addr()?, x)),
-        _ => bail!("missing {what} (the arguments are [ADDR] {what})"),
-    }
+/// The optional `[ADDR]` positional every client command starts with, flattened into each
+/// command's `Args` (`#[command(flatten)]`), so it is declared and documented once.
+#[derive(clap::Args, Debug)]
+pub struct AddrArg {
+    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
+    #[arg(value_name = "ADDR")]
+    pub addr: Option<String>,
 }
 
-/// `[ADDR]`: the address given, else the default.
-pub fn addr_or_default(addr: Option<String>) -> Result<Addr> {
-    match addr {
-        Some(a) => Addr::parse(&a),
-        None => default_addr(),
+impl AddrArg {
+    /// `[ADDR]`: the address given, else the default.
+    pub fn or_default(self) -> Result<Addr> {
+        match self.addr {
+            Some(a) => Addr::parse(&a),
+            None => default_addr(),
+        }
+    }
+
+    /// `[ADDR] X`: with two positionals the first is the address; with one it is X.
+    pub fn and(self, second: Option<String>, what: &str) -> Result<(Addr, String)> {
+        match (self.addr, second) {
+            (Some(addr), Some(x)) => Ok((Addr::parse(&addr)?, x)),
+            (Some(x), None) => Ok((default_addr()?, x)),
+            _ => bail!("missing {what} (the arguments are [ADDR] {what})"),
+        }
     }
 }
 

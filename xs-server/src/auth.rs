@@ -113,7 +113,7 @@ impl Auth {
             sessions.pop_front();
         }
         sessions.push_back(id);
-        Ok(hex(&id))
+        Ok(hex::encode(id))
     }
 
     /// Forgets the session in `headers`' cookie, if any.
@@ -159,7 +159,7 @@ fn create_token_file(path: &Path) -> Result<(), ServeError> {
         let context = format!("{what} token file {}", path.display());
         move |source| ServeError::Io { context, source }
     };
-    let token = format!("{}\n", hex(&random_bytes()?));
+    let token = format!("{}\n", hex::encode(random_bytes()?));
     // Written under a temporary name, then linked into place: a reader never sees a partial
     // token, and an existing file is never replaced (hard_link fails if it exists).
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
@@ -209,29 +209,17 @@ fn read_token_file(path: &Path) -> Result<Vec<u8>, ServeError> {
 }
 
 fn random_bytes() -> Result<[u8; TOKEN_BYTES], ServeError> {
-    use std::io::Read;
     let mut buf = [0u8; TOKEN_BYTES];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|source| ServeError::Io {
-            context: "reading /dev/urandom".into(),
-            source,
-        })?;
+    getrandom::fill(&mut buf).map_err(|e| ServeError::Io {
+        context: "reading the system's random source".into(),
+        source: std::io::Error::other(e),
+    })?;
     Ok(buf)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(s: &str) -> Option<[u8; TOKEN_BYTES]> {
-    if s.len() != TOKEN_BYTES * 2 {
-        return None;
-    }
     let mut out = [0u8; TOKEN_BYTES];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
 

@@ -10,16 +10,14 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use hyper::{Request, StatusCode};
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::{self, Client};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store);
-    /// given alone, this is the TOPIC
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
-    /// Topic of the new frame
+    #[command(flatten)]
+    addr: AddrArg,
+    /// Topic of the new frame (a lone positional is the TOPIC)
     #[arg(value_name = "TOPIC")]
     topic: Option<String>,
     /// Metadata for the frame, as JSON
@@ -53,7 +51,7 @@ impl fmt::Display for ExpectConflict {
 impl std::error::Error for ExpectConflict {}
 
 pub async fn run(args: Args) -> Result<()> {
-    let (addr, topic) = addr::addr_and(args.addr, args.topic, "TOPIC")?;
+    let (addr, topic) = args.addr.and(args.topic, "TOPIC")?;
     xs::validate_topic(&topic)?;
     let mut query = Vec::new();
     if let Some(ttl) = &args.ttl {

@@ -4,22 +4,20 @@
 use anyhow::Result;
 use hyper::Request;
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::{self, Client};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store);
-    /// given alone, this is the HASH
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
-    /// Content hash, as in a frame's "hash" (sha256-...)
+    #[command(flatten)]
+    addr: AddrArg,
+    /// Content hash, as in a frame's "hash" (sha256-...); a lone positional is the HASH
     #[arg(value_name = "HASH")]
     hash: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let (addr, hash) = addr::addr_and(args.addr, args.hash, "HASH")?;
+    let (addr, hash) = args.addr.and(args.hash, "HASH")?;
     let hash = xs::frame::parse_hash(hash.trim())?;
     let req = Request::get(format!("/cas/{hash}")).body(client::empty())?;
     let resp = Client::new(addr).send(req).await?;

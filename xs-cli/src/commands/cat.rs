@@ -6,15 +6,14 @@ use hyper::header::ACCEPT;
 use hyper::Request;
 use xs::{Follow, ReadOptions, TopicFilter};
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::{self, Client};
 use crate::commands::parse_id;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
+    #[command(flatten)]
+    addr: AddrArg,
     /// After the history, keep streaming new frames
     #[arg(short, long)]
     follow: bool,
@@ -57,7 +56,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let addr = addr::addr_or_default(args.addr)?;
+    let addr = args.addr.or_default()?;
     let follow = match (args.pulse, args.follow) {
         (Some(0), _) => bail!("--pulse must be at least 1 ms"),
         (Some(ms), _) => Follow::Pulse(ms),

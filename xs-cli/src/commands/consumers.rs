@@ -4,21 +4,20 @@
 use anyhow::Result;
 use hyper::Request;
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::{self, Client};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
+    #[command(flatten)]
+    addr: AddrArg,
     /// Forget this consumer's position instead of listing
     #[arg(long, value_name = "NAME")]
     remove: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let addr = addr::addr_or_default(args.addr)?;
+    let addr = args.addr.or_default()?;
     let client = Client::new(addr);
     if let Some(name) = args.remove {
         xs::consumer::validate_name(&name)?;

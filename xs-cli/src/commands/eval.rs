@@ -10,16 +10,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 
-use crate::addr::{self, Addr};
+use crate::addr::{self, Addr, AddrArg};
 use crate::client::{self, Client};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store);
-    /// given alone (without -c), this is the FILE unless it names a store or address
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
-    /// The script file (`-` or none: stdin)
+    #[command(flatten)]
+    addr: AddrArg,
+    /// The script file (`-` or none: stdin); a lone positional (without -c) is the FILE
+    /// unless it names a store or address
     #[arg(value_name = "FILE")]
     file: Option<String>,
     /// The script, given here instead of a file
@@ -62,7 +61,7 @@ pub async fn run(args: Args) -> Result<()> {
 
 /// The address and the script, from the positionals and `-c`.
 fn target(args: Args) -> Result<(Addr, String)> {
-    let (addr, file) = match (args.addr, args.file) {
+    let (addr, file) = match (args.addr.addr, args.file) {
         (Some(a), Some(f)) => (Addr::parse(&a)?, Some(f)),
         (Some(a), None) if args.commands.is_some() || names_store(&a) => (Addr::parse(&a)?, None),
         (Some(f), None) => (addr::default_addr()?, Some(f)),

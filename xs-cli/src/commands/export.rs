@@ -7,16 +7,15 @@ use hyper::Request;
 use xs::archive::ArchiveReader;
 use xs::{ReadOptions, TopicFilter};
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::{self, Client};
 use crate::commands::parse_id;
 use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
+    #[command(flatten)]
+    addr: AddrArg,
     /// Only frames of these topics: exact, prefix.*, * or a comma list
     #[arg(short = 'T', long, value_name = "PATTERNS")]
     topic: Option<String>,
@@ -26,7 +25,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let addr = addr::addr_or_default(args.addr)?;
+    let addr = args.addr.or_default()?;
     let opts = ReadOptions {
         after: args.after.as_deref().map(parse_id).transpose()?,
         topic: match &args.topic {

@@ -4,18 +4,17 @@
 use anyhow::Result;
 use hyper::Method;
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::Client;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
+    #[command(flatten)]
+    addr: AddrArg,
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let addr = addr::addr_or_default(args.addr)?;
+    let addr = args.addr.or_default()?;
     Client::new(addr).print(Method::POST, "/gc", true).await?;
     Ok(())
 }

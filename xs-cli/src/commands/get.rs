@@ -4,17 +4,15 @@
 use anyhow::Result;
 use hyper::Method;
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::Client;
 use crate::commands::parse_id;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store);
-    /// given alone, this is the ID
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
-    /// Id of the frame
+    #[command(flatten)]
+    addr: AddrArg,
+    /// Id of the frame (a lone positional is the ID)
     #[arg(value_name = "ID")]
     id: Option<String>,
     /// Add the frame's creation time as "timestamp"
@@ -23,7 +21,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let (addr, id) = addr::addr_and(args.addr, args.id, "ID")?;
+    let (addr, id) = args.addr.and(args.id, "ID")?;
     let id = parse_id(&id)?;
     let uri = if args.with_timestamp {
         format!("/{id}?with-timestamp=true")

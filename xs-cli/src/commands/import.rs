@@ -5,18 +5,17 @@ use anyhow::Result;
 use hyper::header::CONTENT_TYPE;
 use hyper::Request;
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::{self, Client};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
+    #[command(flatten)]
+    addr: AddrArg,
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let addr = addr::addr_or_default(args.addr)?;
+    let addr = args.addr.or_default()?;
     let req = Request::post("/import")
         .header(CONTENT_TYPE, "application/x-ndjson")
         .body(client::stdin())?;

@@ -5,16 +5,15 @@ use anyhow::{bail, Result};
 use hyper::{Request, StatusCode};
 use xs::TopicFilter;
 
-use crate::addr;
+use crate::addr::{self, AddrArg};
 use crate::client::{self, Client};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store);
-    /// given alone, it is the TOPIC unless it looks like a path or an address
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
-    /// Only frames of this topic pattern (exact, prefix.*, * or a comma list)
+    #[command(flatten)]
+    addr: AddrArg,
+    /// Only frames of this topic pattern (exact, prefix.*, * or a comma list); a lone
+    /// positional is the TOPIC unless it looks like a path or an address
     #[arg(value_name = "TOPIC")]
     topic: Option<String>,
     /// How many frames (default 1); a trailing number is always N
@@ -33,7 +32,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<()> {
     let (addr, topic, n) = addr::last_positionals(
-        [args.addr, args.topic, args.n]
+        [args.addr.addr, args.topic, args.n]
             .into_iter()
             .flatten()
             .collect(),

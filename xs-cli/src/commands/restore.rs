@@ -12,15 +12,14 @@ use hyper::Request;
 use tokio::io::AsyncReadExt;
 use xs::archive::ArchiveReader;
 
-use crate::addr;
+use crate::addr::AddrArg;
 use crate::client::{self, Client};
 use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store)
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
+    #[command(flatten)]
+    addr: AddrArg,
 }
 
 /// What was sent so far: the archive as parsed (for its frame count) and its size.
@@ -57,7 +56,7 @@ impl Sent {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let addr = addr::addr_or_default(args.addr)?;
+    let addr = args.addr.or_default()?;
     let sent = Arc::new(Mutex::new(Sent {
         parser: Some(ArchiveReader::new()),
         bytes: 0,

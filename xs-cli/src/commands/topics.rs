@@ -4,16 +4,15 @@
 use anyhow::{bail, Result};
 use hyper::Method;
 
-use crate::addr;
+use crate::addr::{self, AddrArg};
 use crate::client::Client;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Store dir, socket, :PORT or host:port (default: $XS_ADDR, else ~/.local/share/xs/store);
-    /// given alone, it is the PREFIX unless it looks like a path or an address
-    #[arg(value_name = "ADDR")]
-    addr: Option<String>,
-    /// Only this topic and its descendants (`a.b` lists `a.b` and `a.b.*`)
+    #[command(flatten)]
+    addr: AddrArg,
+    /// Only this topic and its descendants (`a.b` lists `a.b` and `a.b.*`); a lone
+    /// positional is the PREFIX unless it looks like a path or an address
     #[arg(value_name = "PREFIX")]
     prefix: Option<String>,
     /// One line per direct child level below PREFIX (or per top-level name), summing its
@@ -23,7 +22,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let pos: Vec<String> = [args.addr, args.prefix].into_iter().flatten().collect();
+    let pos: Vec<String> = [args.addr.addr, args.prefix]
+        .into_iter()
+        .flatten()
+        .collect();
     let (addr, prefix, n) = addr::last_positionals(pos)?;
     if let Some(n) = n {
         bail!("invalid prefix {n:?}: a topic starts with a-z, A-Z or _");

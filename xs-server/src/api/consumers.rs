@@ -10,16 +10,16 @@ use super::{json_response, method_not_allowed, respond, ApiResult, JSON, NDJSON}
 use crate::body;
 use crate::error::ApiError;
 
-/// Routes `/consumers/{rest}`.
-pub async fn route(store: Store, req: Request<Incoming>, rest: &str) -> ApiResult {
+/// Routes `/consumers/{name}` and (`is_ack`) `/consumers/{name}/ack`.
+pub async fn route(store: Store, req: Request<Incoming>, name: &str, is_ack: bool) -> ApiResult {
     let m = req.method().clone();
-    if let Some(name) = rest.strip_suffix("/ack") {
+    if is_ack {
         if m != Method::POST {
             return Err(method_not_allowed(&m, &["POST"]));
         }
         return ack(store, req, &super::decode(name)?).await;
     }
-    let name = super::decode(rest)?;
+    let name = super::decode(name)?;
     match m {
         Method::GET => get(store, name).await,
         Method::DELETE => {

@@ -1,5 +1,5 @@
-//! The HTTP API (DESIGN.md §5): routing, and the helpers every route uses to answer.
-//! One module per route, mirrored by the CLI's `commands/`.
+//! The HTTP API (DESIGN.md §5): the access gate, routing a parsed [`Route`], and the helpers
+//! every route uses to answer. One module per route, mirrored by the CLI's `commands/`.
 
 mod append;
 mod cas;
@@ -16,6 +16,7 @@ mod ps;
 mod read;
 mod remove;
 mod restore;
+mod route;
 mod stream;
 mod topics;
 mod version;
@@ -24,6 +25,7 @@ mod version;
 #[doc(hidden)]
 pub use append::decode_meta;
 pub(crate) use cas::{content_body, read_content};
+use route::Route;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -75,6 +77,7 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let route = Route::parse(&path);
     if let Access::Token {
         auth,
         read_only,
@@ -89,9 +92,17 @@ pub async fn handle(
             }
             return Ok(unauthorized(why, !*cookies));
         }
-        if let Err(e) =
-            same_origin(&req).and_then(|()| if *read_only { only_reads(&req) } else { Ok(()) })
-        {
+        let refused = read_only
+            .then(|| Route::read_only_refusal(&method, &path, req.uri().query()))
+            .flatten();
+        let refusal = match refused {
+            Some(what) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this listener is read-only: {what} is not allowed"),
+            )),
+            None => Ok(()),
+        };
+        if let Err(e) = same_origin(&req).and(refusal) {
             tracing::info!(%method, %path, error = %e.message, "request refused");
             drain(req.into_body()).await;
             return Ok(error_response(&e));
@@ -104,7 +115,7 @@ pub async fn handle(
         );
         Err(e)
     } else {
-        route(daemon, req).await
+        dispatch(daemon, req, route).await
     };
     let res = res.unwrap_or_else(|e| {
         tracing::debug!(%method, %path, status = %e.status, error = %e.message, "request refused");
@@ -113,57 +124,53 @@ pub async fn handle(
     Ok(res)
 }
 
-async fn route(daemon: Daemon, req: Request<Incoming>) -> ApiResult {
+async fn dispatch(daemon: Daemon, req: Request<Incoming>, route: Route) -> ApiResult {
     let store = daemon.store.clone();
-    let path = req.uri().path().to_string();
     let m = req.method().clone();
-    let rest = path.strip_prefix('/').unwrap_or(&path);
-    match (rest, &m) {
-        ("", &Method::GET) => read::handle(store, req).await,
-        ("version", &Method::GET) => version::handle().await,
-        ("last", &Method::GET) => last::handle(store, req, None).await,
-        ("cas", &Method::POST) => cas::post(store, req).await,
-        ("import", &Method::POST) => import::handle(store, req).await,
-        ("consumers", &Method::GET) => consumers::list(store).await,
-        ("export", &Method::GET) => export::handle(store, req).await,
-        ("restore", &Method::POST) => restore::handle(store, req).await,
-        ("topics", &Method::GET) => topics::handle(store, req).await,
-        ("gc", &Method::POST) => gc::handle(store).await,
-        ("ps", &Method::GET) => ps::handle(daemon).await,
-        ("metrics", &Method::GET) => metrics::handle(daemon).await,
+    match (route, &m) {
+        (Route::Read, &Method::GET) => read::handle(store, req).await,
+        (Route::Version, &Method::GET) => version::handle().await,
+        (Route::Last(None), &Method::GET) => last::handle(store, req, None).await,
+        (Route::Cas(None), &Method::POST) => cas::post(store, req).await,
+        (Route::Import, &Method::POST) => import::handle(store, req).await,
+        (Route::Consumers, &Method::GET) => consumers::list(store).await,
+        (Route::Export, &Method::GET) => export::handle(store, req).await,
+        (Route::Restore, &Method::POST) => restore::handle(store, req).await,
+        (Route::Topics, &Method::GET) => topics::handle(store, req).await,
+        (Route::Gc, &Method::POST) => gc::handle(store).await,
+        (Route::Ps, &Method::GET) => ps::handle(daemon).await,
+        (Route::Metrics, &Method::GET) => metrics::handle(daemon).await,
         #[cfg(feature = "nu")]
-        ("eval", &Method::POST) => eval::handle(daemon, req).await,
+        (Route::Eval, &Method::POST) => eval::handle(daemon, req).await,
         #[cfg(not(feature = "nu"))]
-        ("eval", &Method::POST) => Err(ApiError::new(
+        (Route::Eval, &Method::POST) => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "POST /eval is not available: this daemon was built without the Nushell engine",
         )),
-        _ => {
-            if let Some(topic) = rest.strip_prefix("last/") {
-                only(&m, &[Method::GET])?;
-                let topic = decode(topic)?;
-                last::handle(store, req, Some(topic)).await
-            } else if let Some(hash) = rest.strip_prefix("cas/") {
-                only(&m, &[Method::GET])?;
-                cas::get(store, &decode(hash)?).await
-            } else if let Some(consumer) = rest.strip_prefix("consumers/") {
-                consumers::route(store, req, consumer).await
-            } else if let Some(topic) = rest.strip_prefix("append/") {
-                only(&m, &[Method::POST])?;
-                let topic = decode(topic)?;
-                append::handle(store, req, &topic).await
-            } else if !rest.is_empty() && !rest.contains('/') && !is_known(rest) {
-                match m {
-                    Method::GET => get::handle(store, req, rest).await,
-                    Method::DELETE => remove::handle(store, req, rest).await,
-                    _ => Err(method_not_allowed(&m, &["GET", "DELETE"])),
-                }
-            } else if is_known(rest) {
-                Err(method_not_allowed(&m, &[]))
-            } else {
-                Err(ApiError::not_found(format!("no route for {m} {path}")))
-            }
+        (Route::Last(Some(topic)), _) => {
+            only(&m, &[Method::GET])?;
+            let topic = decode(&topic)?;
+            last::handle(store, req, Some(topic)).await
         }
+        (Route::Cas(Some(hash)), _) => {
+            only(&m, &[Method::GET])?;
+            cas::get(store, &decode(&hash)?).await
+        }
+        (Route::Consumer { name, ack }, _) => consumers::route(store, req, &name, ack).await,
+        (Route::Append(topic), _) => {
+            only(&m, &[Method::POST])?;
+            let topic = decode(&topic)?;
+            append::handle(store, req, &topic).await
+        }
+        (Route::Frame(id), &Method::GET) => get::handle(store, req, &id).await,
+        (Route::Frame(id), &Method::DELETE) => remove::handle(store, req, &id).await,
+        (Route::Frame(_), _) => Err(method_not_allowed(&m, &["GET", "DELETE"])),
+        (Route::NotFound, _) => Err(ApiError::not_found(format!(
+            "no route for {m} {}",
+            req.uri().path()
+        ))),
+        // A named route with another method.
+        _ => Err(method_not_allowed(&m, &[])),
     }
 }
 
@@ -219,24 +226,6 @@ fn same_origin(req: &Request<Incoming>) -> Result<(), ApiError> {
     ))
 }
 
-/// In read-only mode, only reads pass: `GET`, without `ack` (which moves a consumer).
-fn only_reads(req: &Request<Incoming>) -> Result<(), ApiError> {
-    let forbidden = |what: String| {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("this listener is read-only: {what} is not allowed"),
-        ))
-    };
-    if req.method() != Method::GET {
-        return forbidden(format!("{} {}", req.method(), req.uri().path()));
-    }
-    let pairs = xs::read::parse_query(req.uri().query().unwrap_or("")).unwrap_or_default();
-    if pairs.iter().any(|(k, _)| k == "ack") {
-        return forbidden("ack (it moves a consumer's position)".into());
-    }
-    Ok(())
-}
-
 /// Reads and drops what is left of a refused request's body (up to a bound), so the client,
 /// still sending, gets the error answer instead of a reset connection.
 pub async fn drain(body: Incoming) {
@@ -257,24 +246,6 @@ async fn drain_bounded(mut body: Incoming, max: usize, within: Duration) {
             _ = &mut deadline => return,
         }
     }
-}
-
-fn is_known(rest: &str) -> bool {
-    matches!(
-        rest,
-        "" | "version"
-            | "last"
-            | "cas"
-            | "import"
-            | "eval"
-            | "consumers"
-            | "export"
-            | "restore"
-            | "topics"
-            | "gc"
-            | "ps"
-            | "metrics"
-    )
 }
 
 fn only(m: &Method, allowed: &[Method]) -> Result<(), ApiError> {

@@ -99,15 +99,9 @@ impl Kind for Handler {
         };
         let topics = match c.get("topics") {
             None => TopicFilter::All,
-            Some(Value::String { val, .. }) => {
-                TopicFilter::parse(val).map_err(|e| e.to_string())?
-            }
-            Some(Value::List { vals, .. }) => {
-                let parts: Result<Vec<&str>, _> = vals.iter().map(|v| v.as_str()).collect();
-                let parts = parts.map_err(|_| "topics must be a string or a list of strings")?;
-                TopicFilter::parse(&parts.join(",")).map_err(|e| e.to_string())?
-            }
-            Some(_) => return Err("topics must be a string or a list of strings".into()),
+            // A value with no JSON form (a closure, ...) is neither a string nor a list.
+            Some(v) => TopicFilter::from_json(&to_json(v).unwrap_or_default())
+                .map_err(|e| e.to_string())?,
         };
         let pulse = match c.get("pulse") {
             None => None,

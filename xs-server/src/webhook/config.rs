@@ -1,5 +1,6 @@
 //! A webhook's configuration: the JSON of its `xs.webhook.<name>.create` frame
-//! (`{url, topics?, start?, headers?}`), parsed and checked once.
+//! (`{url, topics?, start?, headers?}`; `topics` a string or a list, as a handler's), parsed
+//! and checked once.
 
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Uri;
@@ -25,7 +26,7 @@ pub struct Config {
 struct Raw {
     url: String,
     #[serde(default)]
-    topics: Option<String>,
+    topics: Option<serde_json::Value>,
     #[serde(default)]
     start: Option<String>,
     #[serde(default)]
@@ -56,9 +57,9 @@ impl Config {
             .host()
             .ok_or_else(|| format!("url {:?} has no host", raw.url))?;
         let authority = format!("{host}:{}", url.port_u16().unwrap_or(80));
-        let topics = match raw.topics.as_deref() {
+        let topics = match &raw.topics {
             None => TopicFilter::All,
-            Some(t) => TopicFilter::parse(t).map_err(|e| format!("topics: {e}"))?,
+            Some(t) => TopicFilter::from_json(t).map_err(|e| format!("topics: {e}"))?,
         };
         let start = match raw.start.as_deref() {
             None => Start::New,
@@ -108,6 +109,8 @@ mod tests {
         assert!(c.wants("a.x") && c.wants("b") && !c.wants("c") && !c.wants("xs.start"));
         assert_eq!(c.start, Start::First);
         assert_eq!(c.headers.len(), 1);
+        let list = Config::parse(br#"{"url":"http://h/","topics":["a.*","b"]}"#).unwrap();
+        assert_eq!(list.topics, c.topics);
     }
 
     #[test]
@@ -126,6 +129,7 @@ mod tests {
             br#"{"url":"https://h/"}"#,
             br#"{"url":"ftp://h/"}"#,
             br#"{"url":"http://h/","topics":"a..b"}"#,
+            br#"{"url":"http://h/","topics":["a",1]}"#,
             br#"{"url":"http://h/","start":"later"}"#,
             br#"{"url":"http://h/","headers":{"x":1}}"#,
             br#"{"url":"http://h/","extra":1}"#,
