@@ -25,7 +25,6 @@ use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter, Ttl};
 
 use crate::body::{self, Body};
 use crate::error::{ApiError, ServeError};
-use crate::Daemon;
 
 /// The topic of a request frame.
 pub const REQUEST_TOPIC: &str = "http.request";
@@ -115,7 +114,8 @@ pub async fn bind(addr: &str) -> Result<TcpListener, ServeError> {
 /// open ones.
 pub async fn serve(
     listener: TcpListener,
-    daemon: Daemon,
+    store: Store,
+    stats: Arc<Stats>,
     opts: GatewayOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> GracefulShutdown {
@@ -123,13 +123,14 @@ pub async fn serve(
     let opts = Arc::new(opts);
     loop {
         tokio::select! {
-            _ = crate::stopped(&mut shutdown) => return graceful,
+            _ = crate::daemon::stopped(&mut shutdown) => return graceful,
             conn = listener.accept() => match conn {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    let (daemon, opts) = (daemon.clone(), opts.clone());
-                    let handler =
-                        move |req| handle(daemon.clone(), opts.clone(), remote, req);
+                    let (store, stats, opts) = (store.clone(), stats.clone(), opts.clone());
+                    let handler = move |req| {
+                        handle(store.clone(), stats.clone(), opts.clone(), remote, req)
+                    };
                     crate::listener::serve_http1(stream, handler, &graceful, "gateway connection");
                 }
                 Err(e) => {
@@ -143,20 +144,21 @@ pub async fn serve(
 
 /// Answers one request; never fails (errors are a status and a `{"error"}` body).
 async fn handle(
-    daemon: Daemon,
+    store: Store,
+    stats: Arc<Stats>,
     opts: Arc<GatewayOptions>,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let res = match answer(&daemon.store, &opts, remote, req).await {
+    let res = match answer(&store, &opts, remote, req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %path, status = %e.status, error = %e.message, "gateway request not answered by a handler");
             crate::api::error_response(&e)
         }
     };
-    daemon.gateway.count(res.status());
+    stats.count(res.status());
     Ok(res)
 }
 

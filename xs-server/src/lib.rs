@@ -8,6 +8,7 @@ pub mod api;
 mod auth;
 mod body;
 mod console;
+mod daemon;
 mod error;
 pub mod gateway;
 mod listener;
@@ -21,10 +22,10 @@ mod ps;
 mod tls;
 mod webhook;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
+pub use daemon::Daemon;
 pub use error::ServeError;
 use tokio::sync::watch;
 use xs::{LocalOptions, NewFrame, Store};
@@ -80,42 +81,6 @@ impl ServeOptions {
             Some(m) => Err(ServeError::Config(m.into())),
             None => Ok(()),
         }
-    }
-}
-
-/// What the requests and background tasks of one daemon share; cheap to clone.
-#[derive(Clone)]
-pub struct Daemon {
-    pub store: Store,
-    /// The daemon's own files: `sock`, `token`; also names its processor table.
-    pub state: Arc<Path>,
-    /// The Nushell engine that `POST /eval` and the processors run on.
-    #[cfg(feature = "nu")]
-    pub engine: nu::Engine,
-    /// The `--http` gateway's request counts.
-    pub gateway: Arc<gateway::Stats>,
-    /// The processors' rows for `GET /ps`.
-    pub ps: ps::Table,
-    /// This run's tag, in the environment of every process a generator starts.
-    pub generator_tag: orphans::Tag,
-}
-
-impl Daemon {
-    /// The daemon's shared state for `store`, with its files in `state` (builds the Nushell
-    /// engine).
-    pub fn new(store: Store, state: &Path) -> Result<Daemon, ServeError> {
-        Ok(Daemon {
-            #[cfg(feature = "nu")]
-            engine: nu::Engine::new(
-                &std::env::current_dir().unwrap_or_else(|_| state.to_path_buf()),
-            )
-            .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
-            generator_tag: orphans::Tag::new(state),
-            store,
-            state: state.into(),
-            gateway: Arc::default(),
-            ps: ps::Table::default(),
-        })
     }
 }
 
@@ -229,9 +194,11 @@ pub async fn run(
         },
         None => None,
     };
-    let processors = processor::start_all(&daemon);
-    let gateway =
-        http.map(|(l, g)| tokio::spawn(gateway::serve(l, daemon.clone(), g, shutdown.clone())));
+    let processors = start_processors(&daemon);
+    let gateway = http.map(|(l, g)| {
+        let (store, stats) = (daemon.store.clone(), daemon.gateway.clone());
+        tokio::spawn(gateway::serve(l, store, stats, g, shutdown.clone()))
+    });
     let accept = listener::serve(listeners, daemon.clone(), guard, shutdown.clone());
     let graceful = tokio::select! {
         g = accept => g,
@@ -285,9 +252,36 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long open connections get to finish when the daemon stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
+/// Starts the dispatcher of every kind of processor.
+fn start_processors(d: &Daemon) -> Vec<processor::Dispatcher> {
+    let (store, ps) = (&d.store, &d.ps);
+    #[allow(unused_mut)]
+    let mut all = vec![processor::start(
+        webhook::Webhook,
+        store.clone(),
+        ps.clone(),
+    )];
+    #[cfg(feature = "nu")]
+    {
+        use processor::{action, generator, handler, Env};
+        let env = Env::new(d.engine.clone(), d.generator_tag.clone());
+        all.push(processor::start(
+            handler::Handler(env.clone()),
+            store.clone(),
+            ps.clone(),
+        ));
+        all.push(processor::start(
+            generator::Generator(env.clone()),
+            store.clone(),
+            ps.clone(),
+        ));
+        all.push(processor::start(
+            action::Action(env),
+            store.clone(),
+            ps.clone(),
+        ));
+    }
+    all
 }
 
 async fn wait_for_signal() {

@@ -19,8 +19,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::Access;
 use crate::auth::Auth;
+use crate::daemon::Daemon;
 use crate::error::ServeError;
-use crate::Daemon;
 
 /// hyper's read buffer, which bounds a request head; heads over `api::MAX_HEAD_BYTES` but
 /// under this get a JSON 431 from the API, bigger ones a bare 431 from hyper.
@@ -98,7 +98,7 @@ pub async fn serve(
         tasks.spawn(async move {
             loop {
                 let accepted = tokio::select! {
-                    _ = crate::stopped(&mut shutdown) => return,
+                    _ = crate::daemon::stopped(&mut shutdown) => return,
                     a = accept(&l) => a,
                 };
                 match (accepted, &guard) {

@@ -14,10 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{respond, ApiResult, JSON, NDJSON};
 use crate::body;
+use crate::daemon::Daemon;
 use crate::error::ApiError;
 use crate::nu::convert::to_json;
 use crate::nu::{script, Ctx, Engine, Job, Modules};
-use crate::Daemon;
 
 /// Largest script accepted.
 const MAX_SCRIPT_BYTES: usize = 16 * 1024 * 1024;

@@ -9,7 +9,8 @@ use hyper::StatusCode;
 use xs::backend::Metric;
 
 use super::{respond, ApiResult};
-use crate::{body, Daemon};
+use crate::body;
+use crate::daemon::Daemon;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -37,8 +37,8 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::auth::{Auth, Refused};
 use crate::body::{self, Body};
+use crate::daemon::Daemon;
 use crate::error::ApiError;
-use crate::Daemon;
 
 pub type ApiResult = Result<Response<Body>, ApiError>;
 

@@ -2,7 +2,8 @@
 //! `{"kind","name","state","since","position","last_error",...}`.
 
 use super::{respond, ApiResult, NDJSON};
-use crate::{body, Daemon};
+use crate::body;
+use crate::daemon::Daemon;
 
 pub async fn handle(daemon: Daemon) -> ApiResult {
     let mut out = Vec::new();

@@ -12,8 +12,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::api::{self, Access};
 use crate::auth::{Auth, SESSION_COOKIE};
 use crate::body::{self, Body};
+use crate::daemon::Daemon;
 use crate::error::ApiError;
-use crate::Daemon;
 
 const INDEX_HTML: &str = include_str!("index.html");
 const CONSOLE_JS: &str = include_str!("console.js");

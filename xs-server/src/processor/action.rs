@@ -81,7 +81,7 @@ async fn serve(inst: Instance<Config>) -> Outcome {
     let mut stop = inst.stop.clone();
     loop {
         tokio::select! {
-            _ = crate::stopped(&mut stop) => return Outcome::Stopped,
+            _ = crate::daemon::stopped(&mut stop) => return Outcome::Stopped,
             e = calls.next() => match e {
                 Some(Ok(Event::Frame(r))) => match r.frame() {
                     Ok(f) if !answered.contains(&f.id) => spawn_call(&inst, f),

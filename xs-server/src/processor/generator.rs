@@ -112,7 +112,7 @@ fn supervise(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Outcome {
         let mut stop = inst.stop.clone();
         let stopped = c.ctx.rt.block_on(async {
             tokio::select! {
-                _ = crate::stopped(&mut stop) => true,
+                _ = crate::daemon::stopped(&mut stop) => true,
                 _ = tokio::time::sleep(backoff) => false,
             }
         });
@@ -229,7 +229,7 @@ fn duplex_input(
         });
         loop {
             let record = tokio::select! {
-                _ = crate::stopped(&mut stop) => return,
+                _ = crate::daemon::stopped(&mut stop) => return,
                 e = sends.next() => match e {
                     Some(Ok(xs::reader::Event::Frame(r))) => r,
                     Some(Ok(_)) => continue,

@@ -361,7 +361,7 @@ fn next_burst(
     let mut stop = inst.stop.clone();
     rt.block_on(async {
         let first = tokio::select! {
-            _ = crate::stopped(&mut stop) => return None,
+            _ = crate::daemon::stopped(&mut stop) => return None,
             e = reader.next() => e?,
         };
         Some(first.and_then(|first| {

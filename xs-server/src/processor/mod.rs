@@ -18,6 +18,9 @@ pub mod handler;
 #[allow(clippy::result_large_err)]
 mod nu_config;
 
+#[cfg(feature = "nu")]
+pub use nu_config::Env;
+
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -121,29 +124,6 @@ pub struct Dispatcher {
     task: JoinHandle<()>,
 }
 
-/// Starts the dispatcher of every kind.
-pub fn start_all(d: &crate::Daemon) -> Vec<Dispatcher> {
-    let (store, ps) = (&d.store, &d.ps);
-    #[allow(unused_mut)]
-    let mut all = vec![start(crate::webhook::Webhook, store.clone(), ps.clone())];
-    #[cfg(feature = "nu")]
-    {
-        let env = nu_config::Env::new(d);
-        all.push(start(
-            handler::Handler(env.clone()),
-            store.clone(),
-            ps.clone(),
-        ));
-        all.push(start(
-            generator::Generator(env.clone()),
-            store.clone(),
-            ps.clone(),
-        ));
-        all.push(start(action::Action(env), store.clone(), ps.clone()));
-    }
-    all
-}
-
 /// Rebuilds the processors of kind `K` from their lifecycle frames and runs them.
 pub fn start<K: Kind>(kind: K, store: Store, table: Table) -> Dispatcher {
     let (stop, stop_rx) = watch::channel(false);
@@ -241,7 +221,7 @@ impl<K: Kind> State<K> {
         });
         loop {
             tokio::select! {
-                _ = crate::stopped(&mut stop) => break,
+                _ = crate::daemon::stopped(&mut stop) => break,
                 Some((name, create_id, outcome)) = ended.recv() => {
                     self.ended(name, create_id, outcome).await;
                 }

@@ -24,11 +24,12 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new(d: &crate::Daemon) -> Env {
+    /// Called on the daemon's runtime.
+    pub fn new(engine: Engine, generator_tag: crate::orphans::Tag) -> Env {
         Env {
-            engine: d.engine.clone(),
+            engine,
             rt: tokio::runtime::Handle::current(),
-            generator_tag: d.generator_tag.clone(),
+            generator_tag,
         }
     }
 }
@@ -211,7 +212,7 @@ pub fn on_thread(
         let killer = {
             let job = job.clone();
             tokio::spawn(async move {
-                crate::stopped(&mut stop).await;
+                crate::daemon::stopped(&mut stop).await;
                 job.kill();
             })
         };

@@ -72,7 +72,7 @@ impl Delivery {
         let mut conn: Option<Conn> = None;
         loop {
             let events = tokio::select! {
-                _ = crate::stopped(&mut stop) => return,
+                _ = crate::daemon::stopped(&mut stop) => return,
                 e = reader.next_batch() => match e {
                     Some(Ok(events)) => events,
                     Some(Err(e)) => {
@@ -112,7 +112,7 @@ impl Delivery {
                         post(&self.config, &mut conn, &self.name, &frame, body.clone()),
                     );
                     let outcome = tokio::select! {
-                        _ = crate::stopped(&mut stop) => return,
+                        _ = crate::daemon::stopped(&mut stop) => return,
                         r = attempt => r.unwrap_or_else(|_| {
                             Err(format!("no answer within {ATTEMPT_TIMEOUT:?}"))
                         }),
@@ -132,7 +132,7 @@ impl Delivery {
                                 s.failures += 1;
                             });
                             tokio::select! {
-                                _ = crate::stopped(&mut stop) => return,
+                                _ = crate::daemon::stopped(&mut stop) => return,
                                 _ = tokio::time::sleep(backoff(failures)) => {}
                             }
                         }
