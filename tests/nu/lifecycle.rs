@@ -1,4 +1,4 @@
-//! The processor lifecycle rules (DESIGN.md §6), across daemon restarts: terminated stays
+//! The processor lifecycle rules (docs/DESIGN.md §6), across daemon restarts: terminated stays
 //! stopped; running resumes; a finished one stays finished; a broken replacement falls back
 //! to the last good version; one live instance per name (`replaced`); every runtime frame
 //! points at its create; `stopped` at shutdown does not stop resumption.

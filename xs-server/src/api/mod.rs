@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN.md §5): the access gate, routing a parsed [`Route`], and the helpers
+//! The HTTP API (docs/DESIGN.md §5): the access gate, routing a parsed [`Route`], and the helpers
 //! every route uses to answer. One module per route, mirrored by the CLI's `commands/`.
 
 mod append;

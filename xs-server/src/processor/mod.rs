@@ -1,4 +1,4 @@
-//! Processors and their lifecycle (DESIGN.md §6), one vocabulary for every kind: users append
+//! Processors and their lifecycle (docs/DESIGN.md §6), one vocabulary for every kind: users append
 //! `xs.<kind>.<name>.create` / `.term`; the runtime answers `active`, `invalid`, `fin.ok`,
 //! `fin.error`, `fin.term`, `replaced` and `stopped`, each with `create_id` in its meta.
 //! A dispatcher per kind rebuilds its processors at start from the `xs.<kind>.` frames only,
