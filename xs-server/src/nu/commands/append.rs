@@ -5,7 +5,7 @@ use std::sync::Arc;
 use nu_engine::command_prelude::*;
 use xs::{NewFrame, Ttl};
 
-use super::{category, err};
+use super::{category, err, wait};
 use crate::nu::convert::{frame_value, store_content, to_json};
 use crate::nu::Ctx;
 
@@ -102,10 +102,7 @@ impl Command for Append {
             batch.push(frame);
             return Ok(PipelineData::empty());
         }
-        let f = ctx
-            .rt
-            .block_on(ctx.store.append(frame))
-            .map_err(|e| err(e, span))?;
+        let f = wait(ctx, ctx.store.append(frame), span)?;
         Ok(PipelineData::value(frame_value(&f, wt, span), None))
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use nu_engine::command_prelude::*;
 
-use super::{category, err};
+use super::{category, err, wait};
 use crate::nu::convert::content_value;
 use crate::nu::Ctx;
 
@@ -55,12 +55,7 @@ impl Command for Cas {
             }
         };
         let sri = xs::frame::parse_hash(&hash).map_err(|e| err(e, span))?;
-        match self
-            .0
-            .rt
-            .block_on(self.0.store.cas_read(&sri))
-            .map_err(|e| err(e, span))?
-        {
+        match wait(&self.0, self.0.store.cas_read(&sri), span)? {
             Some(bytes) => Ok(PipelineData::value(content_value(bytes, call.head), None)),
             None => Err(err(format!("no content with hash {hash}"), span)),
         }

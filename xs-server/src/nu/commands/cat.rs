@@ -9,7 +9,7 @@ use xs::consumer::ConsumerRead;
 use xs::ReadOptions;
 
 use super::read::{read_flags, read_query, read_stream};
-use super::{category, err};
+use super::{category, err, wait};
 use crate::nu::Ctx;
 
 #[derive(Clone)]
@@ -118,11 +118,7 @@ impl Command for Cat {
         let mut opts = ReadOptions::from_query(Some(&query)).map_err(|e| err(e, call.head))?;
         let consumer = ConsumerRead::from_query(Some(&query)).map_err(|e| err(e, call.head))?;
         if let Some(c) = &consumer {
-            let pos = self
-                .0
-                .rt
-                .block_on(self.0.store.consumer_position(&c.name))
-                .map_err(|e| err(e, call.head))?;
+            let pos = wait(&self.0, self.0.store.consumer_position(&c.name), call.head)?;
             c.apply(pos, &mut opts);
         }
         let frames = read_stream(&self.0, es, opts, consumer, call.head);

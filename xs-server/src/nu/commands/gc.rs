@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use nu_engine::command_prelude::*;
 
-use super::{category, err};
+use super::{category, wait};
 use crate::nu::Ctx;
 
 #[derive(Clone)]
@@ -33,11 +33,7 @@ impl Command for Gc {
         _input: PipelineData,
     ) -> Result<PipelineData, ShellError> {
         let span = call.head;
-        let r = self
-            .0
-            .rt
-            .block_on(self.0.store.gc())
-            .map_err(|e| err(e, span))?;
+        let r = wait(&self.0, self.0.store.gc(), span)?;
         let json = serde_json::to_value(r).unwrap_or_default();
         Ok(PipelineData::value(
             nu_protocol::IntoValue::into_value(json, span),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use nu_engine::command_prelude::*;
 
-use super::{category, err, parse_id};
+use super::{category, err, parse_id, wait};
 use crate::nu::convert::frame_value;
 use crate::nu::Ctx;
 
@@ -37,12 +37,7 @@ impl Command for Get {
     ) -> Result<PipelineData, ShellError> {
         let id: Spanned<String> = call.req(es, stack, 0)?;
         let wt = call.has_flag(es, stack, "with-timestamp")?;
-        match self
-            .0
-            .rt
-            .block_on(self.0.store.get(parse_id(&id)?))
-            .map_err(|e| err(e, id.span))?
-        {
+        match wait(&self.0, self.0.store.get(parse_id(&id)?), id.span)? {
             Some(f) => Ok(PipelineData::value(frame_value(&f, wt, call.head), None)),
             None => Err(err(format!("no frame with id {}", id.item), id.span)),
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use nu_engine::command_prelude::*;
 use xs::Frame;
 
-use super::{category, err};
+use super::{category, err, wait};
 use crate::nu::convert::{frame_value, to_json};
 use crate::nu::Ctx;
 
@@ -52,11 +52,7 @@ impl Command for Import {
         for item in items {
             let json = serde_json::to_vec(&item).map_err(|e| err(e, span))?;
             let frame = Frame::from_json(&json).map_err(|e| err(e, span))?;
-            let f = self
-                .0
-                .rt
-                .block_on(self.0.store.import(frame))
-                .map_err(|e| err(e, span))?;
+            let f = wait(&self.0, self.0.store.import(frame), span)?;
             out.push(frame_value(&f, false, span));
         }
         Ok(PipelineData::value(

@@ -6,7 +6,7 @@ use nu_engine::command_prelude::*;
 use xs::ReadOptions;
 
 use super::read::{read_flags, read_query, read_stream};
-use super::{category, err};
+use super::{category, err, wait};
 use crate::nu::convert::frame_value;
 use crate::nu::Ctx;
 
@@ -63,11 +63,7 @@ impl Command for Last {
             return Ok(read_stream(&self.0, es, opts, None, span));
         }
         let wt = opts.with_timestamp;
-        let mut frames: Vec<Value> = self
-            .0
-            .rt
-            .block_on(self.0.store.frames(opts))
-            .map_err(|e| err(e, span))?
+        let mut frames: Vec<Value> = wait(&self.0, self.0.store.frames(opts), span)?
             .iter()
             .map(|f| frame_value(f, wt, span))
             .collect();

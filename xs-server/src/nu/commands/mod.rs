@@ -54,6 +54,16 @@ fn err(e: impl std::fmt::Display, span: Span) -> ShellError {
     ))
 }
 
+/// Runs a store call from the engine's thread on the daemon's runtime; its error becomes a
+/// script error at `span`.
+fn wait<T>(
+    ctx: &Ctx,
+    call: impl std::future::Future<Output = xs::Result<T>>,
+    span: Span,
+) -> Result<T, ShellError> {
+    ctx.rt.block_on(call).map_err(|e| err(e, span))
+}
+
 fn parse_id(s: &Spanned<String>) -> Result<xs::Id, ShellError> {
     xs::frame::parse_id(&s.item).map_err(|e| err(e, s.span))
 }

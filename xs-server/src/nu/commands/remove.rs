@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use nu_engine::command_prelude::*;
 
-use super::{category, err, parse_id};
+use super::{category, parse_id, wait};
 use crate::nu::Ctx;
 
 #[derive(Clone)]
@@ -41,12 +41,11 @@ impl Command for Remove {
         let id: Spanned<String> = call.req(es, stack, 0)?;
         let parsed = parse_id(&id)?;
         let store = &self.0.store;
-        let r = if call.has_flag(es, stack, "purge")? {
-            self.0.rt.block_on(store.remove_purge(parsed)).map(|_| ())
+        if call.has_flag(es, stack, "purge")? {
+            wait(&self.0, store.remove_purge(parsed), id.span)?;
         } else {
-            self.0.rt.block_on(store.remove(parsed))
-        };
-        r.map_err(|e| err(e, id.span))?;
+            wait(&self.0, store.remove(parsed), id.span)?;
+        }
         Ok(PipelineData::empty())
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use nu_engine::command_prelude::*;
 
-use super::{category, err};
+use super::{category, wait};
 use crate::nu::Ctx;
 
 #[derive(Clone)]
@@ -41,11 +41,11 @@ impl Command for Topics {
         let span = call.head;
         let prefix: Option<String> = call.opt(es, stack, 0)?;
         let children = call.has_flag(es, stack, "children")?;
-        let rows = self
-            .0
-            .rt
-            .block_on(self.0.store.topics(prefix.as_deref(), children))
-            .map_err(|e| err(e, span))?;
+        let rows = wait(
+            &self.0,
+            self.0.store.topics(prefix.as_deref(), children),
+            span,
+        )?;
         let rows = rows
             .into_iter()
             .map(|t| {
