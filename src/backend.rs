@@ -20,15 +20,27 @@ use crate::ttl::Ttl;
 /// The content of a frame being appended.
 #[derive(Debug, Clone, Default)]
 pub enum Content {
+    /// No content.
     #[default]
     None,
     /// Small content: stored with its frame, in the same commit.
-    Inline { hash: Integrity, bytes: Bytes },
-    /// Content already durable in the backend (large content), and its length.
-    Stored { hash: Integrity, len: u64 },
+    Inline {
+        /// Its hash.
+        hash: Integrity,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Content already durable in the backend (large content).
+    Stored {
+        /// Its hash.
+        hash: Integrity,
+        /// Its length in bytes.
+        len: u64,
+    },
 }
 
 impl Content {
+    /// Small content held in memory, hashed (empty bytes are no content).
     pub fn inline(bytes: impl Into<Bytes>) -> Content {
         let bytes = bytes.into();
         if bytes.is_empty() {
@@ -49,10 +61,12 @@ impl Content {
         }
     }
 
+    /// Whether there is no content.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The content's hash, if any.
     pub fn hash(&self) -> Option<&Integrity> {
         match self {
             Content::None => None,
@@ -64,9 +78,13 @@ impl Content {
 /// A frame to append: the store assigns its id.
 #[derive(Debug, Clone, Default)]
 pub struct NewFrame {
+    /// The topic (checked before the append reaches a backend).
     pub topic: String,
+    /// The frame's meta, any JSON.
     pub meta: Option<serde_json::Value>,
+    /// How long the frame is kept.
     pub ttl: Ttl,
+    /// Its content.
     pub content: Content,
     /// Append only if the newest frame on the topic is this (checked in the writer).
     pub expect: Option<Expect>,
@@ -76,6 +94,7 @@ pub struct NewFrame {
 }
 
 impl NewFrame {
+    /// A frame to append on `topic`, with no meta, content or checks.
     pub fn new(topic: impl Into<String>) -> NewFrame {
         NewFrame {
             topic: topic.into(),
@@ -91,14 +110,18 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// committed in the same write (a processor's position and state: exactly-once output).
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// The frames, in order.
     pub frames: Vec<NewFrame>,
+    /// A checkpoint `(name, value)` written in the same commit, if any.
     pub checkpoint: Option<(String, Vec<u8>)>,
 }
 
 /// A stored frame as readers get it: its id and wire JSON (decoded only when needed).
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The frame's id.
     pub id: Id,
+    /// The frame's wire JSON (one object, no newline).
     pub json: Bytes,
 }
 
@@ -112,11 +135,14 @@ impl Record {
 /// A frame as broadcast to live followers: the frame and its wire JSON.
 #[derive(Debug)]
 pub struct LiveFrame {
+    /// The frame.
     pub frame: Frame,
+    /// Its wire JSON.
     pub json: Bytes,
 }
 
 impl LiveFrame {
+    /// A live frame and its JSON.
     pub fn new(frame: Frame) -> LiveFrame {
         let json = frame.to_json().into();
         LiveFrame { frame, json }
@@ -128,6 +154,7 @@ impl LiveFrame {
 pub struct ScanEnd {
     /// The last frame sent.
     pub last_id: Option<Id>,
+    /// How many frames were sent.
     pub count: usize,
     /// `limit` was reached, or the receiver went away.
     pub stopped: bool,
@@ -136,16 +163,22 @@ pub struct ScanEnd {
 /// What a purge or a gc removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
+    /// Content blobs removed.
     pub blobs: u64,
+    /// Their bytes.
     pub bytes: u64,
 }
 
 /// One topic (or, with `children`, one level of the hierarchy) as `GET /topics` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicInfo {
+    /// The topic (or hierarchy level).
     pub topic: String,
+    /// Frames stored under it.
     pub count: u64,
+    /// Its oldest frame.
     pub first: Id,
+    /// Its newest frame.
     pub last: Id,
 }
 
@@ -153,32 +186,41 @@ pub struct TopicInfo {
 /// help (the same for every sample of a name), labels and value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
+    /// The metric's name.
     pub name: &'static str,
     /// `counter`, `gauge` or `histogram` (a histogram's `_bucket`, `_sum` and `_count`
     /// samples carry the family's name here and their own in `sample`).
     pub kind: &'static str,
+    /// Its help text.
     pub help: &'static str,
     /// The sample's own name when it differs from `name` (histogram parts).
     pub sample: Option<&'static str>,
+    /// The sample's labels.
     pub labels: Vec<(&'static str, String)>,
+    /// The sample's value.
     pub value: f64,
 }
 
 /// Content being streamed in: written chunk by chunk, then finished into a [`Content`] that a
 /// frame can carry (small content inline, large content made durable in the backend first).
 pub trait ContentSink: Send {
+    /// Writes the next chunk.
     fn write<'a>(&'a mut self, chunk: &'a [u8]) -> BoxFuture<'a, Result<()>>;
     /// Bytes written so far.
     fn len(&self) -> u64;
+    /// Whether nothing was written yet.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Ends the content: durable once this resolves.
     fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Content>>;
 }
 
 /// Content being read back: its length, then its bytes chunk by chunk.
 pub struct ContentReader {
+    /// The content's length in bytes.
     pub len: u64,
+    /// Its bytes, chunk by chunk.
     pub chunks: mpsc::Receiver<Result<Bytes>>,
 }
 
@@ -275,6 +317,7 @@ pub trait Backend: Send + Sync + 'static {
     /// A processor's checkpoint, if set.
     fn checkpoint(&self, name: String) -> BoxFuture<'static, Result<Option<Vec<u8>>>>;
 
+    /// Removes a processor's checkpoint (nothing if it is not set).
     fn remove_checkpoint(&self, name: String) -> BoxFuture<'static, Result<()>>;
 
     /// Stored frames after `id` (all of them with `None`), counting at most `cap`.

@@ -7,17 +7,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod archive;
-// Being rewritten (issue 13): the docs of their public items are left to that change.
-#[allow(missing_docs)]
 pub mod backend;
 pub mod consumer;
 pub mod error;
 pub mod frame;
 pub mod local;
-#[allow(missing_docs)]
 pub mod read;
 pub mod reader;
-#[allow(missing_docs)]
 pub mod store;
 pub mod topic;
 pub mod ttl;

@@ -11,16 +11,21 @@ use crate::frame::{parse_id, Id};
 use crate::topic::TopicFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Whether a read follows live frames after its history.
 pub enum Follow {
     #[default]
+    /// History only.
     Off,
+    /// Follow.
     On,
     /// Follow, and send an `xs.pulse` frame every this many ms.
     Pulse(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What a read returns, on every surface.
 pub struct ReadOptions {
+    /// Whether (and how) to follow live frames.
     pub follow: Follow,
     /// Skip history: only frames appended after the read starts.
     pub new: bool,
@@ -32,7 +37,9 @@ pub struct ReadOptions {
     pub limit: Option<usize>,
     /// Only the newest n frames of history (in id order); wins over `from`/`after`.
     pub last: Option<usize>,
+    /// Only frames whose topic matches.
     pub topic: TopicFilter,
+    /// Add `timestamp` (RFC 3339, from the id) to each frame.
     pub with_timestamp: bool,
 }
 
@@ -95,6 +102,7 @@ impl ReadOptions {
         q
     }
 
+    /// Whether the read follows live frames.
     pub fn is_follow(&self) -> bool {
         self.follow != Follow::Off
     }

@@ -313,6 +313,7 @@ impl Store {
 pub struct ContentWriter(Box<dyn ContentSink>);
 
 impl ContentWriter {
+    /// Writes the next chunk.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.0.write(chunk).await
     }
@@ -322,10 +323,12 @@ impl ContentWriter {
         self.0.len()
     }
 
+    /// Whether nothing was written yet.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Ends the content: durable once this resolves, and where it is.
     pub async fn finish(self) -> Result<Content> {
         self.0.finish().await
     }
@@ -343,8 +346,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in the order of the counters.
     pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Rejected, Outcome::Failed];
 
+    /// The outcome's label in `GET /metrics`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
