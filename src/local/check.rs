@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::frame::Id;
 use crate::topic::index_prefixes;
 
-/// What [`Store::check`] found.
+/// What [`Local::check`] found.
 #[derive(Debug, Default)]
 pub struct CheckReport {
     /// Frames in the log.

@@ -1,6 +1,6 @@
 //! The local backend: the frame log and its indexes in fjall, content in cacache, one writer
 //! thread that group-commits every change, the live channel followers subscribe to, and the
-//! expiry of `time:` TTLs. Only [`Local::open`] and the [`Backend`] impl (`boundary`) are
+//! expiry of `time:` TTLs. Only [`Local::open`] and the [`crate::Backend`] impl (`boundary`) are
 //! used from outside; fjall and cacache types stay in this module.
 
 mod atomic;
