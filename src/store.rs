@@ -141,7 +141,8 @@ impl Store {
     }
 
     /// Starts a read: see [`crate::reader`]. The live subscription is taken before this
-    /// returns, so a frame appended after the call is never missed.
+    /// returns, so a frame appended after the call is never missed. Call it on the tokio
+    /// runtime (from another thread, enter the runtime's handle first).
     pub fn read(&self, opts: ReadOptions) -> Reader {
         let guard = self.read_opened();
         crate::reader::start(self.clone(), opts, Some(guard))

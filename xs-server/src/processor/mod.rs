@@ -213,7 +213,13 @@ impl<K: Kind> State<K> {
         mut ended: mpsc::UnboundedReceiver<Ended>,
     ) {
         let prefix = Self::prefix();
-        let topic = TopicFilter::parse(&format!("{prefix}*")).unwrap_or_default();
+        let topic = match TopicFilter::parse(&format!("{prefix}*")) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(kind = K::NAME, error = %e, "reading lifecycle frames");
+                return self.shutdown().await;
+            }
+        };
         let mut reader = self.store.read_quiet(ReadOptions {
             follow: Follow::On,
             topic,
