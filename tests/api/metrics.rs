@@ -281,7 +281,7 @@ fn metrics_parse_and_reflect_what_was_done() {
         value(
             &s,
             "xs_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))]
+            &[("version", env!("CARGO_PKG_VERSION")), ("store", d.addr())]
         ),
         1.0
     );

@@ -8,3 +8,4 @@ mod expose;
 mod keys;
 mod large;
 mod serve;
+mod stores;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::commands::{ack, consumers, eval, export, metrics, nu, processors, ps, restore};
+use crate::commands::{ack, consumers, eval, export, metrics, nu, processors, ps, restore, stores};
 use crate::commands::{
     append, cas, cas_post, cat, gc, get, import, last, remove, scru128, serve, topics, version,
 };
@@ -71,6 +71,11 @@ enum Command {
     Consumers(consumers::Args),
     /// List processors (handlers, generators, actions, webhooks) with their state
     Ps(ps::Args),
+    /// Mount (add) or unmount (remove) a store in the daemon, through its control stream
+    #[command(subcommand)]
+    Store(stores::Store),
+    /// List the stores mounted in the daemon with state, path, socket, frames and processors
+    Stores(stores::Args),
     /// Print the daemon's metrics (Prometheus text format)
     Metrics(metrics::Args),
     /// Run a Nushell script in the daemon, against the live store
@@ -154,6 +159,8 @@ fn run(command: Command, token_file: Option<std::path::PathBuf>) -> Result<()> {
         Command::Consumers(args) => client(consumers::run(args)),
         Command::Ps(args) => client(ps::run(args)),
         Command::Metrics(args) => client(metrics::run(args)),
+        Command::Store(cmd) => client(stores::store(cmd)),
+        Command::Stores(args) => client(stores::list(args)),
         Command::Eval(args) => client(eval::run(args)),
         Command::Handler(cmd) => client(processors::handler(cmd)),
         Command::Generator(cmd) => client(processors::generator(cmd)),

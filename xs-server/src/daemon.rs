@@ -1,5 +1,6 @@
-//! [`Daemon`]: what the requests and background tasks of one running daemon share, and
-//! [`stopped`], the one way a task waits for the daemon's shutdown.
+//! [`Daemon`]: what the requests and background tasks of one mounted store share,
+//! [`Shared`]: what every store of one daemon process shares, and [`stopped`], the one way a
+//! task waits for a shutdown.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +10,32 @@ use xs::Store;
 
 #[cfg(feature = "nu")]
 use crate::nu;
-use crate::{gateway, orphans, ps, ServeError};
+use crate::{gateway, orphans, ps, stores, ServeError};
 
-/// What the requests and background tasks of one daemon share; cheap to clone.
+/// What every store mounted by one daemon process shares: built once, cheap to clone.
+#[derive(Clone)]
+pub struct Shared {
+    /// The Nushell engine (store-independent: each use binds the store commands).
+    #[cfg(feature = "nu")]
+    pub engine: nu::Engine,
+}
+
+impl Shared {
+    /// Builds the Nushell engine (in the process's working directory, or `fallback`).
+    pub fn new(fallback: &Path) -> Result<Shared, ServeError> {
+        #[cfg(not(feature = "nu"))]
+        let _ = fallback;
+        Ok(Shared {
+            #[cfg(feature = "nu")]
+            engine: nu::Engine::new(
+                &std::env::current_dir().unwrap_or_else(|_| fallback.to_path_buf()),
+            )
+            .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
+        })
+    }
+}
+
+/// What the requests and background tasks of one mounted store share; cheap to clone.
 #[derive(Clone)]
 pub struct Daemon {
     pub store: Store,
@@ -26,24 +50,25 @@ pub struct Daemon {
     pub ps: ps::Table,
     /// This run's tag, in the environment of every process a generator starts.
     pub generator_tag: orphans::Tag,
+    /// The stores this daemon mounted besides its default one (empty on those stores).
+    pub stores: stores::Registry,
 }
 
 impl Daemon {
-    /// The daemon's shared state for `store`, with its files in `state` (builds the Nushell
-    /// engine).
-    pub fn new(store: Store, state: &Path) -> Result<Daemon, ServeError> {
-        Ok(Daemon {
+    /// The shared state of `store`, with its files in `state`, its generators tagged `tag`.
+    pub fn new(store: Store, state: &Path, shared: &Shared, tag: orphans::Tag) -> Daemon {
+        #[cfg(not(feature = "nu"))]
+        let _ = shared;
+        Daemon {
             #[cfg(feature = "nu")]
-            engine: nu::Engine::new(
-                &std::env::current_dir().unwrap_or_else(|_| state.to_path_buf()),
-            )
-            .map_err(|e| ServeError::Internal(format!("starting the Nushell engine: {e}")))?,
-            generator_tag: orphans::Tag::new(state),
+            engine: shared.engine.clone(),
+            generator_tag: tag,
             store,
             state: state.into(),
             gateway: Arc::default(),
             ps: ps::Table::default(),
-        })
+            stores: stores::Registry::default(),
+        }
     }
 }
 

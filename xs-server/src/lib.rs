@@ -12,6 +12,7 @@ mod daemon;
 mod error;
 pub mod gateway;
 mod listener;
+mod mount;
 pub mod orphans;
 // Nushell's own error type (`ShellError`, ~200 bytes) is what its commands return.
 #[cfg(feature = "nu")]
@@ -19,16 +20,17 @@ pub mod orphans;
 pub mod nu;
 mod processor;
 mod ps;
+mod stores;
 mod tls;
 mod webhook;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-pub use daemon::Daemon;
+pub use daemon::{Daemon, Shared};
 pub use error::ServeError;
+use mount::{Mount, MountOptions};
 use tokio::sync::watch;
-use xs::{LocalOptions, NewFrame, Store};
+use xs::{LocalOptions, Store};
 
 /// What `xs serve` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -104,11 +106,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     run(store, opts, shutdown_rx).await
 }
 
-/// Serves `store` until `shutdown` turns true. Tests and embedders call this directly.
+/// Serves `store` until `shutdown` turns true: mounts it (its stream is the control stream),
+/// mounts again the stores added through it, and serves the `--http` gateway. Tests and
+/// embedders call this directly.
 pub async fn run(
     store: Store,
     opts: ServeOptions,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     opts.check()?;
     let guard = if opts.expose.is_some() || opts.console.is_some() {
@@ -125,13 +129,12 @@ pub async fn run(
     } else {
         None
     };
-    let daemon = Daemon::new(store.clone(), &opts.store)?;
-    let sock = opts.store.join("sock");
-    let mut listeners = vec![listener::bind_unix(&sock)?];
+    let shared = Shared::new(&opts.store)?;
+    let mut tcp = Vec::new();
     let mut bind = async |addr: &Option<String>, role| -> Result<Option<String>, ServeError> {
         let Some(addr) = addr else { return Ok(None) };
         let (l, local) = listener::bind_tcp(addr, role).await?;
-        listeners.push(l);
+        tcp.push(l);
         Ok(Some(local.to_string()))
     };
     let read_only = opts.expose_read_only;
@@ -154,38 +157,9 @@ pub async fn run(
         None => None,
     };
 
-    let start = NewFrame {
-        meta: Some(serde_json::json!({
-            "version": xs::VERSION,
-            "expose": expose,
-            "expose_read_only": opts.expose_read_only,
-            "console": console,
-            "tls": tls,
-            "http": http_addr,
-        })),
-        ..NewFrame::new("xs.start")
-    };
-    store.append(start).await?;
-    tracing::info!(store = %opts.store.display(), socket = %sock.display(), expose = ?expose, console = ?console, tls, http = ?http_addr, "xs serving");
-    if let Some(c) = &console {
-        let scheme = if tls { "https" } else { "http" };
-        tracing::info!("web console: {scheme}://{c}/ (log in with the token)");
-    }
-
-    // Processes an earlier run's generators left behind (the daemon and its guard were
-    // killed) end before the generators start again: never two copies.
-    let p = opts.store.clone();
-    let leftovers = tokio::task::spawn_blocking(move || orphans::sweep_store(&p))
-        .await
-        .unwrap_or(0);
-    if leftovers > 0 {
-        tracing::warn!(
-            processes = leftovers,
-            "killed generator processes left behind by an earlier run"
-        );
-    }
+    let tag = orphans::Tag::new(&opts.store);
     let _guard = match &opts.guard_exe {
-        Some(exe) => match orphans::Guard::spawn(exe, &daemon.generator_tag) {
+        Some(exe) => match orphans::Guard::spawn(exe, &tag) {
             Ok(g) => Some(g),
             Err(e) => {
                 tracing::warn!(error = %e, exe = %exe.display(), "could not start the generator guard");
@@ -194,94 +168,67 @@ pub async fn run(
         },
         None => None,
     };
-    let processors = start_processors(&daemon);
+    let mount = Mount::start(
+        store.clone(),
+        &shared,
+        MountOptions {
+            state: opts.store.clone(),
+            tcp,
+            guard,
+            start_meta: serde_json::json!({
+                "version": xs::VERSION,
+                "expose": expose,
+                "expose_read_only": opts.expose_read_only,
+                "console": console,
+                "tls": tls,
+                "http": http_addr,
+            }),
+            tag: tag.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(store = %opts.store.display(), socket = %mount.sock.display(), expose = ?expose, console = ?console, tls, http = ?http_addr, "xs serving");
+    if let Some(c) = &console {
+        let scheme = if tls { "https" } else { "http" };
+        tracing::info!("web console: {scheme}://{c}/ (log in with the token)");
+    }
+    let stores = processor::start(
+        stores::Stores::new(&opts, &shared, &tag, mount.daemon.stores.clone()),
+        store.clone(),
+        mount.daemon.ps.clone(),
+    );
     let gateway = http.map(|(l, g)| {
-        let (store, stats) = (daemon.store.clone(), daemon.gateway.clone());
+        let (store, stats) = (mount.daemon.store.clone(), mount.daemon.gateway.clone());
         tokio::spawn(gateway::serve(l, store, stats, g, shutdown.clone()))
     });
-    let accept = listener::serve(listeners, daemon.clone(), guard, shutdown.clone());
-    let graceful = tokio::select! {
-        g = accept => g,
-        reason = store.failed() => {
+    tokio::select! {
+        _ = daemon::stopped(&mut shutdown) => {}
+        reason = mount.failed() => {
             tracing::error!(%reason, "storage failed; xs stops");
-            let _ = std::fs::remove_file(&sock);
+            stores.stop().await;
+            mount.abandon().await;
             return Err(ServeError::Internal(format!("storage failed: {reason}")));
         }
     };
+    tracing::info!("xs stopping");
+    stores.stop().await;
     let gateway = match gateway {
         Some(task) => task.await.ok(),
         None => None,
     };
-    for p in processors {
-        p.stop().await;
-    }
-
-    tracing::info!("xs stopping");
-    if let Err(e) = store.append(NewFrame::new("xs.stopping")).await {
-        tracing::warn!(error = %e, "could not append xs.stopping");
-    }
-    // Closing the store ends every follow stream after its last frames; then the open
-    // connections finish their answers (bounded, so a stuck client cannot hold us).
-    if tokio::time::timeout(CLOSE_GRACE, store.close())
-        .await
-        .is_err()
-    {
-        let _ = std::fs::remove_file(&sock);
-        tracing::error!("the store did not close within {CLOSE_GRACE:?}; xs stops anyway");
-        return Err(ServeError::Internal(format!(
-            "the store did not close within {CLOSE_GRACE:?} (is its directory still there?)"
-        )));
-    }
-    let finish = async {
-        if let Some(g) = gateway {
-            g.shutdown().await;
+    let stopped = mount.stop().await;
+    // The gateway's requests waiting for a response end with the store's reads.
+    if let Some(g) = gateway {
+        if tokio::time::timeout(mount::SHUTDOWN_GRACE, g.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("gateway connections still open; closing them");
         }
-        graceful.shutdown().await;
-    };
-    if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
-        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }
-    let _ = std::fs::remove_file(&sock);
+    stopped.inspect_err(|e| tracing::error!(error = %e, "xs stops anyway"))?;
     tracing::info!("xs stopped");
     Ok(())
-}
-
-/// How long the store gets to commit what is queued and close when the daemon stops.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// How long open connections get to finish when the daemon stops.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// Starts the dispatcher of every kind of processor.
-fn start_processors(d: &Daemon) -> Vec<processor::Dispatcher> {
-    let (store, ps) = (&d.store, &d.ps);
-    #[allow(unused_mut)]
-    let mut all = vec![processor::start(
-        webhook::Webhook,
-        store.clone(),
-        ps.clone(),
-    )];
-    #[cfg(feature = "nu")]
-    {
-        use processor::{action, generator, handler, Env};
-        let env = Env::new(d.engine.clone(), d.generator_tag.clone());
-        all.push(processor::start(
-            handler::Handler(env.clone()),
-            store.clone(),
-            ps.clone(),
-        ));
-        all.push(processor::start(
-            generator::Generator(env.clone()),
-            store.clone(),
-            ps.clone(),
-        ));
-        all.push(processor::start(
-            action::Action(env),
-            store.clone(),
-            ps.clone(),
-        ));
-    }
-    all
 }
 
 async fn wait_for_signal() {

@@ -48,6 +48,13 @@ impl Tag {
         Tag(format!("{}#{run}", store_key(store)))
     }
 
+    /// The tag of another store mounted by the same daemon run: same run, so the run's one
+    /// guard covers it.
+    pub fn sibling(&self, store: &Path) -> Tag {
+        let run = self.0.rsplit_once('#').map_or("", |(_, r)| r);
+        Tag(format!("{}#{run}", store_key(store)))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -66,9 +73,12 @@ pub fn sweep_store(store: &Path) -> usize {
     sweep(|tag| tag.rsplit_once('#').is_some_and(|(s, _)| s == key))
 }
 
-/// Kills every process tagged with exactly `tag`; returns how many.
+/// Kills every process tagged with `tag`'s run (of any store that run mounted); returns how
+/// many.
 pub fn sweep_run(tag: &str) -> usize {
-    sweep(|t| t == tag)
+    let run = |t: &str| t.rsplit_once('#').map(|(_, r)| r.to_string());
+    let mine = run(tag);
+    sweep(|t| t == tag || (mine.is_some() && run(t) == mine))
 }
 
 /// Kills (SIGKILL) every process whose environment has `XS_GENERATOR_OF` with a value
@@ -148,7 +158,7 @@ impl Drop for Guard {
 }
 
 /// The guard's whole life (`xs __guard TAG`): wait until stdin reaches end of file (the
-/// daemon is gone), kill the processes tagged `tag`, exit.
+/// daemon is gone), kill the processes tagged with `tag`'s run, exit.
 pub fn guard_main(tag: &str) -> std::process::ExitCode {
     let mut buf = [0u8; 64];
     let mut stdin = std::io::stdin();

@@ -21,6 +21,7 @@ pub mod remove;
 pub mod restore;
 pub mod scru128;
 pub mod serve;
+pub mod stores;
 pub mod topics;
 pub mod version;
 

@@ -62,7 +62,7 @@ pub struct Create {
 pub struct Named {
     /// [ADDR] NAME
     #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
-    args: Vec<String>,
+    pub(crate) args: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -98,7 +98,7 @@ pub async fn action(cmd: Action) -> Result<()> {
 }
 
 /// `[ADDR] NAME` (and what follows) → the address and the rest.
-fn split(mut args: Vec<String>, rest: usize) -> Result<(Addr, Vec<String>)> {
+pub(crate) fn split(mut args: Vec<String>, rest: usize) -> Result<(Addr, Vec<String>)> {
     let addr = if args.len() > rest {
         addr::Addr::parse(&args.remove(0))?
     } else {
@@ -119,9 +119,15 @@ async fn create(kind: &str, c: Create) -> Result<()> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("cannot read script file {file}"))?
     };
+    created(kind, addr, name, Bytes::from(script)).await
+}
+
+/// Appends `xs.<kind>.<name>.create` with `content`, waits for `active` (printed) or
+/// `invalid` (an error with the daemon's reason).
+pub(crate) async fn created(kind: &str, addr: Addr, name: &str, content: Bytes) -> Result<()> {
     let client = Client::new(addr);
     let topic = format!("xs.{kind}.{name}.create");
-    let created = append(&client, &topic, Bytes::from(script), None).await?;
+    let created = append(&client, &topic, content, None).await?;
     let id = frame_id(&created)?;
     let answers = format!("xs.{kind}.{name}.active,xs.{kind}.{name}.invalid");
     let answer = wait_for(&client, &answers, &id, |f| {
@@ -132,13 +138,13 @@ async fn create(kind: &str, c: Create) -> Result<()> {
         .as_str()
         .is_some_and(|t| t.ends_with(".invalid"))
     {
-        let error = meta_str(&answer, "error").unwrap_or("invalid script");
+        let error = meta_str(&answer, "error").unwrap_or("invalid");
         return Err(client::Report(format!("{kind} {name} is invalid:\n{error}")).into());
     }
     client::write_stdout(format!("{answer}\n").as_bytes())
 }
 
-async fn term(kind: &str, n: Named) -> Result<()> {
+pub(crate) async fn term(kind: &str, n: Named) -> Result<()> {
     let (addr, args) = split(n.args, 1)?;
     let client = Client::new(addr);
     let frame = append(
@@ -191,19 +197,19 @@ async fn call(c: Call) -> Result<()> {
     }
 }
 
-fn frame_id(frame: &serde_json::Value) -> Result<String> {
+pub(crate) fn frame_id(frame: &serde_json::Value) -> Result<String> {
     frame["id"]
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| anyhow!("the daemon answered a frame without an id"))
 }
 
-fn meta_str<'a>(frame: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+pub(crate) fn meta_str<'a>(frame: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     frame["meta"][key].as_str()
 }
 
 /// Appends a frame and returns it.
-async fn append(
+pub(crate) async fn append(
     client: &Client,
     topic: &str,
     content: Bytes,
@@ -223,7 +229,7 @@ async fn append(
 }
 
 /// Follows `topics` after frame `after` until a frame matches.
-async fn wait_for(
+pub(crate) async fn wait_for(
     client: &Client,
     topics: &str,
     after: &str,

@@ -1,5 +1,6 @@
 //! `xs serve [STORE]`: runs the daemon on a store, logging to stderr (`RUST_LOG`, default
-//! `info`); everything else is `xs_server::serve`.
+//! `info`; plain lines without timestamps under systemd); everything else is
+//! `xs_server::serve`.
 
 use std::io::IsTerminal;
 
@@ -56,11 +57,17 @@ fn parse_http_ttl(s: &str) -> Result<xs::Ttl, String> {
 pub async fn run(args: Args, token_file: Option<std::path::PathBuf>) -> Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    // Under systemd (stderr connected to the journal, which stamps each line itself): no
+    // timestamps and no colours, one `LEVEL target: message key=value` line per event.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        fmt.without_time().with_ansi(false).init();
+    } else {
+        fmt.init();
+    }
     let store = addr::serve_store(args.store.as_deref())?;
     xs_server::serve(xs_server::ServeOptions {
         store,

@@ -19,9 +19,12 @@ pub async fn handle(daemon: Daemon) -> ApiResult {
     let mut all = vec![Metric {
         name: "xs_build_info",
         kind: "gauge",
-        help: "The daemon's version (always 1)",
+        help: "The daemon's version and the store's directory (always 1)",
         sample: None,
-        labels: vec![("version", xs::VERSION.to_string())],
+        labels: vec![
+            ("version", xs::VERSION.to_string()),
+            ("store", daemon.state.display().to_string()),
+        ],
         value: 1.0,
     }];
     all.extend(daemon.store.metrics().await?);

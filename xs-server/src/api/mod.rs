@@ -17,6 +17,7 @@ mod read;
 mod remove;
 mod restore;
 mod route;
+mod stores;
 mod stream;
 mod topics;
 mod version;
@@ -139,6 +140,7 @@ async fn dispatch(daemon: Daemon, req: Request<Incoming>, route: Route) -> ApiRe
         (Route::Topics, &Method::GET) => topics::handle(store, req).await,
         (Route::Gc, &Method::POST) => gc::handle(store).await,
         (Route::Ps, &Method::GET) => ps::handle(daemon).await,
+        (Route::Stores, &Method::GET) => stores::handle(daemon).await,
         (Route::Metrics, &Method::GET) => metrics::handle(daemon).await,
         #[cfg(feature = "nu")]
         (Route::Eval, &Method::POST) => eval::handle(daemon, req).await,

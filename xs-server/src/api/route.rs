@@ -28,6 +28,8 @@ pub enum Route {
     Topics,
     Gc,
     Ps,
+    /// `/stores`: the stores mounted through the control stream.
+    Stores,
     Metrics,
     Eval,
     /// `/append/{topic}`.
@@ -53,6 +55,7 @@ impl Route {
             "topics" => Some(Route::Topics),
             "gc" => Some(Route::Gc),
             "ps" => Some(Route::Ps),
+            "stores" => Some(Route::Stores),
             "metrics" => Some(Route::Metrics),
             "eval" => Some(Route::Eval),
             _ => None,

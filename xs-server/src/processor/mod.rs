@@ -43,6 +43,10 @@ pub trait Kind: Send + Sync + 'static {
     /// what is wrong and is answered as `invalid`.
     fn parse(&self, store: &Store, frame: &Frame) -> Result<Self::Config, String>;
 
+    /// Whether an instance says when it is up ([`Instance::ready`]) before `active` is
+    /// appended (a store is up once its socket is bound); otherwise `active` comes at launch.
+    const SIGNALS_READY: bool = false;
+
     /// Runs one instance until it ends by itself or `inst.stop` turns true.
     fn run(&self, inst: Instance<Self::Config>) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
@@ -61,6 +65,21 @@ pub struct Instance<C> {
     /// Turns true when the instance must stop (term, replaced, daemon stopping).
     pub stop: watch::Receiver<bool>,
     pub status: Status,
+    /// Tells the dispatcher the instance is up, for kinds with `SIGNALS_READY`.
+    pub ready: Ready,
+}
+
+/// Sends "up" to the dispatcher, which then appends `active` (in order with `fin.*`).
+pub struct Ready {
+    tx: mpsc::UnboundedSender<Ended>,
+    name: String,
+    create_id: Id,
+}
+
+impl Ready {
+    pub fn send(self) {
+        let _ = self.tx.send((self.name, self.create_id, None));
+    }
 }
 
 /// How an instance ended.
@@ -99,7 +118,6 @@ impl Status {
     }
 
     /// Sets the state (and `since` when it changes).
-    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
     pub fn state(&self, state: &'static str, error: Option<String>) {
         self.update(|s| {
             if s.state != state {
@@ -186,7 +204,8 @@ struct Lifecycle<C> {
     config: Option<Result<C, String>>,
 }
 
-type Ended = (String, Id, Outcome);
+/// An instance is up (`None`) or ended with an outcome.
+type Ended = (String, Id, Option<Outcome>);
 
 struct State<K: Kind> {
     kind: Arc<K>,
@@ -228,9 +247,21 @@ impl<K: Kind> State<K> {
         loop {
             tokio::select! {
                 _ = crate::daemon::stopped(&mut stop) => break,
-                Some((name, create_id, outcome)) = ended.recv() => {
-                    self.ended(name, create_id, outcome).await;
-                }
+                Some((name, create_id, outcome)) = ended.recv() => match outcome {
+                    Some(outcome) => self.ended(name, create_id, outcome).await,
+                    None => {
+                        if self.names.get(&name).is_some_and(|l| l.create_id == create_id) {
+                            Status {
+                                table: self.table.clone(),
+                                kind: K::NAME,
+                                name: name.clone(),
+                                create_id,
+                            }
+                            .state("active", None);
+                            self.append(&name, "active", create_id, serde_json::json!({})).await;
+                        }
+                    }
+                },
                 e = reader.next_batch() => match e {
                     Some(Ok(events)) => {
                         for e in events {
@@ -366,7 +397,11 @@ impl<K: Kind> State<K> {
                 ps::Status {
                     kind: K::NAME,
                     name: name.to_string(),
-                    state: "active",
+                    state: if K::SIGNALS_READY {
+                        "starting"
+                    } else {
+                        "active"
+                    },
                     since: ps::now(),
                     create_id,
                     position: None,
@@ -389,6 +424,11 @@ impl<K: Kind> State<K> {
                 name: name.to_string(),
                 create_id,
             },
+            ready: Ready {
+                tx: self.ended_tx.clone(),
+                name: name.to_string(),
+                create_id,
+            },
         };
         let fut = self.kind.run(inst);
         let ended = self.ended_tx.clone();
@@ -396,10 +436,12 @@ impl<K: Kind> State<K> {
         r.stop = stop;
         r.task = Some(tokio::spawn(async move {
             let outcome = fut.await;
-            let _ = ended.send((n, create_id, outcome));
+            let _ = ended.send((n, create_id, Some(outcome)));
         }));
-        self.append(name, "active", create_id, serde_json::json!({}))
-            .await;
+        if !K::SIGNALS_READY {
+            self.append(name, "active", create_id, serde_json::json!({}))
+                .await;
+        }
     }
 
     /// An instance ended: by itself (`fin.ok` / `fin.error`) or because it was stopped.
@@ -435,12 +477,28 @@ impl<K: Kind> State<K> {
         self.append(&name, event, create_id, extra).await;
     }
 
+    /// Halts every instance at once (many mounted stores close in parallel), then appends
+    /// `stopped` for each.
     async fn shutdown(&mut self) {
-        for (name, r) in std::mem::take(&mut self.names) {
-            let create_id = r.create_id;
-            r.halt().await;
-            self.append(&name, "stopped", create_id, serde_json::json!({}))
-                .await;
+        let all = std::mem::take(&mut self.names);
+        let ids: Vec<(String, Id)> = all.iter().map(|(n, r)| (n.clone(), r.create_id)).collect();
+        futures::future::join_all(all.into_values().map(Live::halt)).await;
+        // Queued at once, in order, committed together.
+        let appends: Vec<_> = ids
+            .into_iter()
+            .map(|(name, create_id)| {
+                self.answered.insert((create_id, "stopped".to_string()));
+                let frame = NewFrame {
+                    meta: Some(serde_json::json!({ "create_id": create_id })),
+                    ..NewFrame::new(format!("{}{name}.stopped", Self::prefix()))
+                };
+                self.store.append(frame)
+            })
+            .collect();
+        for r in futures::future::join_all(appends).await {
+            if let Err(e) = r {
+                tracing::warn!(kind = K::NAME, error = %e, "could not append a stopped frame");
+            }
         }
     }
 

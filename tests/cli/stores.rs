@@ -1,0 +1,239 @@
+//! One daemon, many stores: `xs store add/remove` and `xs stores` through the control stream,
+//! each mounted store a full store on its own socket, failing alone, back after a restart.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helper::{poll_until, request, topics, xs, Daemon, LiveCli};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+/// `xs stores` as rows, by name.
+fn stores(d: &Daemon) -> Vec<Value> {
+    d.xs("stores", &[], b"").ok().ndjson()
+}
+
+fn row(d: &Daemon, name: &str) -> Value {
+    stores(d)
+        .into_iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no store {name} in xs stores"))
+}
+
+/// `POST /append/{topic}` over `sock`; asserts 200.
+fn append(sock: &Path, topic: &str, body: &[u8]) -> Value {
+    let r = request(sock, "POST", &format!("/append/{topic}"), &[], body).expect("append");
+    assert_eq!(
+        r.status,
+        200,
+        "append to {topic} on {}: {}",
+        sock.display(),
+        r.text()
+    );
+    r.json()
+}
+
+fn read(sock: &Path, query: &str) -> Vec<Value> {
+    let r = request(sock, "GET", &format!("/?{query}"), &[], b"").expect("read");
+    assert_eq!(r.status, 200, "read on {}: {}", sock.display(), r.text());
+    r.ndjson()
+}
+
+fn add(d: &Daemon, name: &str, path: &Path) -> Value {
+    xs(&["store", "add", d.addr(), name, s(path)], b"")
+        .ok()
+        .json()
+}
+
+#[test]
+fn stores_two_mounted_each_full_and_independent_then_removed_and_restarted() {
+    let mut d = Daemon::start();
+    let (a, b) = (d.dir().join("a"), d.dir().join("b"));
+    let answer = add(&d, "a", &a);
+    assert_eq!(answer["topic"], "xs.store.a.active");
+    assert_eq!(add(&d, "b", &b)["topic"], "xs.store.b.active");
+    // `active` means the socket answers.
+    let (sa, sb) = (a.join("sock"), b.join("sock"));
+    for sock in [&sa, &sb] {
+        assert_eq!(read(sock, "topic=xs.start").len(), 1);
+    }
+
+    // Append and follow through each socket, each store seeing only its own frames.
+    let follow_a = LiveCli::spawn(&["cat", s(&a), "-f", "--new"]);
+    let follow_b = LiveCli::spawn(&["cat", s(&b), "-f", "--new"]);
+    std::thread::sleep(Duration::from_millis(300));
+    append(&sa, "note", b"to a");
+    xs(&["append", s(&b), "note"], b"to b").ok();
+    assert_eq!(follow_a.next_json()["topic"], "note");
+    assert_eq!(follow_b.next_json()["topic"], "note");
+    let in_a = read(&sa, "topic=note");
+    let in_b = read(&sb, "topic=note");
+    assert_eq!((in_a.len(), in_b.len()), (1, 1));
+    assert_ne!(in_a[0]["id"], in_b[0]["id"]);
+    assert!(
+        !topics(&d.frames()).contains(&"note".to_string()),
+        "the control store got a mounted store's frame"
+    );
+
+    // Processors are per store: a webhook in a is not in b (nor in the control store).
+    append(
+        &sa,
+        "xs.webhook.w.create",
+        br#"{"url":"http://127.0.0.1:9/"}"#,
+    );
+    let ps_a = poll_until(Duration::from_secs(10), "a's webhook", || {
+        let r = request(&sa, "GET", "/ps", &[], b"").ok()?;
+        let rows = r.ndjson();
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(ps_a[0]["kind"], "webhook");
+    let ps_b = request(&sb, "GET", "/ps", &[], b"").expect("ps").ndjson();
+    assert!(ps_b.is_empty(), "b has a's processor: {ps_b:?}");
+    let ra = row(&d, "a");
+    assert_eq!(ra["state"], "active");
+    assert_eq!(ra["path"], s(&a));
+    assert_eq!(ra["socket"], s(&sa));
+    assert!(ra["frames"].as_u64().unwrap() >= 3, "{ra}");
+    assert_eq!(ra["processors"][0]["name"], "w");
+    // Metrics on each store's own socket, labelled with it.
+    let m = request(&sb, "GET", "/metrics", &[], b"")
+        .expect("metrics")
+        .text();
+    assert!(m.contains(&format!("store=\"{}\"", s(&b))), "{m}");
+
+    // Remove a: its socket goes, its data stays; b goes on.
+    xs(&["store", "remove", d.addr(), "a"], b"").ok();
+    assert!(!sa.exists(), "a's socket is still there");
+    assert!(a.join("fjall").is_dir(), "a's data is gone");
+    assert_eq!(row(&d, "a")["state"], "terminated");
+    append(&sb, "note", b"still here");
+    drop((follow_a, follow_b));
+
+    // A restart mounts b again, not a; a can then be served on its own.
+    assert!(d.stop().success());
+    assert!(!sb.exists(), "b's socket outlived the daemon");
+    d.restart();
+    let stopped = d.read("topic=xs.store.b.stopped");
+    assert_eq!(stopped.len(), 1, "b was not answered stopped");
+    poll_until(Duration::from_secs(10), "b mounted again", || {
+        (row(&d, "b")["state"] == "active").then_some(())
+    });
+    assert_eq!(read(&sb, "topic=note").len(), 2);
+    assert!(!sa.exists(), "a came back after its removal");
+    let mut alone = Daemon::start_on(tempfile::tempdir().unwrap(), a.clone());
+    assert_eq!(alone.read("topic=note").len(), 1);
+    assert!(alone.stop().success());
+    d.assert_no_panic();
+}
+
+#[test]
+fn stores_unusable_paths_and_locked_stores_are_answered_invalid() {
+    let d = Daemon::start();
+    let file = d.dir().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let junk = d.dir().join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("notes.txt"), b"x").unwrap();
+    let other = Daemon::start();
+    let cases: [(&str, PathBuf, &str); 4] = [
+        ("f", file.clone(), "path unusable"),
+        ("under", file.join("sub"), "path unusable"),
+        ("junk", junk, "not a store"),
+        ("taken", other.store.clone(), "locked by another daemon"),
+    ];
+    for (name, path, why) in cases {
+        let out = xs(&["store", "add", d.addr(), name, s(&path)], b"");
+        let report = out.report();
+        assert!(report.contains(why), "{name}: {report}");
+        let r = row(&d, name);
+        assert_eq!(r["state"], "invalid");
+        assert!(r["last_error"].as_str().unwrap().contains(why), "{r}");
+        let answered = d.read(&format!("topic=xs.store.{name}.invalid"));
+        assert_eq!(answered.len(), 1);
+    }
+    // The other daemon's store is untouched and still served by it.
+    assert_eq!(other.get("/version").status, 200);
+    d.assert_no_panic();
+}
+
+#[test]
+fn stores_a_vanished_directory_fails_alone() {
+    let d = Daemon::start();
+    let (gone, kept) = (d.dir().join("gone"), d.dir().join("kept"));
+    add(&d, "gone", &gone);
+    add(&d, "kept", &kept);
+    std::fs::remove_dir_all(&gone).unwrap();
+    let fin = poll_until(
+        Duration::from_secs(10),
+        "fin.error for the vanished store",
+        || d.read("topic=xs.store.gone.fin.error").pop(),
+    );
+    assert!(
+        fin["meta"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("storage failed"),
+        "{fin}"
+    );
+    assert_eq!(row(&d, "gone")["state"], "failed");
+    assert_eq!(row(&d, "kept")["state"], "active");
+    append(&kept.join("sock"), "note", b"fine");
+    assert_eq!(d.get("/version").status, 200);
+    d.append("note", b"control fine");
+    d.assert_no_panic();
+}
+
+#[test]
+fn stores_a_hundred_mounted_all_answer() {
+    let mut d = Daemon::start();
+    let t0 = Instant::now();
+    let paths: Vec<PathBuf> = (0..100).map(|i| d.dir().join(format!("s{i}"))).collect();
+    for (i, p) in paths.iter().enumerate() {
+        let config = serde_json::json!({ "path": p }).to_string();
+        d.append(&format!("xs.store.s{i}.create"), config.as_bytes());
+    }
+    poll_until(Duration::from_secs(60), "100 stores active", || {
+        let active = d
+            .read("topic=xs.store.*")
+            .iter()
+            .filter(|f| f["topic"].as_str().unwrap().ends_with(".active"))
+            .count();
+        (active == 100).then_some(())
+    });
+    let mounted = t0.elapsed();
+    for p in &paths {
+        let sock = p.join("sock");
+        let f = append(&sock, "note", b"hi");
+        let got = read(&sock, "topic=note");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["id"], f["id"]);
+    }
+    assert_eq!(stores(&d).len(), 100);
+    let t1 = Instant::now();
+    assert!(d.stop().success());
+    let stopped = t1.elapsed();
+    eprintln!("100 stores: mounted in {mounted:?}, stopped in {stopped:?}");
+    assert!(
+        stopped < Duration::from_secs(8),
+        "stopping took {stopped:?}"
+    );
+    d.restart();
+    let t2 = Instant::now();
+    poll_until(Duration::from_secs(60), "100 stores mounted again", || {
+        let rows = stores(&d);
+        (rows.iter().filter(|r| r["state"] == "active").count() == 100).then_some(())
+    });
+    eprintln!("100 stores: mounted again in {:?}", t2.elapsed());
+    assert_eq!(
+        d.read("topic=xs.store.*")
+            .iter()
+            .filter(|f| f["topic"].as_str().unwrap().ends_with(".stopped"))
+            .count(),
+        100
+    );
+    d.assert_no_panic();
+}

@@ -1,0 +1,91 @@
+//! `xs store add [ADDR] NAME PATH` / `xs store remove [ADDR] NAME`: sugar over the
+//! `xs.store.<name>.create` / `.term` frames of the control stream; `xs stores [ADDR]` lists
+//! the mounted stores (`GET /stores`).
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::{Method, Request};
+
+use super::processors::{self, Named};
+use crate::addr::AddrArg;
+use crate::client::{self, Client};
+
+#[derive(clap::Subcommand)]
+pub enum Store {
+    /// Mount the store at PATH (created if missing) in the daemon as NAME; waits for the
+    /// answer (`active`, or `invalid` with the reason)
+    #[command(override_usage = "xs store add [ADDR] NAME PATH")]
+    Add(Add),
+    /// Unmount store NAME (its data stays on disk)
+    #[command(override_usage = "xs store remove [ADDR] NAME")]
+    Remove(Named),
+}
+
+#[derive(clap::Args)]
+pub struct Add {
+    /// [ADDR] NAME PATH
+    #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
+    args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    addr: AddrArg,
+}
+
+pub async fn store(cmd: Store) -> Result<()> {
+    match cmd {
+        Store::Add(a) => add(a).await,
+        Store::Remove(n) => remove(n).await,
+    }
+}
+
+async fn add(a: Add) -> Result<()> {
+    let (addr, args) = processors::split(a.args, 2)?;
+    let (name, path) = (&args[0], std::path::Path::new(&args[1]));
+    // The daemon has its own working directory: send an absolute path.
+    let path = std::path::absolute(path)
+        .with_context(|| format!("cannot make {} absolute", path.display()))?;
+    let config = serde_json::json!({ "path": path });
+    processors::created("store", addr, name, Bytes::from(config.to_string())).await
+}
+
+/// Appends `.term`; when the store is mounted, waits for `fin.term` (its socket is gone).
+async fn remove(n: Named) -> Result<()> {
+    let (addr, args) = processors::split(n.args, 1)?;
+    let name = &args[0];
+    let client = Client::new(addr);
+    let resp = client
+        .send(Request::get("/stores").body(client::empty())?)
+        .await?;
+    let rows = resp.into_body().collect().await?.to_bytes();
+    let mounted = rows
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .any(|r| {
+            r["name"].as_str() == Some(name)
+                && r["state"] != "invalid"
+                && r["state"] != "terminated"
+                && r["state"] != "failed"
+        });
+    let topic = format!("xs.store.{name}.term");
+    let term = processors::append(&client, &topic, Bytes::new(), None).await?;
+    if mounted {
+        let id = processors::frame_id(&term)?;
+        let answer = format!("xs.store.{name}.fin.term");
+        processors::wait_for(&client, &answer, &id, |f| {
+            processors::meta_str(f, "term_id") == Some(&id)
+        })
+        .await?;
+    }
+    client::write_stdout(format!("{term}\n").as_bytes())
+}
+
+/// `xs stores [ADDR]`.
+pub async fn list(args: Args) -> Result<()> {
+    let client = Client::new(args.addr.or_default()?);
+    client.print(Method::GET, "/stores", false).await?;
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! [`Mount`]: one store served as a unit — its socket `<state>/sock` (and any TCP listeners),
+//! its `xs.start` / `xs.stopping` frames and its processors — started and stopped whole.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use xs::{NewFrame, Store};
+
+use crate::daemon::{Daemon, Shared};
+use crate::listener::{self, Listener};
+use crate::{orphans, processor, ServeError};
+
+/// How long the store gets to commit what is queued and close when it is unmounted.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long open connections get to finish when a store is unmounted.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// What a mount needs besides its store.
+pub struct MountOptions {
+    /// The directory of the socket `sock` (and of the generator tag).
+    pub state: PathBuf,
+    /// Listeners besides the socket (the default store's `--expose` / `--console`).
+    pub tcp: Vec<Listener>,
+    pub guard: Option<listener::Guard>,
+    /// The meta of the `xs.start` frame.
+    pub start_meta: serde_json::Value,
+    /// What the generators' processes are tagged with.
+    pub tag: orphans::Tag,
+}
+
+/// A mounted store: serving until [`Mount::stop`].
+pub struct Mount {
+    pub daemon: Daemon,
+    pub sock: PathBuf,
+    processors: Vec<processor::Dispatcher>,
+    stop_accept: watch::Sender<bool>,
+    accept: JoinHandle<GracefulShutdown>,
+}
+
+impl Mount {
+    /// Binds the socket, appends `xs.start`, ends processes an earlier run's generators left
+    /// behind, starts the processors and accepts connections.
+    pub async fn start(
+        store: Store,
+        shared: &Shared,
+        opts: MountOptions,
+    ) -> Result<Mount, ServeError> {
+        let daemon = Daemon::new(store.clone(), &opts.state, shared, opts.tag);
+        let sock = opts.state.join("sock");
+        let mut listeners = vec![listener::bind_unix(&sock)?];
+        listeners.extend(opts.tcp);
+        let start = NewFrame {
+            meta: Some(opts.start_meta),
+            ..NewFrame::new("xs.start")
+        };
+        if let Err(e) = store.append(start).await {
+            let _ = std::fs::remove_file(&sock);
+            return Err(e.into());
+        }
+        // Processes an earlier run's generators left behind (the daemon and its guard were
+        // killed) end before the generators start again: never two copies.
+        let p = opts.state.clone();
+        let leftovers = tokio::task::spawn_blocking(move || orphans::sweep_store(&p))
+            .await
+            .unwrap_or(0);
+        if leftovers > 0 {
+            tracing::warn!(
+                store = %opts.state.display(),
+                processes = leftovers,
+                "killed generator processes left behind by an earlier run"
+            );
+        }
+        let processors = start_processors(&daemon);
+        let (stop_accept, stop_rx) = watch::channel(false);
+        let accept = tokio::spawn(listener::serve(
+            listeners,
+            daemon.clone(),
+            opts.guard,
+            stop_rx,
+        ));
+        Ok(Mount {
+            daemon,
+            sock,
+            processors,
+            stop_accept,
+            accept,
+        })
+    }
+
+    /// Resolves if the store's storage fails for good, with the reason.
+    pub async fn failed(&self) -> String {
+        self.daemon.store.failed().await
+    }
+
+    /// Stops accepting, stops the processors (each appends `stopped`), appends `xs.stopping`,
+    /// closes the store, lets open connections finish (bounded) and removes the socket.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let store = self.daemon.store.clone();
+        let _ = self.stop_accept.send(true);
+        let graceful = self.accept.await.ok();
+        futures::future::join_all(self.processors.into_iter().map(|p| p.stop())).await;
+        if let Err(e) = store.append(NewFrame::new("xs.stopping")).await {
+            tracing::warn!(error = %e, "could not append xs.stopping");
+        }
+        // Closing the store ends every follow stream after its last frames; then the open
+        // connections finish their answers (bounded, so a stuck client cannot hold us).
+        if tokio::time::timeout(CLOSE_GRACE, store.close())
+            .await
+            .is_err()
+        {
+            let _ = std::fs::remove_file(&self.sock);
+            return Err(ServeError::Internal(format!(
+                "the store did not close within {CLOSE_GRACE:?} (is its directory still there?)"
+            )));
+        }
+        if let Some(g) = graceful {
+            if tokio::time::timeout(SHUTDOWN_GRACE, g.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+            }
+        }
+        let _ = std::fs::remove_file(&self.sock);
+        Ok(())
+    }
+
+    /// After a storage failure: stops accepting and removes the socket, then stops the
+    /// processors (bounded); nothing more is written.
+    pub async fn abandon(self) {
+        let _ = self.stop_accept.send(true);
+        let _ = std::fs::remove_file(&self.sock);
+        let stop = futures::future::join_all(self.processors.into_iter().map(|p| p.stop()));
+        if tokio::time::timeout(CLOSE_GRACE, stop).await.is_err() {
+            tracing::warn!("processors of a failed store did not stop within {CLOSE_GRACE:?}");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.daemon.store.close()).await;
+        if let Ok(g) = self.accept.await {
+            let _ = tokio::time::timeout(Duration::from_secs(1), g.shutdown()).await;
+        }
+    }
+}
+
+/// Starts the dispatcher of every kind of processor.
+fn start_processors(d: &Daemon) -> Vec<processor::Dispatcher> {
+    let (store, ps) = (&d.store, &d.ps);
+    #[allow(unused_mut)]
+    let mut all = vec![processor::start(
+        crate::webhook::Webhook,
+        store.clone(),
+        ps.clone(),
+    )];
+    #[cfg(feature = "nu")]
+    {
+        use processor::{action, generator, handler, Env};
+        let env = Env::new(d.engine.clone(), d.generator_tag.clone());
+        all.push(processor::start(
+            handler::Handler(env.clone()),
+            store.clone(),
+            ps.clone(),
+        ));
+        all.push(processor::start(
+            generator::Generator(env.clone()),
+            store.clone(),
+            ps.clone(),
+        ));
+        all.push(processor::start(
+            action::Action(env),
+            store.clone(),
+            ps.clone(),
+        ));
+    }
+    all
+}
