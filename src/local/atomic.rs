@@ -5,8 +5,10 @@
 
 use std::future::Future;
 
-use super::{writer, Local, WriteOp};
-use crate::error::{Error, Result};
+use super::append::plan_append;
+use super::plan::{Ctx, Plan, WriteOp};
+use super::Local;
+use crate::error::Result;
 use crate::frame::Frame;
 use crate::NewFrame;
 
@@ -19,19 +21,11 @@ impl Local {
         frames: Vec<NewFrame>,
         checkpoint: Option<(String, Vec<u8>)>,
     ) -> impl Future<Output = Result<Vec<Frame>>> + Send + 'static {
-        let done = self.submit(|reply| WriteOp::Atomic {
+        self.submit(|reply| WriteOp::Atomic {
             frames,
             checkpoint,
             reply,
-        });
-        async move {
-            match done.await? {
-                writer::Done::Frames(f) => Ok(f),
-                _ => Err(Error::Internal(
-                    "an atomic append answered without frames".into(),
-                )),
-            }
-        }
+        })
     }
 
     /// The value of checkpoint `name`, if set.
@@ -48,6 +42,47 @@ impl Local {
     pub(super) async fn remove_checkpoint(&self, name: String) -> Result<()> {
         self.submit(|reply| WriteOp::RemoveCheckpoint { name, reply })
             .await
-            .map(|_| ())
     }
+}
+
+/// Plans every frame, then the checkpoint; if one frame is refused, undoes what the
+/// others planned, so none of them is written.
+pub(super) fn plan_atomic(
+    cx: &mut Ctx,
+    plan: &mut Plan,
+    frames: Vec<NewFrame>,
+    checkpoint: Option<(String, Vec<u8>)>,
+) -> Result<Vec<Frame>> {
+    let marks = (
+        plan.inserts.len(),
+        plan.trims.len(),
+        plan.content.len(),
+        plan.live.len(),
+    );
+    let idem = plan.idem.clone();
+    let last_id = cx.last_id;
+    let mut out = Vec::with_capacity(frames.len());
+    for nf in frames {
+        match plan_append(cx, plan, nf) {
+            Ok(f) => out.push(f),
+            Err(e) => {
+                plan.inserts.truncate(marks.0);
+                plan.trims.truncate(marks.1);
+                plan.content.truncate(marks.2);
+                plan.live.truncate(marks.3);
+                plan.idem = idem;
+                cx.last_id = last_id;
+                return Err(e);
+            }
+        }
+    }
+    if let Some((name, value)) = checkpoint {
+        plan.checkpoints.insert(name, Some(value));
+    }
+    Ok(out)
+}
+
+/// Plans removing checkpoint `name`.
+pub(super) fn plan_remove_checkpoint(plan: &mut Plan, name: String) {
+    plan.checkpoints.insert(name, None);
 }

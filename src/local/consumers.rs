@@ -3,7 +3,8 @@
 
 use std::future::Future;
 
-use super::{codec, writer, Local, WriteOp};
+use super::plan::{Ctx, Plan, WriteOp};
+use super::{codec, Local};
 use crate::consumer::{ConsumerInfo, LAG_CAP};
 use crate::error::{Error, Result};
 use crate::frame::Id;
@@ -17,20 +18,13 @@ impl Local {
         name: String,
         id: Id,
     ) -> impl Future<Output = Result<Id>> + Send + 'static {
-        let done = self.submit(move |reply| WriteOp::Ack { name, id, reply });
-        async move {
-            match done.await? {
-                writer::Done::Position(p) => Ok(p),
-                _ => Err(Error::Internal("ack answered without a position".into())),
-            }
-        }
+        self.submit(move |reply| WriteOp::Ack { name, id, reply })
     }
 
     /// Forgets consumer `name`. `NotFound` if it has no position.
     pub(super) async fn remove_consumer(&self, name: String) -> Result<()> {
         self.submit(|reply| WriteOp::RemoveConsumer { name, reply })
             .await
-            .map(|_| ())
     }
 
     /// Every consumer (or only `only`), by name, with its lag. Blocking (counts frames).
@@ -84,4 +78,40 @@ impl Local {
         }
         Ok(n)
     }
+}
+
+/// A consumer's position, counting changes already planned in this batch.
+fn planned_position(cx: &Ctx, plan: &Plan, name: &str) -> Result<Option<Id>> {
+    if let Some(p) = plan.consumers.get(name) {
+        return Ok(*p);
+    }
+    match cx.ks.consumers.get(name.as_bytes())? {
+        Some(v) => codec::id_from_key(&v).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Plans an ack: the position becomes the larger of the two; `id` must not be after the
+/// newest id the store assigned.
+pub(super) fn plan_ack(cx: &Ctx, plan: &mut Plan, name: String, id: Id) -> Result<Id> {
+    if cx.last_id.is_none_or(|last| id > last) {
+        return Err(Error::invalid(format!(
+            "cannot acknowledge {id}: it is after the newest frame in the store"
+        )));
+    }
+    let position = match planned_position(cx, plan, &name)? {
+        Some(p) if p >= id => p,
+        _ => id,
+    };
+    plan.consumers.insert(name, Some(position));
+    Ok(position)
+}
+
+/// Plans forgetting a consumer. `NotFound` if it has no position.
+pub(super) fn plan_remove_consumer(cx: &Ctx, plan: &mut Plan, name: String) -> Result<()> {
+    if planned_position(cx, plan, &name)?.is_none() {
+        return Err(Error::NotFound(format!("no consumer named {name:?}")));
+    }
+    plan.consumers.insert(name, None);
+    Ok(())
 }

@@ -1,10 +1,12 @@
 //! Content deletion: `remove --purge` (a frame and, if nothing else references it, its content)
-//! and `gc` (every blob no frame references), both decided inside the writer.
+//! and `gc` (every blob no frame references), both decided inside the writer's batch.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{writer, Keyspaces, Local};
+use super::plan::{Ctx, DropRequest, Plan, WriteOp};
+use super::{stats, Keyspaces, Local};
 use crate::backend::GcReport;
 use crate::error::{Error, IoContext, Result};
 use crate::frame::Id;
@@ -77,10 +79,7 @@ impl Local {
     /// too (inline content in the same batch, a large file right after it). `NotFound` if there
     /// is no such frame.
     pub(super) async fn remove_purge(&self, id: Id) -> Result<GcReport> {
-        let report = match self.submit(|r| writer::WriteOp::Purge(id, r)).await? {
-            writer::Done::Freed(r) => r,
-            _ => unreachable!("purge answers with a report"),
-        };
+        let report = self.submit(|r| WriteOp::Purge(id, r)).await?;
         self.scrub(report).await?;
         Ok(report)
     }
@@ -115,13 +114,54 @@ impl Local {
         if candidates.is_empty() {
             return Ok(GcReport::default());
         }
-        let report = match self.submit(|r| writer::WriteOp::Gc(candidates, r)).await? {
-            writer::Done::Freed(r) => r,
-            _ => unreachable!("gc answers with a report"),
-        };
+        let report = self.submit(|r| WriteOp::Gc(candidates, r)).await?;
         self.scrub(report).await?;
         Ok(report)
     }
+}
+
+/// Plans a purge: deletes the frame and asks for its content to be dropped. Answers the
+/// index of its request (see [`drops`]). `NotFound` if there is no such frame.
+pub(super) fn plan_purge(cx: &Ctx, plan: &mut Plan, id: Id) -> Result<usize> {
+    plan.remove(cx, id)?;
+    plan.drops.push(DropRequest::OfFrame(id));
+    Ok(plan.drops.len() - 1)
+}
+
+/// Plans a gc of these candidate keys. Answers the index of its request (see [`drops`]).
+pub(super) fn plan_gc(plan: &mut Plan, keys: Vec<Vec<u8>>) -> usize {
+    plan.drops.push(DropRequest::Keys(keys));
+    plan.drops.len() - 1
+}
+
+/// Content to remove with this batch: a purged frame's content once nothing references
+/// it, and gc candidates still unreferenced. Returns it with what each request freed, in
+/// the order of `plan.drops`.
+pub(super) fn drops(
+    cx: &Ctx,
+    plan: &Plan,
+    changes: &stats::Changes,
+) -> Result<(Drops, Vec<GcReport>)> {
+    let mut drops = Drops::default();
+    let mut freed = Vec::with_capacity(plan.drops.len());
+    let mut seen: HashSet<&[u8]> = HashSet::new();
+    for request in &plan.drops {
+        let keys: Vec<&Vec<u8>> = match request {
+            DropRequest::OfFrame(id) => changes.old_hashes.get(id).into_iter().collect(),
+            DropRequest::Keys(keys) => keys.iter().collect(),
+        };
+        let before = drops.report;
+        for key in keys {
+            if !changes.referenced_after(&cx.ks, key)? && seen.insert(key) {
+                drops.add(&cx.ks, &cx.cacache_dir, key)?;
+            }
+        }
+        freed.push(GcReport {
+            blobs: drops.report.blobs - before.blobs,
+            bytes: drops.report.bytes - before.bytes,
+        });
+    }
+    Ok((drops, freed))
 }
 
 /// Content keys with no reference: inline ones, then old enough files. The writer checks

@@ -3,6 +3,7 @@
 //! expiry of `time:` TTLs. Only [`Local::open`] and the [`crate::Backend`] impl (`boundary`) are
 //! used from outside; fjall and cacache types stay in this module.
 
+mod append;
 mod atomic;
 mod boundary;
 mod check;
@@ -12,6 +13,7 @@ mod consumers;
 mod content;
 mod gc;
 mod metrics;
+mod plan;
 mod scan;
 mod space;
 mod stats;
@@ -29,10 +31,11 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 pub use check::CheckReport;
 pub(crate) use content::{CasContent, ContentWriter};
+use plan::{Reply, WriteOp};
 pub use space::DEFAULT_MIN_FREE_BYTES;
-use writer::{WriteOp, Writer};
+use writer::Writer;
 
-use crate::backend::{Content, LiveFrame, NewFrame};
+use crate::backend::{Content, LiveFrame};
 
 use crate::error::{Error, IoContext, Result};
 use crate::frame::{now_ms, Frame, Id};
@@ -40,10 +43,6 @@ use crate::frame::{now_ms, Frame, Id};
 /// How many live frames the broadcast channel holds before a slow follower lags (and then
 /// catches up from the store instead).
 pub const LIVE_CHANNEL_CAPACITY: usize = 1024;
-
-/// Imported ids must leave this many larger ids for appends: the writer gives each append
-/// an id above every stored one, and must never run out of them.
-const IMPORT_ID_HEADROOM: u128 = 1 << 64;
 
 /// The live channels the writer broadcasts committed frames on: every frame, and the
 /// runtime's own (`xs.*`) frames alone, so that tasks watching only those (the processor
@@ -283,10 +282,10 @@ impl Local {
     }
 
     /// Sends a change to the writer now; the returned future resolves once it is durable.
-    fn submit(
+    fn submit<T: Send + 'static>(
         &self,
-        op: impl FnOnce(writer::Reply) -> WriteOp,
-    ) -> impl Future<Output = Result<writer::Done>> + Send + 'static {
+        op: impl FnOnce(Reply<T>) -> WriteOp,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let sent = self.send(op(tx));
         async move {
@@ -303,46 +302,9 @@ impl Local {
         }
     }
 
-    /// Appends a frame. The frame is queued at once (so appends issued in order are stored in
-    /// order); the future resolves once it is durable (fsynced) and broadcast to followers.
-    fn append(&self, frame: NewFrame) -> impl Future<Output = Result<Frame>> + Send + 'static {
-        let done = self.submit(|r| WriteOp::Append(frame, r));
-        async move {
-            match done.await? {
-                writer::Done::Frame(f) => Ok(f),
-                _ => Err(Error::Internal("append answered without a frame".into())),
-            }
-        }
-    }
-
-    /// Stores a frame as given, keeping its id (for `xs import`). Not broadcast to followers.
-    /// Queued at once, like [`Local::append`]. Its content must already be in the store.
-    fn import(&self, frame: Frame) -> impl Future<Output = Result<Frame>> + Send + 'static {
-        let checked = crate::topic::validate_topic(&frame.topic).and_then(|()| match &frame.hash {
-            _ if frame.id.to_u128() > u128::MAX - IMPORT_ID_HEADROOM => {
-                Err(Error::invalid(format!(
-                "frame {}: id is too close to the largest possible id (appends need larger ones)",
-                frame.id
-            )))
-            }
-            Some(h) if !self.cas_has(h)? => Err(Error::invalid(format!(
-                "frame {}: content {h} is not in the store (POST /cas it first)",
-                frame.id
-            ))),
-            _ => Ok(()),
-        });
-        let done = checked.map(|()| self.submit(|r| WriteOp::Import(frame, r)));
-        async move {
-            match done?.await? {
-                writer::Done::Frame(f) => Ok(f),
-                _ => Err(Error::Internal("import answered without a frame".into())),
-            }
-        }
-    }
-
     /// Removes a frame and its index entries. `NotFound` if there is no such frame.
     async fn remove(&self, id: Id) -> Result<()> {
-        self.submit(|r| WriteOp::Remove(id, r)).await.map(|_| ())
+        self.submit(|r| WriteOp::Remove(id, r)).await
     }
 
     /// Makes content durable without a frame (`POST /cas`) and returns its hash.
@@ -448,10 +410,7 @@ impl Local {
         if ids.is_empty() {
             return Ok(0);
         }
-        match self.submit(|r| WriteOp::Expire(ids, r)).await? {
-            writer::Done::Count(n) => Ok(n),
-            _ => unreachable!("expire answers with a count"),
-        }
+        self.submit(|r| WriteOp::Expire(ids, r)).await
     }
 
     /// Resolves if storage fails for good (the daemon must then exit), with the reason.

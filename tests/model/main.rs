@@ -1,24 +1,33 @@
-//! The backend conformance suite: random sequences of appends (single and group-committed),
-//! removes, imports, reads, gets, expiry sweeps and restarts (clean and unclean), run through
-//! the [`xs::Backend`] boundary (a [`Store`]) and checked against a simple in-memory model
-//! after every step. Each backend gives a [`Subject`]: how to open it, sweep its expired
+//! The backend conformance suite: random sequences of appends (single, group-committed and
+//! atomic with a checkpoint; with `expect` and idempotency keys), removes, purges, gc,
+//! imports, reads, gets, consumer acks, expiry sweeps and restarts (clean and unclean), run
+//! through the [`xs::Backend`] boundary (a [`Store`]) and checked against a simple in-memory
+//! model after every step: the model predicts every answer. Each backend gives a [`Subject`]: how to open it, sweep its expired
 //! frames now, and check its own consistency; the sequences are the same for all.
 //!
 //! Time TTLs are `time:0` (expired at once) or `time:FAR` (never expires during a run), so
 //! the model needs no clock. `last:n` keeps the newest n stored frames of its topic, counting
 //! frames that are expired but not swept yet, exactly as if appends were applied one by one.
+//! `expect` and idempotency keys are decided against the store as it was before the write
+//! batch, so the suite keeps them where batching cannot change the answer: keys in single and
+//! atomic appends, `expect` in a group only for its first frame on a topic. Large content
+//! (files) is always younger than `GC_GRACE`, so `gc` never collects it; purge does.
 //!
-//! `PROPTEST_CASES` sets the number of sequences (default 48). Shrunk counterexamples that
-//! ever failed are kept as named tests in `regressions.rs`.
+//! `PROPTEST_CASES` sets the number of sequences (default 36: about a minute here, most of it
+//! fsyncs). Shrunk counterexamples that ever failed are kept as named tests in `regressions.rs`.
 
 mod regressions;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proptest::prelude::*;
 use serde_json::json;
+use xs::backend::GcReport;
 use xs::local::{CheckReport, Local};
-use xs::{Content, Error, Frame, Id, LocalOptions, NewFrame, ReadOptions, Store, TopicFilter, Ttl};
+use xs::{
+    Batch, Content, Error, Expect, Frame, Id, LocalOptions, NewFrame, ReadOptions, Store,
+    TopicFilter, Ttl,
+};
 
 /// A time TTL that never expires during a test run (about 31,000 years).
 const FAR: u64 = 1_000_000_000_000_000;
@@ -28,6 +37,8 @@ const FILTERS: &[&str] = &[
     "*", "a", "a.*", "a.b.*", "b.*", "a,b", "a.*,b.x", "b,b.*", "ab", "a.b,a.*", "c", "a.b.c.*",
     "ab.*,a",
 ];
+const CONSUMERS: &[&str] = &["c0", "c1"];
+const CHECKPOINTS: &[&str] = &["p0", "p1"];
 
 #[derive(Debug, Clone)]
 pub enum TtlSpec {
@@ -58,6 +69,32 @@ pub struct AppendSpec {
     pub len: usize,
     pub seed: u8,
     pub meta: Option<u8>,
+    pub expect: Option<ExpectPick>,
+    /// An idempotency key (`k0`...).
+    pub key: Option<u8>,
+}
+
+/// What an append expects to be the newest frame on its topic.
+#[derive(Debug, Clone)]
+pub enum ExpectPick {
+    /// `none`.
+    Empty,
+    /// The topic's real newest frame (or `none`): holds.
+    Newest,
+    /// Some stored frame: holds only if it is the topic's newest.
+    Pick(usize),
+}
+
+/// The id a consumer acknowledges.
+#[derive(Debug, Clone)]
+pub enum AckPick {
+    Existing(usize),
+    /// The newest id the store assigned: accepted.
+    Newest,
+    /// Just after it: refused.
+    Beyond,
+    /// A tiny id, below every appended one.
+    Old(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +162,20 @@ pub enum Op {
     Restart {
         clean: bool,
     },
+    /// Frames and an optional checkpoint (name, value), all or nothing.
+    Atomic {
+        frames: Vec<AppendSpec>,
+        checkpoint: Option<(usize, u8)>,
+    },
+    RemoveCheckpoint(usize),
+    Ack {
+        consumer: usize,
+        id: AckPick,
+    },
+    RemoveConsumer(usize),
+    /// Removes a stored frame (`Some`: pick) or a random id, with its content if unreferenced.
+    Purge(Option<usize>),
+    Gc,
 }
 
 fn ttl_spec() -> impl Strategy<Value = TtlSpec> {
@@ -150,13 +201,22 @@ fn append_spec() -> impl Strategy<Value = AppendSpec> {
         len,
         0u8..3,
         proptest::option::of(0u8..4),
+        prop_oneof![
+            6 => Just(None),
+            1 => Just(Some(ExpectPick::Empty)),
+            2 => Just(Some(ExpectPick::Newest)),
+            1 => any::<usize>().prop_map(|p| Some(ExpectPick::Pick(p))),
+        ],
+        prop_oneof![3 => Just(None), 1 => (0u8..3).prop_map(Some)],
     )
-        .prop_map(|(topic, ttl, len, seed, meta)| AppendSpec {
+        .prop_map(|(topic, ttl, len, seed, meta, expect, key)| AppendSpec {
             topic,
             ttl,
             len,
             seed,
             meta,
+            expect,
+            key,
         })
 }
 
@@ -220,6 +280,25 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::Get),
         1 => Just(Op::Sweep),
         1 => any::<bool>().prop_map(|clean| Op::Restart { clean }),
+        2 => (
+            proptest::collection::vec(append_spec(), 1..5),
+            proptest::option::of((0..CHECKPOINTS.len(), any::<u8>())),
+        )
+            .prop_map(|(frames, checkpoint)| Op::Atomic { frames, checkpoint }),
+        1 => (0..CHECKPOINTS.len()).prop_map(Op::RemoveCheckpoint),
+        3 => (0..CONSUMERS.len(), ack_pick()).prop_map(|(consumer, id)| Op::Ack { consumer, id }),
+        1 => (0..CONSUMERS.len()).prop_map(Op::RemoveConsumer),
+        2 => proptest::option::of(any::<usize>()).prop_map(Op::Purge),
+        1 => Just(Op::Gc),
+    ]
+}
+
+fn ack_pick() -> impl Strategy<Value = AckPick> {
+    prop_oneof![
+        3 => any::<usize>().prop_map(AckPick::Existing),
+        1 => Just(AckPick::Newest),
+        1 => Just(AckPick::Beyond),
+        1 => any::<u16>().prop_map(AckPick::Old),
     ]
 }
 
@@ -240,11 +319,30 @@ fn meta(m: Option<u8>) -> Option<serde_json::Value> {
     m.map(|m| json!({ "m": m, "s": "x".repeat(m as usize) }))
 }
 
-/// The model: every stored frame (including expired ones not swept yet) and known content.
-#[derive(Default)]
+/// The model: every stored frame (including expired ones not swept yet), known content and
+/// which of it is stored, idempotency keys, consumer positions and checkpoints.
+#[derive(Default, Clone)]
 struct Model {
     frames: BTreeMap<Id, Frame>,
     contents: Vec<(ssri::Integrity, Vec<u8>)>,
+    /// Content the store holds.
+    present: HashSet<ssri::Integrity>,
+    /// (topic, key) → the frame a new append with that key made.
+    idem: HashMap<(String, String), Id>,
+    /// The newest id the store assigned (or imported): acks after it are refused.
+    last_assigned: Option<Id>,
+    consumers: BTreeMap<&'static str, Id>,
+    checkpoints: BTreeMap<&'static str, Vec<u8>>,
+}
+
+/// What an append answers, as the model predicts it.
+enum Want {
+    /// The frame an earlier append with the same idempotency key made.
+    Original(Frame),
+    /// `ExpectFailed`, with the topic's newest frame.
+    Refused(Option<Id>),
+    /// A new frame.
+    New,
 }
 
 fn expired(f: &Frame) -> bool {
@@ -255,6 +353,56 @@ fn expired(f: &Frame) -> bool {
 }
 
 impl Model {
+    /// The newest frame on exactly `topic` that has not expired.
+    fn newest_on(&self, topic: &str) -> Option<Id> {
+        self.frames
+            .values()
+            .rev()
+            .find(|f| f.topic == topic && !expired(f))
+            .map(|f| f.id)
+    }
+
+    /// What appending `nf` answers: a key first, then `expect`.
+    fn want(&self, nf: &NewFrame) -> Want {
+        if let Some(k) = &nf.key {
+            let original = self
+                .idem
+                .get(&(nf.topic.clone(), k.clone()))
+                .and_then(|id| self.frames.get(id))
+                .filter(|f| !expired(f));
+            if let Some(f) = original {
+                return Want::Original(f.clone());
+            }
+        }
+        match nf.expect {
+            Some(e) if !e.holds(self.newest_on(&nf.topic)) => {
+                Want::Refused(self.newest_on(&nf.topic))
+            }
+            _ => Want::New,
+        }
+    }
+
+    /// Whether any stored frame references content `h`.
+    fn referenced(&self, h: &ssri::Integrity) -> bool {
+        self.frames.values().any(|f| f.hash.as_ref() == Some(h))
+    }
+
+    /// Removes content `h` if nothing references it; answers what that freed.
+    fn drop_content(&mut self, h: &ssri::Integrity) -> GcReport {
+        if self.referenced(h) || !self.present.remove(h) {
+            return GcReport::default();
+        }
+        let len = self
+            .contents
+            .iter()
+            .find(|(k, _)| k == h)
+            .map_or(0, |(_, b)| b.len());
+        GcReport {
+            blobs: 1,
+            bytes: len as u64,
+        }
+    }
+
     fn pick(&self, i: usize) -> Option<Id> {
         if self.frames.is_empty() {
             return None;
@@ -386,12 +534,36 @@ impl Harness {
             if !self.model.contents.iter().any(|(k, _)| k == h) {
                 self.model.contents.push((h.clone(), bytes));
             }
+            if matches!(content, Content::Stored { .. }) {
+                self.model.present.insert(h.clone());
+            }
         }
         let mut nf = NewFrame::new(TOPICS[s.topic]);
         nf.meta = meta(s.meta);
         nf.ttl = s.ttl.ttl();
         nf.content = content;
+        nf.key = s.key.map(|k| format!("k{k}"));
+        nf.expect = s.expect.as_ref().map(|e| match e {
+            ExpectPick::Empty => Expect::None,
+            ExpectPick::Newest => self
+                .model
+                .newest_on(TOPICS[s.topic])
+                .map_or(Expect::None, Expect::Id),
+            ExpectPick::Pick(p) => self.model.pick(*p).map_or(Expect::None, Expect::Id),
+        });
         nf
+    }
+
+    /// Checks an append's answer against what the model wanted, and applies it.
+    fn check_answer(&mut self, nf: &NewFrame, want: Want, got: xs::Result<Frame>) {
+        match want {
+            Want::Original(f) => assert_eq!(got.expect("a repeated key"), f, "repeated key"),
+            Want::Refused(last) => match got {
+                Err(Error::ExpectFailed { last: l, .. }) => assert_eq!(l, last, "newest on topic"),
+                r => panic!("expected ExpectFailed, got {r:?}"),
+            },
+            Want::New => self.check_appended(nf, got.expect("append")),
+        }
     }
 
     fn check_appended(&mut self, nf: &NewFrame, got: Frame) {
@@ -402,6 +574,18 @@ impl Harness {
         if let Some((last, _)) = self.model.frames.last_key_value() {
             assert!(got.id > *last, "append id {} not after {last}", got.id);
         }
+        if let Some(last) = self.model.last_assigned {
+            assert!(got.id > last, "append id {} not after {last}", got.id);
+        }
+        self.model.last_assigned = Some(got.id);
+        if let Content::Inline { hash, .. } = &nf.content {
+            self.model.present.insert(hash.clone());
+        }
+        if let (Some(k), false) = (&nf.key, nf.ttl == Ttl::Ephemeral) {
+            self.model
+                .idem
+                .insert((nf.topic.clone(), k.clone()), got.id);
+        }
         self.model.apply_append(got);
     }
 
@@ -409,29 +593,96 @@ impl Harness {
         match op {
             Op::Append(s) => {
                 let nf = self.new_frame(s);
-                let got = self
-                    .rt
-                    .block_on(self.store().append(nf.clone()))
-                    .expect("append");
-                self.check_appended(&nf, got);
+                let want = self.model.want(&nf);
+                let got = self.rt.block_on(self.store().append(nf.clone()));
+                self.check_answer(&nf, want, got);
             }
             Op::AppendBatch(specs) => {
+                // Keys never, `expect` only on a topic's first frame (see the module doc).
+                let mut seen = HashSet::new();
+                let specs: Vec<AppendSpec> = specs
+                    .iter()
+                    .map(|s| {
+                        let mut s = s.clone();
+                        s.key = None;
+                        if !seen.insert(s.topic) {
+                            s.expect = None;
+                        }
+                        s
+                    })
+                    .collect();
                 let nfs: Vec<NewFrame> = specs.iter().map(|s| self.new_frame(s)).collect();
                 // Queue all before awaiting any: the writer takes them as one batch.
                 let futs: Vec<_> = nfs
                     .iter()
                     .map(|nf| self.store().append(nf.clone()))
                     .collect();
-                let got: Vec<Frame> = self.rt.block_on(async {
+                let got: Vec<xs::Result<Frame>> = self.rt.block_on(async {
                     let mut out = Vec::new();
                     for f in futs {
-                        out.push(f.await.expect("append"));
+                        out.push(f.await);
                     }
                     out
                 });
-                for (nf, f) in nfs.iter().zip(got) {
-                    self.check_appended(nf, f);
+                for (nf, r) in nfs.iter().zip(got) {
+                    let want = self.model.want(nf);
+                    self.check_answer(nf, want, r);
                 }
+            }
+            Op::Atomic { frames, checkpoint } => self.atomic(frames, checkpoint),
+            Op::RemoveCheckpoint(c) => {
+                let name = CHECKPOINTS[*c];
+                self.rt
+                    .block_on(self.store().remove_checkpoint(name))
+                    .expect("removing a checkpoint");
+                self.model.checkpoints.remove(name);
+            }
+            Op::Ack { consumer, id } => self.ack(CONSUMERS[*consumer], id),
+            Op::RemoveConsumer(c) => {
+                let name = CONSUMERS[*c];
+                let r = self.rt.block_on(self.store().remove_consumer(name));
+                match self.model.consumers.remove(name) {
+                    Some(_) => r.expect("removing a consumer"),
+                    None => assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}"),
+                }
+            }
+            Op::Purge(pick) => {
+                let id = match pick.and_then(|p| self.model.pick(p)) {
+                    Some(id) => id,
+                    None => scru128::new(),
+                };
+                let r = self.rt.block_on(self.store().remove_purge(id));
+                match self.model.frames.remove(&id) {
+                    Some(f) => {
+                        let want = f
+                            .hash
+                            .as_ref()
+                            .map_or(GcReport::default(), |h| self.model.drop_content(h));
+                        assert_eq!(r.expect("purging a stored frame"), want, "purge freed");
+                    }
+                    None => assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}"),
+                }
+                self.check_content();
+            }
+            Op::Gc => {
+                let got = self.rt.block_on(self.store().gc()).expect("gc");
+                let inline: Vec<ssri::Integrity> = self
+                    .model
+                    .contents
+                    .iter()
+                    .filter(|(h, b)| {
+                        b.len() <= xs::INLINE_CONTENT_MAX && self.model.present.contains(h)
+                    })
+                    .map(|(h, _)| h.clone())
+                    .collect();
+                let mut want = GcReport::default();
+                for h in inline {
+                    let r = self.model.drop_content(&h);
+                    want.blobs += r.blobs;
+                    want.bytes += r.bytes;
+                }
+                assert_eq!(got, want, "gc freed");
+                self.check_content();
             }
             Op::Remove(pick) => {
                 let id = match pick.and_then(|p| self.model.pick(p)) {
@@ -479,9 +730,88 @@ impl Harness {
                 drop(subject);
                 let path = self.dir.path().join("store");
                 self.subject = Some((self.open)(&path, &self.rt));
+                // The store counts ids from its newest stored frame again.
+                self.model.last_assigned = self.model.frames.keys().next_back().copied();
+                self.check_content();
             }
         }
         self.check_all();
+    }
+
+    /// An atomic append: every frame's answer is decided against the store as it was before
+    /// it; one refused frame refuses them all, and the checkpoint with them.
+    fn atomic(&mut self, specs: &[AppendSpec], checkpoint: &Option<(usize, u8)>) {
+        let mut seen = HashSet::new();
+        let nfs: Vec<NewFrame> = specs
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if !seen.insert(s.topic) {
+                    (s.key, s.expect) = (None, None);
+                }
+                self.new_frame(&s)
+            })
+            .collect();
+        let wants: Vec<Want> = nfs.iter().map(|nf| self.model.want(nf)).collect();
+        let checkpoint = checkpoint.map(|(c, v)| (CHECKPOINTS[c], vec![v; usize::from(v % 4)]));
+        let batch = Batch {
+            frames: nfs.clone(),
+            checkpoint: checkpoint.clone().map(|(n, v)| (n.to_string(), v)),
+        };
+        let r = self.rt.block_on(self.store().append_batch(batch));
+        let refused = wants.iter().find_map(|w| match w {
+            Want::Refused(last) => Some(*last),
+            _ => None,
+        });
+        if let Some(last) = refused {
+            match r {
+                Err(Error::ExpectFailed { last: l, .. }) => assert_eq!(l, last, "newest on topic"),
+                r => panic!("expected ExpectFailed, got {r:?}"),
+            }
+            return;
+        }
+        let got = r.expect("atomic append");
+        assert_eq!(got.len(), nfs.len(), "frames answered");
+        for ((nf, want), f) in nfs.iter().zip(wants).zip(got) {
+            self.check_answer(nf, want, Ok(f));
+        }
+        if let Some((name, value)) = checkpoint {
+            self.model.checkpoints.insert(name, value);
+        }
+    }
+
+    fn ack(&mut self, name: &'static str, pick: &AckPick) {
+        let last = self.model.last_assigned;
+        let id = match pick {
+            AckPick::Existing(p) => self.model.pick(*p).or(last),
+            AckPick::Newest => last,
+            AckPick::Beyond => last.map(|l| Id::from_u128(l.to_u128() + 1)),
+            AckPick::Old(n) => Some(Id::from_u128(u128::from(*n) + 1)),
+        }
+        .unwrap_or_else(|| Id::from_u128(1));
+        let r = self.rt.block_on(self.store().ack(name, id));
+        if last.is_none_or(|l| id > l) {
+            assert!(
+                matches!(r, Err(Error::Invalid(_))),
+                "ack after the newest: {r:?}"
+            );
+            return;
+        }
+        let position = self.model.consumers.get(name).map_or(id, |p| id.max(*p));
+        assert_eq!(r.expect("ack"), position, "position after an ack");
+        self.model.consumers.insert(name, position);
+    }
+
+    /// Every known content is stored exactly when the model says so, with its bytes.
+    fn check_content(&self) {
+        for (h, bytes) in &self.model.contents {
+            let got = self
+                .rt
+                .block_on(self.store().cas_read(h))
+                .expect("cas read");
+            let want = self.model.present.contains(h).then_some(bytes);
+            assert_eq!(got.as_ref(), want, "content {h}");
+        }
     }
 
     fn import(&mut self, s: &ImportSpec) {
@@ -500,7 +830,7 @@ impl Harness {
             HashPick::None => (None, true),
             HashPick::Known(p) if !self.model.contents.is_empty() => {
                 let (h, _) = &self.model.contents[p % self.model.contents.len()];
-                (Some(h.clone()), true)
+                (Some(h.clone()), self.model.present.contains(h))
             }
             HashPick::Known(_) => (None, true),
             HashPick::Missing => (
@@ -531,6 +861,9 @@ impl Harness {
         want.ttl.get_or_insert(Ttl::Forever);
         assert_eq!(got, want);
         if want.ttl != Some(Ttl::Ephemeral) {
+            if self.model.last_assigned.is_none_or(|l| want.id > l) {
+                self.model.last_assigned = Some(want.id);
+            }
             // An import keeps its ttl but never trims: only appends apply `last:n`.
             self.model.frames.insert(want.id, want);
         }
@@ -612,6 +945,33 @@ impl Harness {
                 .len();
             assert_eq!(n, per_topic.get(t).copied().unwrap_or(0), "frames of {t}");
         }
+        for name in CONSUMERS {
+            let got = self
+                .rt
+                .block_on(self.store().consumer(name))
+                .expect("consumer");
+            let want = self.model.consumers.get(name).map(|p| {
+                let lag = self
+                    .model
+                    .frames
+                    .range(p..)
+                    .filter(|(id, _)| *id > p)
+                    .count();
+                (*p, lag as u64)
+            });
+            assert_eq!(got.map(|c| (c.position, c.lag)), want, "consumer {name}");
+        }
+        for name in CHECKPOINTS {
+            let got = self
+                .rt
+                .block_on(self.store().checkpoint(name))
+                .expect("checkpoint");
+            assert_eq!(
+                got.as_ref(),
+                self.model.checkpoints.get(name),
+                "checkpoint {name}"
+            );
+        }
     }
 
     pub fn run(open: Open, ops: &[Op]) {
@@ -637,7 +997,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(48)
+        .unwrap_or(36)
 }
 
 proptest! {

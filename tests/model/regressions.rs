@@ -10,6 +10,8 @@ fn append(topic: usize, ttl: TtlSpec) -> AppendSpec {
         len: 10,
         seed: 0,
         meta: None,
+        expect: None,
+        key: None,
     }
 }
 
