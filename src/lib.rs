@@ -13,6 +13,7 @@ pub mod backend;
 pub mod consumer;
 pub mod error;
 pub mod frame;
+pub mod lifecycle;
 pub mod local;
 #[allow(missing_docs)]
 pub mod read;

@@ -1,5 +1,7 @@
-//! Generators: `{run: {|| ...}, duplex?, return_options?}`. Each value the pipeline produces
-//! (or each line of a byte stream) becomes a `<name>.recv` frame (`source_id` in its meta);
+//! Generators (and cross.stream's services): `{run: {|| ...}, duplex?, return_options?}`.
+//! Each value the pipeline produces (or each line of a byte stream) becomes a `<name>.recv`
+//! frame (`source_id` in its meta; what the script `.append`s carries a service's
+//! `service_id`);
 //! with `duplex`, the content of each `<name>.send` frame is fed to the pipeline's input.
 //! When the pipeline ends it restarts after a back-off: 1 s, doubling up to 60 s while runs
 //! keep ending within a minute, back to 1 s after a run that lasted a minute. External
@@ -14,6 +16,7 @@ use nu_protocol::engine::Closure;
 use nu_protocol::{ByteStream, ByteStreamType, PipelineData, Signals, Span, Value};
 use std::sync::{Arc, Mutex};
 
+use xs::lifecycle::Vocab;
 use xs::{Frame, Id, Store};
 
 use super::nu_config::{self, output_frame, Env, ReturnOptions, Script};
@@ -37,17 +40,16 @@ pub struct Config {
 }
 
 impl Kind for Generator {
-    const NAME: &'static str = "generator";
     type Config = Config;
 
-    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
+    fn parse(&self, store: &Store, frame: &Frame, vocab: &'static Vocab) -> Result<Config, String> {
         let ctx = Ctx::new(store.clone(), self.0.rt.clone());
         let l = nu_config::load_checked(
             &self.0,
             store,
             frame,
             ctx.clone(),
-            Self::NAME,
+            vocab.word,
             &["run", "duplex", "return_options"],
             ".recv",
         )?;
@@ -130,15 +132,15 @@ fn run_once(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Result<(), 
     let es = &c.script.engine;
     let span = Span::unknown();
     let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
+    let id = serde_json::Value::String(inst.create_id.to_string());
     let mut stamp = serde_json::Map::new();
-    stamp.insert(
-        "source_id".into(),
-        serde_json::Value::String(inst.create_id.to_string()),
-    );
+    stamp.insert(inst.vocab.output.into(), id.clone());
+    let mut appended = serde_json::Map::new();
+    appended.insert(inst.vocab.append.into(), id);
     let mut stack = crate::nu::script::stack();
     stack.add_env_var(
         APPEND_META_ENV.into(),
-        nu_protocol::IntoValue::into_value(serde_json::Value::Object(stamp.clone()), span),
+        nu_protocol::IntoValue::into_value(serde_json::Value::Object(appended), span),
     );
     stack.add_env_var(
         crate::orphans::ENV.into(),

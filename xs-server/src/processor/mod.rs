@@ -1,9 +1,11 @@
-//! Processors and their lifecycle (DESIGN.md §6), one vocabulary for every kind: users append
-//! `xs.<kind>.<name>.create` / `.term`; the runtime answers `active`, `invalid`, `fin.ok`,
-//! `fin.error`, `fin.term`, `replaced` and `stopped`, each with `create_id` in its meta.
-//! A dispatcher per kind rebuilds its processors at start from the `xs.<kind>.` frames only,
-//! then follows them live; the kinds (webhook, handler, generator, action) say how a create
-//! frame is read and how one instance runs.
+//! Processors and their lifecycle (DESIGN.md §6): users append `xs.<kind>.<name>.create` /
+//! `.term`; the runtime answers `active`, `invalid`, `fin.ok`, `fin.error`, `fin.term`,
+//! `replaced` and `stopped`, pointing at the create with the kind's meta key
+//! (`xs::lifecycle`: `create_id` for ours, `actor_id` / `source_id` for cross.stream's).
+//! A dispatcher per kind word rebuilds its processors at start from the `xs.<word>.` frames
+//! only, then follows them live; the engines (webhook, handler, generator, action) say how a
+//! create frame is read and how one instance runs. `xs.actor.*` runs on the handler engine,
+//! `xs.service.*` on the generator engine; `unknown` answers creates of any other kind.
 
 #[cfg(feature = "nu")]
 #[allow(clippy::result_large_err)]
@@ -17,6 +19,7 @@ pub mod handler;
 #[cfg(feature = "nu")]
 #[allow(clippy::result_large_err)]
 mod nu_config;
+pub mod unknown;
 
 #[cfg(feature = "nu")]
 pub use nu_config::Env;
@@ -28,20 +31,24 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use xs::lifecycle::Vocab;
 use xs::reader::Event as ReadEvent;
 use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
 
 use crate::ps::{self, Table};
 
-/// A kind of processor.
+/// An engine running a kind of processor.
 pub trait Kind: Send + Sync + 'static {
-    /// `webhook`, `handler`, `generator` or `action`: its frames are `xs.<NAME>.*`.
-    const NAME: &'static str;
     type Config: Send + Sync + 'static;
 
     /// Reads a create frame's configuration (called on a blocking thread); the error says
     /// what is wrong and is answered as `invalid`.
-    fn parse(&self, store: &Store, frame: &Frame) -> Result<Self::Config, String>;
+    fn parse(
+        &self,
+        store: &Store,
+        frame: &Frame,
+        vocab: &'static Vocab,
+    ) -> Result<Self::Config, String>;
 
     /// Runs one instance until it ends by itself or `inst.stop` turns true.
     fn run(&self, inst: Instance<Self::Config>) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -56,6 +63,8 @@ pub trait Kind: Send + Sync + 'static {
 pub struct Instance<C> {
     pub name: String,
     pub create_id: Id,
+    /// The words it was created with (`xs.handler.*` or `xs.actor.*`, ...).
+    pub vocab: &'static Vocab,
     pub config: Arc<C>,
     pub store: Store,
     /// Turns true when the instance must stop (term, replaced, daemon stopping).
@@ -124,16 +133,18 @@ pub struct Dispatcher {
     task: JoinHandle<()>,
 }
 
-/// Rebuilds the processors of kind `K` from their lifecycle frames and runs them.
-pub fn start<K: Kind>(kind: K, store: Store, table: Table) -> Dispatcher {
+/// Rebuilds the processors of `vocab`'s word, run by engine `K`, from their lifecycle
+/// frames and runs them.
+pub fn start<K: Kind>(kind: K, vocab: &'static Vocab, store: Store, table: Table) -> Dispatcher {
     let (stop, stop_rx) = watch::channel(false);
     table
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|(k, _), _| *k != K::NAME);
+        .retain(|(k, _), _| *k != vocab.word);
     let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let d = State {
         kind: Arc::new(kind),
+        vocab,
         store,
         table,
         names: BTreeMap::new(),
@@ -190,6 +201,7 @@ type Ended = (String, Id, Outcome);
 
 struct State<K: Kind> {
     kind: Arc<K>,
+    vocab: &'static Vocab,
     store: Store,
     table: Table,
     /// The live instance of each name.
@@ -203,8 +215,8 @@ struct State<K: Kind> {
 }
 
 impl<K: Kind> State<K> {
-    fn prefix() -> String {
-        format!("xs.{}.", K::NAME)
+    fn prefix(&self) -> String {
+        format!("xs.{}.", self.vocab.word)
     }
 
     async fn run(
@@ -212,7 +224,7 @@ impl<K: Kind> State<K> {
         mut stop: watch::Receiver<bool>,
         mut ended: mpsc::UnboundedReceiver<Ended>,
     ) {
-        let prefix = Self::prefix();
+        let prefix = self.prefix();
         let topic = TopicFilter::parse(&format!("{prefix}*")).unwrap_or_default();
         let mut reader = self.store.read_quiet(ReadOptions {
             follow: Follow::On,
@@ -244,7 +256,7 @@ impl<K: Kind> State<K> {
                         }
                     }
                     Some(Err(e)) => {
-                        tracing::error!(kind = K::NAME, error = %e, "reading lifecycle frames");
+                        tracing::error!(kind = self.vocab.word, error = %e, "reading lifecycle frames");
                         break;
                     }
                     None => break,
@@ -255,7 +267,7 @@ impl<K: Kind> State<K> {
     }
 
     async fn apply(&mut self, ev: Lifecycle<K::Config>) {
-        let Some((name, event)) = parse_topic(&Self::prefix(), &ev.frame.topic) else {
+        let Some((name, event)) = parse_topic(&self.prefix(), &ev.frame.topic) else {
             return;
         };
         let name = name.to_string();
@@ -266,13 +278,8 @@ impl<K: Kind> State<K> {
                     if let Some(old) = self.names.remove(&name) {
                         let old_id = old.create_id;
                         old.halt().await;
-                        self.answer(
-                            &name,
-                            "replaced",
-                            old_id,
-                            serde_json::json!({"replaced_by": id}),
-                        )
-                        .await;
+                        let extra = serde_json::json!({ self.vocab.replaced_by: id });
+                        self.answer(&name, "replaced", old_id, extra).await;
                     }
                     let (stop, _) = watch::channel(false);
                     let r = Live {
@@ -287,9 +294,9 @@ impl<K: Kind> State<K> {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(kind = K::NAME, name = %name, %error, "invalid processor");
-                    self.answer(&name, "invalid", id, serde_json::json!({ "error": error }))
-                        .await;
+                    tracing::warn!(kind = self.vocab.word, name = %name, %error, "invalid processor");
+                    let extra = serde_json::json!({ self.vocab.invalid_error: error });
+                    self.answer(&name, "invalid", id, extra).await;
                     if !self.names.contains_key(&name) {
                         self.set_row(&name, id, "invalid", None, Some(error));
                     }
@@ -299,13 +306,8 @@ impl<K: Kind> State<K> {
                 if let Some(old) = self.names.remove(&name) {
                     let (old_id, detail) = (old.create_id, K::detail(&old.config));
                     old.halt().await;
-                    self.answer(
-                        &name,
-                        "fin.term",
-                        old_id,
-                        serde_json::json!({ "term_id": id }),
-                    )
-                    .await;
+                    let extra = serde_json::json!({ self.vocab.term: id });
+                    self.answer(&name, "fin.term", old_id, extra).await;
                     self.set_row(&name, old_id, "terminated", detail, None);
                 }
             }
@@ -314,7 +316,7 @@ impl<K: Kind> State<K> {
                     .frame
                     .meta
                     .as_ref()
-                    .and_then(|m| m.get("create_id"))
+                    .and_then(|m| m.get(self.vocab.create_key()))
                     .and_then(|v| v.as_str())
                     .and_then(|s| xs::frame::parse_id(s).ok());
                 if let Some(c) = create {
@@ -356,9 +358,9 @@ impl<K: Kind> State<K> {
         {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             t.insert(
-                (K::NAME, name.to_string()),
+                (self.vocab.word, name.to_string()),
                 ps::Status {
-                    kind: K::NAME,
+                    kind: self.vocab.word,
                     name: name.to_string(),
                     state: "active",
                     since: ps::now(),
@@ -374,12 +376,13 @@ impl<K: Kind> State<K> {
         let inst = Instance {
             name: name.to_string(),
             create_id,
+            vocab: self.vocab,
             config,
             store: self.store.clone(),
             stop: stop_rx,
             status: Status {
                 table: self.table.clone(),
-                kind: K::NAME,
+                kind: self.vocab.word,
                 name: name.to_string(),
                 create_id,
             },
@@ -411,13 +414,13 @@ impl<K: Kind> State<K> {
             Outcome::Failed(e) => (
                 "fin.error",
                 "failed",
-                serde_json::json!({ "error": e }),
+                serde_json::json!({ self.vocab.fin_error: e }),
                 Some(e),
             ),
             Outcome::FailedOn(e, frame_id) => (
                 "fin.error",
                 "failed",
-                serde_json::json!({ "error": e, "frame_id": frame_id }),
+                serde_json::json!({ self.vocab.fin_error: e, "frame_id": frame_id }),
                 Some(e),
             ),
         };
@@ -455,7 +458,10 @@ impl<K: Kind> State<K> {
     }
 
     async fn append(&mut self, name: &str, event: &str, create_id: Id, extra: serde_json::Value) {
-        let mut meta = serde_json::json!({ "create_id": create_id });
+        let mut meta = serde_json::json!({});
+        for key in self.vocab.create_keys {
+            meta[*key] = serde_json::json!(create_id);
+        }
         if let serde_json::Value::Object(m) = extra {
             for (k, v) in m {
                 meta[k] = v;
@@ -463,11 +469,11 @@ impl<K: Kind> State<K> {
         }
         let frame = NewFrame {
             meta: Some(meta),
-            ..NewFrame::new(format!("{}{name}.{event}", Self::prefix()))
+            ..NewFrame::new(format!("{}{name}.{event}", self.prefix()))
         };
         self.answered.insert((create_id, event.to_string()));
         if let Err(e) = self.store.append(frame).await {
-            tracing::warn!(kind = K::NAME, name = %name, event, error = %e, "could not append a lifecycle frame");
+            tracing::warn!(kind = self.vocab.word, name = %name, event, error = %e, "could not append a lifecycle frame");
         }
     }
 
@@ -480,7 +486,7 @@ impl<K: Kind> State<K> {
         error: Option<String>,
     ) {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (K::NAME, name.to_string());
+        let key = (self.vocab.word, name.to_string());
         let old = t.get(&key);
         let position = old.and_then(|s| s.position);
         let last_error = error.or_else(|| old.and_then(|s| s.last_error.clone()));
@@ -488,7 +494,7 @@ impl<K: Kind> State<K> {
         t.insert(
             key,
             ps::Status {
-                kind: K::NAME,
+                kind: self.vocab.word,
                 name: name.to_string(),
                 state,
                 since: ps::now(),
@@ -505,7 +511,7 @@ impl<K: Kind> State<K> {
     /// evaluate a script).
     async fn lifecycle(&self, frame: Frame) -> Lifecycle<K::Config> {
         if !matches!(
-            parse_topic(&Self::prefix(), &frame.topic),
+            parse_topic(&self.prefix(), &frame.topic),
             Some((_, "create"))
         ) {
             return Lifecycle {
@@ -514,7 +520,8 @@ impl<K: Kind> State<K> {
             };
         }
         let (kind, store, f) = (self.kind.clone(), self.store.clone(), frame.clone());
-        let config = tokio::task::spawn_blocking(move || kind.parse(&store, &f))
+        let vocab = self.vocab;
+        let config = tokio::task::spawn_blocking(move || kind.parse(&store, &f, vocab))
             .await
             .unwrap_or_else(|e| Err(format!("reading the config failed: {e}")));
         Lifecycle {
