@@ -207,3 +207,77 @@ fn a_create_of_an_unknown_kind_is_answered_once() {
     assert_eq!(on(&d, "xs.robot.r2.invalid").len(), 1);
     assert!(on(&d, "xs.start.x.invalid").is_empty());
 }
+
+#[test]
+fn a_service_restart_option_says_whether_it_runs_again() {
+    let d = Daemon::start();
+    // never: one run, then fin.ok.
+    let (id, _) = create_as(
+        &d,
+        "service",
+        "once",
+        "source_id",
+        r#"{ restart: "never", run: {|| "only once" } }"#,
+    );
+    let fin = wait_for(&d, "xs.service.once.fin.ok", 1);
+    assert_eq!(fin[0]["meta"]["source_id"], id.as_str());
+    assert_eq!(on(&d, "once.recv").len(), 1);
+
+    // never, failing: fin.error with cross.stream's `message`.
+    create_as(
+        &d,
+        "service",
+        "boom",
+        "source_id",
+        r#"{ restart: "never", run: {|| error make {msg: "boom"} } }"#,
+    );
+    let fin = wait_for(&d, "xs.service.boom.fin.error", 1);
+    assert!(
+        fin[0]["meta"]["message"].as_str().unwrap().contains("boom"),
+        "{}",
+        fin[0]
+    );
+
+    // on-failure: a failing run runs again (after the 1 s back-off); an end finishes.
+    create_as(
+        &d,
+        "generator",
+        "flaky",
+        "create_id",
+        r#"{ restart: "on-failure", run: {|| .append flaky.try; error make {msg: "again"} } }"#,
+    );
+    wait_for(&d, "flaky.try", 2);
+    assert!(on(&d, "xs.generator.flaky.fin.error").is_empty());
+    create_as(
+        &d,
+        "generator",
+        "ends",
+        "create_id",
+        r#"{ restart: "on-failure", run: {|| "done" } }"#,
+    );
+    wait_for(&d, "xs.generator.ends.fin.ok", 1);
+
+    // A wrong value: invalid.
+    let (_, invalid) = create_as(
+        &d,
+        "service",
+        "odd",
+        "source_id",
+        r#"{ restart: "sometimes", run: {|| "x" } }"#,
+    );
+    assert_eq!(invalid["topic"], "xs.service.odd.invalid");
+    assert!(invalid["meta"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("restart must be"));
+    // A finished service stays finished after a restart of the daemon.
+    let mut d = d;
+    assert!(d.stop().success());
+    d.restart();
+    poll_until(Duration::from_secs(10), "the daemon back", || {
+        (on(&d, "xs.start").len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(on(&d, "once.recv").len(), 1, "a finished service ran again");
+    d.assert_no_panic();
+}
