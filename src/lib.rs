@@ -26,7 +26,7 @@ pub mod ttl;
 pub use backend::{Backend, Batch, Content, NewFrame};
 pub use error::{Error, Result};
 pub use frame::{Expect, Frame, Id};
-pub use local::LocalOptions;
+pub use local::{Fsync, LocalOptions};
 pub use read::{Follow, ReadOptions};
 pub use store::{ContentWriter, Store};
 pub use topic::{validate_topic, TopicFilter};

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use fjall::PersistMode;
 use ssri::Integrity;
 use tokio::sync::{oneshot, watch};
 
@@ -451,8 +450,9 @@ impl WriterState {
             fresh_above,
         )?;
         let (drops, freed) = self.plan_drops(&plan, &changes)?;
-        // fdatasync: the journal's data and what is needed to read it back, not its mtime.
-        let mut batch = ks.db.batch().durability(Some(PersistMode::SyncData));
+        // `--fsync always`: fdatasync (the journal's data and what is needed to read it back,
+        // not its mtime); else handed to the OS (see `Fsync`).
+        let mut batch = ks.db.batch().durability(Some(ks.persist));
         for (id, (topic, exp)) in &plan.deletes {
             batch.remove(&ks.frames, codec::id_key(id).to_vec());
             for p in index_prefixes(topic) {

@@ -49,6 +49,10 @@ pub struct ServeOptions {
     /// Free space to keep on the store's filesystem (default `xs::DEFAULT_MIN_FREE_BYTES`):
     /// below it, appends answer 507.
     pub min_free_space: Option<u64>,
+    /// When appends reach the disk (`--fsync`; default: each batch is fsynced).
+    pub fsync: xs::Fsync,
+    /// How often expired frames are removed (`--ttl-sweep`; default 1 s).
+    pub ttl_sweep: Option<Duration>,
     /// Serve the `--http` gateway (see `gateway`).
     pub http: Option<gateway::GatewayOptions>,
     /// An executable that runs [`orphans::guard_main`] as `<exe> __guard TAG` (`xs` does):
@@ -91,6 +95,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         min_free_bytes: opts
             .min_free_space
             .unwrap_or(xs::local::DEFAULT_MIN_FREE_BYTES),
+        fsync: opts.fsync,
+        ttl_sweep: opts.ttl_sweep.unwrap_or(LocalOptions::default().ttl_sweep),
         ..LocalOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
