@@ -36,7 +36,8 @@ pub struct ServeOptions {
     /// The store directory (created if missing).
     pub store: PathBuf,
     /// Also serve the API over TCP on this address (`host:port` or `:port`; port 0 picks
-    /// one, announced in `xs.start`). A token is needed there.
+    /// one, announced in `xs.start`; a token is needed there), or on a Unix socket at this
+    /// path (one with a `/`: mode 0600, no token, like `sock`).
     pub expose: Option<String>,
     /// Only reads on the `expose` listener (403 for everything else).
     pub expose_read_only: bool,
@@ -70,14 +71,31 @@ pub struct TlsFiles {
 
 impl ServeOptions {
     /// Refuses flags that need another flag to mean anything.
+    /// The `--expose` Unix socket path, if it is one.
+    fn expose_socket(&self) -> Option<PathBuf> {
+        self.expose
+            .as_deref()
+            .filter(|a| listener::is_socket_path(a))
+            .map(PathBuf::from)
+    }
+
+    /// Whether a TCP listener is asked for (they need the token).
+    fn tcp(&self) -> bool {
+        (self.expose.is_some() && self.expose_socket().is_none()) || self.console.is_some()
+    }
+
     fn check(&self) -> Result<(), ServeError> {
-        let tcp = self.expose.is_some() || self.console.is_some();
+        let tcp = self.tcp();
         let orphan = if self.expose_read_only && self.expose.is_none() {
             Some("--expose-read-only needs --expose")
+        } else if self.expose_read_only && self.expose_socket().is_some() {
+            Some(
+                "--expose-read-only is for a TCP --expose (a socket is owner-only and full access)",
+            )
         } else if self.token_file.is_some() && !tcp {
-            Some("--token-file needs --expose or --console (the socket needs no token)")
+            Some("--token-file needs a TCP --expose or --console (sockets need no token)")
         } else if self.tls.is_some() && !tcp {
-            Some("--tls-cert/--tls-key need --expose or --console")
+            Some("--tls-cert/--tls-key need a TCP --expose or --console")
         } else {
             None
         };
@@ -117,7 +135,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     opts.check()?;
-    let guard = if opts.expose.is_some() || opts.console.is_some() {
+    let guard = if opts.tcp() {
         let tls = match &opts.tls {
             Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
             None => None,
@@ -134,8 +152,15 @@ pub async fn run(
     let daemon = Daemon::new(store.clone(), &opts.store)?;
     let sock = opts.store.join("sock");
     let mut listeners = vec![listener::bind_unix(&sock)?];
+    let expose_sock = opts.expose_socket();
+    if let Some(path) = &expose_sock {
+        listeners.push(listener::bind_unix_exposed(path)?);
+    }
     let mut bind = async |addr: &Option<String>, role| -> Result<Option<String>, ServeError> {
         let Some(addr) = addr else { return Ok(None) };
+        if listener::is_socket_path(addr) {
+            return Ok(Some(addr.clone()));
+        }
         let (l, local) = listener::bind_tcp(addr, role).await?;
         listeners.push(l);
         Ok(Some(local.to_string()))
@@ -210,7 +235,7 @@ pub async fn run(
         g = accept => g,
         reason = store.failed() => {
             tracing::error!(%reason, "storage failed; xs stops");
-            let _ = std::fs::remove_file(&sock);
+            remove_sockets(&sock, &expose_sock);
             return Err(ServeError::Internal(format!("storage failed: {reason}")));
         }
     };
@@ -232,7 +257,7 @@ pub async fn run(
         .await
         .is_err()
     {
-        let _ = std::fs::remove_file(&sock);
+        remove_sockets(&sock, &expose_sock);
         tracing::error!("the store did not close within {CLOSE_GRACE:?}; xs stops anyway");
         return Err(ServeError::Internal(format!(
             "the store did not close within {CLOSE_GRACE:?} (is its directory still there?)"
@@ -247,9 +272,17 @@ pub async fn run(
     if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
         tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }
-    let _ = std::fs::remove_file(&sock);
+    remove_sockets(&sock, &expose_sock);
     tracing::info!("xs stopped");
     Ok(())
+}
+
+/// Removes the daemon's sockets (its own and an `--expose` one) on the way out.
+fn remove_sockets(sock: &std::path::Path, exposed: &Option<PathBuf>) {
+    let _ = std::fs::remove_file(sock);
+    if let Some(p) = exposed {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 /// How long the store gets to commit what is queued and close when the daemon stops.
