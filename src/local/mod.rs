@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use ssri::Integrity;
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -80,6 +80,42 @@ impl From<fjall::Error> for Error {
     }
 }
 
+/// When committed batches reach the disk (`xs serve --fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// Each batch is fdatasynced before its appends are answered (one fsync per group
+    /// commit): survives a process crash, an OS crash and a power loss.
+    #[default]
+    Always,
+    /// Each batch is handed to the OS before its appends are answered, and fdatasynced every
+    /// interval: survives a process crash; an OS crash or power loss loses up to an interval.
+    Interval(std::time::Duration),
+    /// Batches are handed to the OS, which writes them when it likes: survives a process
+    /// crash; an OS crash or power loss loses what the OS had not written.
+    Never,
+}
+
+impl std::str::FromStr for Fsync {
+    type Err = String;
+
+    /// `always`, `interval:<ms>` or `never`.
+    fn from_str(s: &str) -> std::result::Result<Fsync, String> {
+        let bad = || format!("--fsync takes always, interval:<ms> or never, not {s:?}");
+        match s {
+            "always" => Ok(Fsync::Always),
+            "never" => Ok(Fsync::Never),
+            _ => {
+                let ms: u64 = s
+                    .strip_prefix("interval:")
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(bad)?;
+                Ok(Fsync::Interval(std::time::Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
 /// Options of the local backend.
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
@@ -92,6 +128,10 @@ pub struct LocalOptions {
     pub journal_bytes: u64,
     /// Free space kept on the store's filesystem: below it, appends answer `NoSpace`.
     pub min_free_bytes: u64,
+    /// When committed batches reach the disk.
+    pub fsync: Fsync,
+    /// How often expired (`time:`) frames are removed.
+    pub ttl_sweep: std::time::Duration,
 }
 
 impl Default for LocalOptions {
@@ -103,6 +143,8 @@ impl Default for LocalOptions {
             memtable_bytes: 2 * 1024 * 1024,
             journal_bytes: 64 * 1024 * 1024,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            fsync: Fsync::Always,
+            ttl_sweep: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -124,12 +166,17 @@ struct Inner {
     failed: watch::Sender<Option<String>>,
     /// Removes expired frames (see [`Local::sweep_expired`]); stopped by `close`.
     sweeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// With `Fsync::Interval`: dropped by `close` to stop the thread that syncs the journal.
+    syncer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    fsync: Fsync,
     _lock: File,
 }
 
 #[derive(Clone)]
 pub(crate) struct Keyspaces {
     db: Database,
+    /// How each committed batch is persisted (from `LocalOptions::fsync`).
+    persist: PersistMode,
     /// Checked before every batch and while large content streams in (see `space`).
     space: Arc<space::Space>,
     /// Counters for `GET /metrics` (see `metrics`).
@@ -233,6 +280,10 @@ impl Local {
             refs: db.keyspace("refs", random_keyed)?,
             idem: db.keyspace("idem", ks_opts)?,
             checkpoints: db.keyspace("checkpoints", ks_opts)?,
+            persist: match opts.fsync {
+                Fsync::Always => PersistMode::SyncData,
+                Fsync::Interval(_) | Fsync::Never => PersistMode::Buffer,
+            },
             db,
         };
         let live = LiveSenders::new();
@@ -263,11 +314,17 @@ impl Local {
                 live: Mutex::new(Some(live)),
                 failed,
                 sweeper: Mutex::new(None),
+                syncer: Mutex::new(None),
+                fsync: opts.fsync,
                 _lock: lock,
             }),
         };
+        if let Fsync::Interval(every) = opts.fsync {
+            let tx = sync_every(local.inner.ks.db.clone(), every)?;
+            *local.inner.syncer.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let task = rt.spawn(sweep_expired(Arc::downgrade(&local.inner)));
+            let task = rt.spawn(sweep_expired(Arc::downgrade(&local.inner), opts.ttl_sweep));
             *local
                 .inner
                 .sweeper
@@ -446,6 +503,17 @@ impl Local {
             .take();
         if let Some(w) = writer {
             w.shutdown();
+            self.inner
+                .syncer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if self.inner.fsync != Fsync::Always {
+                // A clean stop loses nothing, whatever `--fsync` says.
+                if let Err(e) = self.inner.ks.db.persist(PersistMode::SyncData) {
+                    tracing::warn!(error = %e, "syncing the journal at close failed");
+                }
+            }
             // Flush memtables so the next start has (almost) no journal to replay.
             for k in self.inner.ks.all() {
                 if let Err(e) = k.rotate_memtable_and_wait() {
@@ -461,13 +529,41 @@ impl Local {
     }
 }
 
+/// With `Fsync::Interval`: a thread that fdatasyncs the journal every `every`, until the
+/// returned sender is dropped.
+fn sync_every(db: Database, every: std::time::Duration) -> Result<std::sync::mpsc::Sender<()>> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("xs-fsync".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                if let Err(e) = db.persist(PersistMode::SyncData) {
+                    tracing::warn!(error = %e, "syncing the journal failed");
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting the fsync thread", e))?;
+    Ok(tx)
+}
+
 /// Every second, for as long as the store is open: fails the store for good if its directory
-/// vanished (nothing can be stored any more), else removes expired frames, 10,000 at a time.
-async fn sweep_expired(store: std::sync::Weak<Inner>) {
+/// vanished (nothing can be stored any more); every `every` (`--ttl-sweep`), removes expired
+/// frames, 10,000 at a time.
+async fn sweep_expired(store: std::sync::Weak<Inner>, every: std::time::Duration) {
     const MAX: usize = 10_000;
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let second = std::time::Duration::from_secs(1);
+    let period = every.min(second);
+    let mut tick = tokio::time::interval(period);
+    let mut last_check = tokio::time::Instant::now();
+    let mut last_sweep = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        // Half a tick of slack: ticks are due on a schedule, not after it.
+        let sweep = last_sweep.elapsed() + period / 2 >= every;
+        if !sweep && last_check.elapsed() + period / 2 < second {
+            continue;
+        }
+        last_check = tokio::time::Instant::now();
         if let Some(inner) = store.upgrade() {
             if let Err(e) = std::fs::metadata(inner.path.join("lock")) {
                 let reason = format!(
@@ -479,6 +575,10 @@ async fn sweep_expired(store: std::sync::Weak<Inner>) {
                 return;
             }
         }
+        if !sweep {
+            continue;
+        }
+        last_sweep = tokio::time::Instant::now();
         loop {
             let Some(inner) = store.upgrade() else { return };
             match (Local { inner }).sweep_expired(MAX).await {

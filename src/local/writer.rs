@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use fjall::PersistMode;
 use tokio::sync::watch;
 
 use super::plan::{Ctx, Plan, Reply, WriteOp};
@@ -236,8 +235,9 @@ impl WriterState {
             fresh_above,
         )?;
         let (drops, freed) = gc::drops(&self.cx, &plan, &changes)?;
-        // fdatasync: the journal's data and what is needed to read it back, not its mtime.
-        let mut batch = ks.db.batch().durability(Some(PersistMode::SyncData));
+        // `--fsync always`: fdatasync (the journal's data and what is needed to read it back,
+        // not its mtime); else handed to the OS (see `Fsync`).
+        let mut batch = ks.db.batch().durability(Some(ks.persist));
         for (id, (topic, exp)) in &plan.deletes {
             batch.remove(&ks.frames, codec::id_key(id).to_vec());
             for p in index_prefixes(topic) {

@@ -51,7 +51,18 @@ fn expose_creates_an_owner_only_token_and_requires_it() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    assert_401(&tcp(&d, "GET", "/version", &[], b""));
+    let r = tcp(&d, "GET", "/version", &[], b"");
+    assert_401(&r);
+    // It tells a cross.stream user what to do.
+    let why = r.json()["error"].as_str().unwrap().to_string();
+    for hint in [
+        "<store>/token",
+        "XS_TOKEN",
+        "Authorization: Bearer",
+        "--expose ./path.sock",
+    ] {
+        assert!(why.contains(hint), "{why}");
+    }
     assert_401(&tcp(
         &d,
         "GET",

@@ -96,7 +96,7 @@ fn serve_refuses_meaningless_or_weak_settings() {
         ),
         (
             vec!["--token-file", "/x"],
-            "--token-file needs --expose or --console",
+            "--token-file needs a TCP --expose or --console",
         ),
         (
             vec![
@@ -244,4 +244,53 @@ fn https_with_a_private_ca() {
     let no_token = xs(&["version", &url, "--cacert", ca], b"").error();
     assert!(no_token.contains("needs a token"), "{no_token}");
     assert_eq!(topics(&d.read("topic=secure")).len(), 2);
+}
+
+#[test]
+fn expose_takes_a_unix_socket_path_owner_only_without_a_token() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("public.sock");
+    let p = path.to_str().unwrap();
+    let mut d = Daemon::start_with(&["--expose", p]);
+    assert_eq!(d.start_meta()["expose"], p);
+    let m = std::fs::metadata(&path).unwrap();
+    assert!(m.file_type().is_socket());
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    // No token needed, full access (like `sock`); no token file was made.
+    let out = xs(&["append", p, "chat"], b"over the exposed socket").ok();
+    assert_eq!(out.json()["topic"], "chat");
+    assert!(!d.store.join("token").exists());
+    assert_eq!(topics(&d.read("topic=chat")), ["chat"]);
+    // Removed on exit.
+    assert!(d.stop().success());
+    assert!(!path.exists());
+
+    // A regular file at the path is never replaced.
+    std::fs::write(&path, b"precious").unwrap();
+    let out = xs(
+        &[
+            "serve",
+            tmp.path().join("s2").to_str().unwrap(),
+            "--expose",
+            p,
+        ],
+        b"",
+    );
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("already there"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    // --expose-read-only is for TCP.
+    let out = xs(
+        &[
+            "serve",
+            tmp.path().join("s3").to_str().unwrap(),
+            "--expose",
+            "./x.sock",
+            "--expose-read-only",
+        ],
+        b"",
+    );
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("--expose-read-only"), "{}", out.stderr);
 }

@@ -124,3 +124,39 @@ fn followers_get_xs_stopping_and_exit_0_when_the_daemon_stops() {
     let exit = wait_bounded(&mut child.child, Duration::from_secs(10), "xs cat -f");
     assert_eq!(exit.code(), Some(0), "the follow stream ends cleanly");
 }
+
+#[test]
+fn fsync_interval_and_never_survive_a_process_crash() {
+    for mode in ["interval:50", "never", "always"] {
+        let mut d = Daemon::start_with(&["--fsync", mode, "--ttl-sweep", "200ms"]);
+        let a = d.append("durable", b"kept");
+        d.kill9();
+        d.restart();
+        let after = d.read("topic=durable");
+        assert_eq!(after.len(), 1, "--fsync {mode}");
+        assert_eq!(after[0]["id"], a["id"]);
+        // And a clean stop.
+        d.append("durable", b"two");
+        assert!(d.stop().success());
+        d.restart();
+        assert_eq!(d.read("topic=durable").len(), 2, "--fsync {mode}");
+    }
+}
+
+#[test]
+fn fsync_and_ttl_sweep_refuse_bad_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    for args in [
+        ["--fsync", "sometimes"],
+        ["--fsync", "interval:0"],
+        ["--ttl-sweep", "soon"],
+    ] {
+        let out = xs(
+            &[&["serve", store.to_str().unwrap()][..], &args].concat(),
+            b"",
+        );
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(args[0]), "{}", out.stderr);
+    }
+}

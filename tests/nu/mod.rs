@@ -1,7 +1,8 @@
 //! The embedded Nushell engine: `POST /eval` / `xs eval`, the store commands inside scripts,
-//! modules from the stream, and the processors (handlers, generators, actions) with their
-//! lifecycle — each against a real daemon.
+//! modules from the stream, and the processors (handlers, generators, actions, and cross.stream's
+//! actors and services) with their lifecycle — each against a real daemon.
 
+mod crossstream;
 mod eval;
 mod examples;
 mod gateway;

@@ -69,7 +69,7 @@ enum Command {
     Ack(ack::Args),
     /// List durable consumers with their position and lag
     Consumers(consumers::Args),
-    /// List processors (handlers, generators, actions, webhooks) with their state
+    /// List processors (handlers, generators, actions, webhooks, actors, services) with their state
     Ps(ps::Args),
     /// Mount (add) or unmount (remove) a store in the daemon, through its control stream
     #[command(subcommand)]
@@ -90,6 +90,12 @@ enum Command {
     /// Define, undefine or call an action
     #[command(subcommand)]
     Action(processors::Action),
+    /// Register or unregister a cross.stream actor (`xs.actor.*`: a handler, its words)
+    #[command(subcommand)]
+    Actor(processors::Actor),
+    /// Spawn or terminate a cross.stream service (`xs.service.*`: a generator, its words)
+    #[command(subcommand)]
+    Service(processors::Service),
     /// Print (or --install) the xs.nu module for interactive Nushell sessions
     Nu(nu::Args),
     /// Write the store (or some topics) as one archive to stdout
@@ -165,6 +171,8 @@ fn run(command: Command, token_file: Option<std::path::PathBuf>) -> Result<()> {
         Command::Handler(cmd) => client(processors::handler(cmd)),
         Command::Generator(cmd) => client(processors::generator(cmd)),
         Command::Action(cmd) => client(processors::action(cmd)),
+        Command::Actor(cmd) => client(processors::actor(cmd)),
+        Command::Service(cmd) => client(processors::service(cmd)),
         Command::Nu(args) => nu::run(args),
         Command::Export(args) => client(export::run(args)),
         Command::Restore(args) => client(restore::run(args)),

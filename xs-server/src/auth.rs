@@ -74,7 +74,11 @@ impl Auth {
         }
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Err(Refused::Unauthorized(
-                "a token is needed: send Authorization: Bearer <token> (the daemon's token file)",
+                "a token is needed over TCP (unlike cross.stream): send `Authorization: Bearer \
+                 <token>`, the token being the content of <store>/token (or of xs serve \
+                 --token-file); with the xs CLI set XS_TOKEN=$(cat <store>/token); with curl \
+                 add -H \"Authorization: Bearer $(cat <store>/token)\"; or serve a Unix \
+                 socket with --expose ./path.sock, which needs none",
             ));
         };
         let value = value.as_bytes();

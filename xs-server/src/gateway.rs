@@ -5,7 +5,8 @@
 //! One request: start reading the live stream, stream the body into the CAS, append
 //! `http.request` (meta: method, path, query, uri, headers, remote_addr), then wait for an
 //! `http.response` whose `meta.request_id` (else `meta.frame_id`, which a handler's `.append`
-//! stamps) is the request's id — or an `xs.handler.<name>.fin.error` whose `meta.frame_id` is.
+//! stamps) is the request's id — or an `xs.handler.<name>.fin.error` (or an actor's
+//! `xs.actor.<name>.fin.error`) whose `meta.frame_id` is.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -179,7 +180,7 @@ async fn answer(
     let mut answers_read = store.read_quiet(ReadOptions {
         follow: Follow::On,
         new: true,
-        topic: TopicFilter::parse(&format!("{RESPONSE_TOPIC},xs.handler.*"))?,
+        topic: TopicFilter::parse(&format!("{RESPONSE_TOPIC},xs.handler.*,xs.actor.*"))?,
         ..ReadOptions::default()
     });
     let content = crate::api::read_content(store, req.into_body()).await?;
@@ -267,7 +268,8 @@ fn names(frame: &Frame, id: &Id, keys: &[&str]) -> bool {
 }
 
 fn is_handler_failure(topic: &str) -> bool {
-    topic.starts_with("xs.handler.") && topic.ends_with(".fin.error")
+    (topic.starts_with("xs.handler.") || topic.starts_with("xs.actor."))
+        && topic.ends_with(".fin.error")
 }
 
 /// The request frame's meta: `{method, path, query, uri, headers, remote_addr}`.
@@ -423,6 +425,7 @@ mod tests {
     fn handler_failures_are_recognized_by_topic() {
         assert!(is_handler_failure("xs.handler.todo.fin.error"));
         assert!(!is_handler_failure("xs.handler.todo.fin.ok"));
+        assert!(is_handler_failure("xs.actor.todo.fin.error"));
         assert!(!is_handler_failure("xs.action.todo.fin.error"));
     }
 }

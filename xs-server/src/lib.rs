@@ -25,6 +25,7 @@ mod tls;
 mod webhook;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use daemon::{Daemon, Shared};
 pub use error::ServeError;
@@ -38,7 +39,8 @@ pub struct ServeOptions {
     /// The store directory (created if missing).
     pub store: PathBuf,
     /// Also serve the API over TCP on this address (`host:port` or `:port`; port 0 picks
-    /// one, announced in `xs.start`). A token is needed there.
+    /// one, announced in `xs.start`; a token is needed there), or on a Unix socket at this
+    /// path (one with a `/`: mode 0600, no token, like `sock`).
     pub expose: Option<String>,
     /// Only reads on the `expose` listener (403 for everything else).
     pub expose_read_only: bool,
@@ -51,6 +53,10 @@ pub struct ServeOptions {
     /// Free space to keep on the store's filesystem (default `xs::DEFAULT_MIN_FREE_BYTES`):
     /// below it, appends answer 507.
     pub min_free_space: Option<u64>,
+    /// When appends reach the disk (`--fsync`; default: each batch is fsynced).
+    pub fsync: xs::Fsync,
+    /// How often expired frames are removed (`--ttl-sweep`; default 1 s).
+    pub ttl_sweep: Option<Duration>,
     /// Serve the `--http` gateway (see `gateway`).
     pub http: Option<gateway::GatewayOptions>,
     /// An executable that runs [`orphans::guard_main`] as `<exe> __guard TAG` (`xs` does):
@@ -68,14 +74,31 @@ pub struct TlsFiles {
 
 impl ServeOptions {
     /// Refuses flags that need another flag to mean anything.
+    /// The `--expose` Unix socket path, if it is one.
+    fn expose_socket(&self) -> Option<PathBuf> {
+        self.expose
+            .as_deref()
+            .filter(|a| listener::is_socket_path(a))
+            .map(PathBuf::from)
+    }
+
+    /// Whether a TCP listener is asked for (they need the token).
+    fn tcp(&self) -> bool {
+        (self.expose.is_some() && self.expose_socket().is_none()) || self.console.is_some()
+    }
+
     fn check(&self) -> Result<(), ServeError> {
-        let tcp = self.expose.is_some() || self.console.is_some();
+        let tcp = self.tcp();
         let orphan = if self.expose_read_only && self.expose.is_none() {
             Some("--expose-read-only needs --expose")
+        } else if self.expose_read_only && self.expose_socket().is_some() {
+            Some(
+                "--expose-read-only is for a TCP --expose (a socket is owner-only and full access)",
+            )
         } else if self.token_file.is_some() && !tcp {
-            Some("--token-file needs --expose or --console (the socket needs no token)")
+            Some("--token-file needs a TCP --expose or --console (sockets need no token)")
         } else if self.tls.is_some() && !tcp {
-            Some("--tls-cert/--tls-key need --expose or --console")
+            Some("--tls-cert/--tls-key need a TCP --expose or --console")
         } else {
             None
         };
@@ -93,6 +116,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         min_free_bytes: opts
             .min_free_space
             .unwrap_or(xs::local::DEFAULT_MIN_FREE_BYTES),
+        fsync: opts.fsync,
+        ttl_sweep: opts.ttl_sweep.unwrap_or(LocalOptions::default().ttl_sweep),
         ..LocalOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
@@ -115,7 +140,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     opts.check()?;
-    let guard = if opts.expose.is_some() || opts.console.is_some() {
+    let guard = if opts.tcp() {
         let tls = match &opts.tls {
             Some(t) => Some(tls::acceptor(&t.cert, &t.key)?),
             None => None,
@@ -130,9 +155,17 @@ pub async fn run(
         None
     };
     let shared = Shared::new(&opts.store)?;
+    // Listeners besides the store's own socket: an `--expose` socket, TCP ones.
     let mut tcp = Vec::new();
+    let expose_sock = opts.expose_socket();
+    if let Some(path) = &expose_sock {
+        tcp.push(listener::bind_unix_exposed(path)?);
+    }
     let mut bind = async |addr: &Option<String>, role| -> Result<Option<String>, ServeError> {
         let Some(addr) = addr else { return Ok(None) };
+        if listener::is_socket_path(addr) {
+            return Ok(Some(addr.clone()));
+        }
         let (l, local) = listener::bind_tcp(addr, role).await?;
         tcp.push(l);
         Ok(Some(local.to_string()))
@@ -194,6 +227,7 @@ pub async fn run(
     }
     let stores = processor::start(
         stores::Stores::new(&opts, &shared, &tag, mount.daemon.stores.clone()),
+        &xs::lifecycle::STORE,
         store.clone(),
         mount.daemon.ps.clone(),
     );
@@ -207,6 +241,7 @@ pub async fn run(
             tracing::error!(%reason, "storage failed; xs stops");
             stores.stop().await;
             mount.abandon().await;
+            remove_exposed(&expose_sock);
             return Err(ServeError::Internal(format!("storage failed: {reason}")));
         }
     };
@@ -226,9 +261,17 @@ pub async fn run(
             tracing::warn!("gateway connections still open; closing them");
         }
     }
+    remove_exposed(&expose_sock);
     stopped.inspect_err(|e| tracing::error!(error = %e, "xs stops anyway"))?;
     tracing::info!("xs stopped");
     Ok(())
+}
+
+/// Removes an `--expose` socket on the way out (the store's own is the mount's).
+fn remove_exposed(exposed: &Option<PathBuf>) {
+    if let Some(p) = exposed {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 async fn wait_for_signal() {

@@ -64,6 +64,30 @@ pub fn bind_unix(sock: &Path) -> Result<Listener, ServeError> {
     Ok(Listener::Unix(unix))
 }
 
+/// Whether an `--expose` address is a Unix socket path (it has a `/`: `./xs.sock`,
+/// `/run/xs.sock`) rather than `host:port`.
+pub fn is_socket_path(addr: &str) -> bool {
+    addr.contains('/')
+}
+
+/// Binds the `--expose` socket at `path` (mode 0600, no token, like `sock`). Unlike `sock`,
+/// nothing proves an existing file there is ours: only a socket nobody answers on is
+/// replaced; anything else is refused.
+pub fn bind_unix_exposed(path: &Path) -> Result<Listener, ServeError> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        let stale =
+            m.file_type().is_socket() && std::os::unix::net::UnixStream::connect(path).is_err();
+        if !stale {
+            return Err(ServeError::Config(format!(
+                "--expose {}: something is already there (a live socket or another file)",
+                path.display()
+            )));
+        }
+    }
+    bind_unix(path)
+}
+
 /// Binds a TCP address (`host:port`, or `:port` for 127.0.0.1); returns the listener and the
 /// address it is bound to (port 0 picks a free one).
 pub async fn bind_tcp(addr: &str, role: Role) -> Result<(Listener, SocketAddr), ServeError> {

@@ -145,31 +145,37 @@ impl Mount {
     }
 }
 
-/// Starts the dispatcher of every kind of processor.
+/// Starts the dispatcher of every kind of processor (ours and cross.stream's words), and the
+/// one answering creates of unknown kinds.
 fn start_processors(d: &Daemon) -> Vec<processor::Dispatcher> {
+    use xs::lifecycle as words;
     let (store, ps) = (&d.store, &d.ps);
     #[allow(unused_mut)]
-    let mut all = vec![processor::start(
-        crate::webhook::Webhook,
-        store.clone(),
-        ps.clone(),
-    )];
+    let mut all = vec![
+        processor::unknown::start(store.clone()),
+        processor::start(
+            crate::webhook::Webhook,
+            &words::WEBHOOK,
+            store.clone(),
+            ps.clone(),
+        ),
+    ];
     #[cfg(feature = "nu")]
     {
         use processor::{action, generator, handler, Env};
         let env = Env::new(d.engine.clone(), d.generator_tag.clone());
+        for vocab in [&words::HANDLER, &words::ACTOR] {
+            let kind = handler::Handler(env.clone());
+            all.push(processor::start(kind, vocab, store.clone(), ps.clone()));
+        }
+        for vocab in [&words::GENERATOR, &words::SERVICE] {
+            let kind = generator::Generator(env.clone());
+            all.push(processor::start(kind, vocab, store.clone(), ps.clone()));
+        }
+        let kind = action::Action(env);
         all.push(processor::start(
-            handler::Handler(env.clone()),
-            store.clone(),
-            ps.clone(),
-        ));
-        all.push(processor::start(
-            generator::Generator(env.clone()),
-            store.clone(),
-            ps.clone(),
-        ));
-        all.push(processor::start(
-            action::Action(env),
+            kind,
+            &words::ACTION,
             store.clone(),
             ps.clone(),
         ));

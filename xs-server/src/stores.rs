@@ -71,11 +71,15 @@ impl Stores {
 }
 
 impl Kind for Stores {
-    const NAME: &'static str = "store";
     const SIGNALS_READY: bool = true;
     type Config = Config;
 
-    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
+    fn parse(
+        &self,
+        store: &Store,
+        frame: &Frame,
+        _vocab: &'static xs::lifecycle::Vocab,
+    ) -> Result<Config, String> {
         let json = processor::create_source(store, frame)?;
         let raw: Raw = serde_json::from_slice(&json)
             .map_err(|e| format!("store config must be JSON {{\"path\": ...}}: {e}"))?;

@@ -1,6 +1,7 @@
 //! Sugar over the processor lifecycle topics (`xs.<kind>.<name>.create` / `.term`):
 //! `xs handler register|unregister`, `xs generator spawn|terminate`,
-//! `xs action define|undefine|call`. Registering waits for the daemon's answer (`active`, or
+//! `xs action define|undefine|call`, and cross.stream's words for the first two,
+//! `xs actor register|unregister`, `xs service spawn|terminate`. Registering waits for the daemon's answer (`active`, or
 //! `invalid` with Nushell's report); `action call` waits for the response and prints it.
 
 use std::io::IsTerminal;
@@ -11,6 +12,8 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
+
+use xs::lifecycle::{self as words, Vocab};
 
 use crate::addr::{self, Addr};
 use crate::client::{self, Client};
@@ -51,6 +54,26 @@ pub enum Action {
     Call(Call),
 }
 
+#[derive(clap::Subcommand)]
+pub enum Actor {
+    /// Register (or replace) actor NAME from a Nushell script
+    #[command(override_usage = "xs actor register [ADDR] NAME FILE")]
+    Register(Create),
+    /// Stop actor NAME for good
+    #[command(override_usage = "xs actor unregister [ADDR] NAME")]
+    Unregister(Named),
+}
+
+#[derive(clap::Subcommand)]
+pub enum Service {
+    /// Start (or replace) service NAME from a Nushell script
+    #[command(override_usage = "xs service spawn [ADDR] NAME FILE")]
+    Spawn(Create),
+    /// Stop service NAME for good (its processes are killed)
+    #[command(override_usage = "xs service terminate [ADDR] NAME")]
+    Terminate(Named),
+}
+
 #[derive(clap::Args)]
 pub struct Create {
     /// [ADDR] NAME FILE (`-` for stdin)
@@ -77,22 +100,36 @@ pub struct Call {
 
 pub async fn handler(cmd: Handler) -> Result<()> {
     match cmd {
-        Handler::Register(c) => create("handler", c).await,
-        Handler::Unregister(n) => term("handler", n).await,
+        Handler::Register(c) => create(&words::HANDLER, c).await,
+        Handler::Unregister(n) => term(&words::HANDLER, n).await,
     }
 }
 
 pub async fn generator(cmd: Generator) -> Result<()> {
     match cmd {
-        Generator::Spawn(c) => create("generator", c).await,
-        Generator::Terminate(n) => term("generator", n).await,
+        Generator::Spawn(c) => create(&words::GENERATOR, c).await,
+        Generator::Terminate(n) => term(&words::GENERATOR, n).await,
+    }
+}
+
+pub async fn actor(cmd: Actor) -> Result<()> {
+    match cmd {
+        Actor::Register(c) => create(&words::ACTOR, c).await,
+        Actor::Unregister(n) => term(&words::ACTOR, n).await,
+    }
+}
+
+pub async fn service(cmd: Service) -> Result<()> {
+    match cmd {
+        Service::Spawn(c) => create(&words::SERVICE, c).await,
+        Service::Terminate(n) => term(&words::SERVICE, n).await,
     }
 }
 
 pub async fn action(cmd: Action) -> Result<()> {
     match cmd {
-        Action::Define(c) => create("action", c).await,
-        Action::Undefine(n) => term("action", n).await,
+        Action::Define(c) => create(&words::ACTION, c).await,
+        Action::Undefine(n) => term(&words::ACTION, n).await,
         Action::Call(c) => call(c).await,
     }
 }
@@ -108,7 +145,7 @@ pub(crate) fn split(mut args: Vec<String>, rest: usize) -> Result<(Addr, Vec<Str
     Ok((addr, args))
 }
 
-async fn create(kind: &str, c: Create) -> Result<()> {
+async fn create(vocab: &Vocab, c: Create) -> Result<()> {
     let (addr, args) = split(c.args, 2)?;
     let (name, file) = (&args[0], &args[1]);
     let script = if file == "-" {
@@ -119,32 +156,34 @@ async fn create(kind: &str, c: Create) -> Result<()> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("cannot read script file {file}"))?
     };
-    created(kind, addr, name, Bytes::from(script)).await
+    created(vocab, addr, name, Bytes::from(script)).await
 }
 
 /// Appends `xs.<kind>.<name>.create` with `content`, waits for `active` (printed) or
 /// `invalid` (an error with the daemon's reason).
-pub(crate) async fn created(kind: &str, addr: Addr, name: &str, content: Bytes) -> Result<()> {
+pub(crate) async fn created(vocab: &Vocab, addr: Addr, name: &str, content: Bytes) -> Result<()> {
+    let kind = vocab.word;
     let client = Client::new(addr);
     let topic = format!("xs.{kind}.{name}.create");
     let created = append(&client, &topic, content, None).await?;
     let id = frame_id(&created)?;
     let answers = format!("xs.{kind}.{name}.active,xs.{kind}.{name}.invalid");
     let answer = wait_for(&client, &answers, &id, |f| {
-        meta_str(f, "create_id") == Some(&id)
+        meta_str(f, vocab.create_key()) == Some(&id)
     })
     .await?;
     if answer["topic"]
         .as_str()
         .is_some_and(|t| t.ends_with(".invalid"))
     {
-        let error = meta_str(&answer, "error").unwrap_or("invalid");
+        let error = meta_str(&answer, vocab.invalid_error).unwrap_or("invalid");
         return Err(client::Report(format!("{kind} {name} is invalid:\n{error}")).into());
     }
     client::write_stdout(format!("{answer}\n").as_bytes())
 }
 
-pub(crate) async fn term(kind: &str, n: Named) -> Result<()> {
+async fn term(vocab: &Vocab, n: Named) -> Result<()> {
+    let kind = vocab.word;
     let (addr, args) = split(n.args, 1)?;
     let client = Client::new(addr);
     let frame = append(

@@ -35,6 +35,13 @@ pub struct Args {
     /// instead of filling the disk (default: 64 MiB)
     #[arg(long, value_name = "BYTES", env = "XS_MIN_FREE_SPACE")]
     min_free_space: Option<u64>,
+    /// When appends reach the disk: always (each batch is fsynced before it is answered),
+    /// interval:<ms> (written at once, fsynced every <ms>), never (left to the OS)
+    #[arg(long, value_name = "MODE", default_value = "always")]
+    fsync: xs::Fsync,
+    /// How often expired (time:) frames are removed: 500ms, 30s, 2m, or milliseconds
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_sweep)]
+    ttl_sweep: std::time::Duration,
     /// Serve HTTP on this address (:PORT or host:port): each request becomes an
     /// `http.request` frame, answered by the `http.response` frame that names it. No token:
     /// anyone who reaches the address can send requests
@@ -47,6 +54,10 @@ pub struct Args {
     /// TTL of the `http.request` frames (forever, time:<ms>, last:<n>; not ephemeral)
     #[arg(long, value_name = "TTL", default_value = "forever", value_parser = parse_http_ttl)]
     http_ttl: xs::Ttl,
+}
+
+fn parse_sweep(s: &str) -> Result<std::time::Duration, String> {
+    xs_server::gateway::parse_timeout(s)
 }
 
 fn parse_http_ttl(s: &str) -> Result<xs::Ttl, String> {
@@ -80,6 +91,8 @@ pub async fn run(args: Args, token_file: Option<std::path::PathBuf>) -> Result<(
             .zip(args.tls_key)
             .map(|(cert, key)| xs_server::TlsFiles { cert, key }),
         min_free_space: args.min_free_space,
+        fsync: args.fsync,
+        ttl_sweep: Some(args.ttl_sweep),
         http: args.http.map(|addr| xs_server::gateway::GatewayOptions {
             addr,
             timeout: args.http_timeout,

@@ -49,7 +49,13 @@ async fn add(a: Add) -> Result<()> {
     let path = std::path::absolute(path)
         .with_context(|| format!("cannot make {} absolute", path.display()))?;
     let config = serde_json::json!({ "path": path });
-    processors::created("store", addr, name, Bytes::from(config.to_string())).await
+    processors::created(
+        &xs::lifecycle::STORE,
+        addr,
+        name,
+        Bytes::from(config.to_string()),
+    )
+    .await
 }
 
 /// Appends `.term`; when the store is mounted, waits for `fin.term` (its socket is gone).

@@ -97,28 +97,35 @@ impl Ctx {
 }
 
 /// The frames a handler's run has appended so far, committed with its checkpoint.
-#[derive(Default)]
 pub struct Batch {
     frames: Mutex<Vec<NewFrame>>,
-    /// The handler and the frame at hand, set over the meta of each frame (`handler_id`,
+    /// The meta key naming the handler (`handler_id`, an actor's `actor_id`).
+    key: &'static str,
+    /// The handler and the frame at hand, set over the meta of each frame (`<key>`,
     /// `frame_id`).
     at: Mutex<Option<(xs::Id, xs::Id)>>,
 }
 
 impl Batch {
+    /// An empty batch whose frames name their handler under `key`.
+    pub fn new(key: &'static str) -> Batch {
+        Batch {
+            frames: Mutex::default(),
+            key,
+            at: Mutex::default(),
+        }
+    }
+
     /// The frame the handler is running on now.
     pub fn set_frame(&self, handler_id: xs::Id, frame_id: xs::Id) {
         *self.at.lock().unwrap_or_else(|e| e.into_inner()) = Some((handler_id, frame_id));
     }
 
-    /// `{handler_id, frame_id}` of the frame at hand.
+    /// `{<key>, frame_id}` of the frame at hand.
     pub fn stamp(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         if let Some((h, f)) = *self.at.lock().unwrap_or_else(|e| e.into_inner()) {
-            m.insert(
-                "handler_id".into(),
-                serde_json::Value::String(h.to_string()),
-            );
+            m.insert(self.key.into(), serde_json::Value::String(h.to_string()));
             m.insert("frame_id".into(), serde_json::Value::String(f.to_string()));
         }
         m

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use nu_engine::ClosureEval;
 use nu_protocol::engine::Closure;
 use nu_protocol::{IntoValue, PipelineData, Span};
+use xs::lifecycle::Vocab;
 use xs::reader::Event;
 use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
 
@@ -27,17 +28,16 @@ pub struct Config {
 }
 
 impl Kind for Action {
-    const NAME: &'static str = "action";
     type Config = Config;
 
-    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
+    fn parse(&self, store: &Store, frame: &Frame, vocab: &'static Vocab) -> Result<Config, String> {
         let ctx = Ctx::new(store.clone(), self.0.rt.clone());
         let l = nu_config::load_checked(
             &self.0,
             store,
             frame,
             ctx.clone(),
-            Self::NAME,
+            vocab.word,
             &["run", "return_options"],
             ".response",
         )?;

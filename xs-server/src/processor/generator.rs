@@ -1,7 +1,11 @@
-//! Generators: `{run: {|| ...}, duplex?, return_options?}`. Each value the pipeline produces
-//! (or each line of a byte stream) becomes a `<name>.recv` frame (`source_id` in its meta);
+//! Generators (and cross.stream's services): `{run: {|| ...}, duplex?, return_options?}`.
+//! Each value the pipeline produces (or each line of a byte stream) becomes a `<name>.recv`
+//! frame (`source_id` in its meta; what the script `.append`s carries a service's
+//! `service_id`);
 //! with `duplex`, the content of each `<name>.send` frame is fed to the pipeline's input.
-//! When the pipeline ends it restarts after a back-off: 1 s, doubling up to 60 s while runs
+//! `restart` says what happens when the pipeline ends: `"always"` (the default), `"on-failure"`
+//! (an end without error finishes: `fin.ok`) or `"never"` (an end finishes, a failure fails:
+//! `fin.error`). When the pipeline ends and restarts, it does so after a back-off: 1 s, doubling up to 60 s while runs
 //! keep ending within a minute, back to 1 s after a run that lasted a minute. External
 //! processes live in the generator's job and are killed (process group) when it stops; they
 //! carry the daemon run's tag, so they die with the daemon however it dies (see `orphans`).
@@ -14,6 +18,7 @@ use nu_protocol::engine::Closure;
 use nu_protocol::{ByteStream, ByteStreamType, PipelineData, Signals, Span, Value};
 use std::sync::{Arc, Mutex};
 
+use xs::lifecycle::Vocab;
 use xs::{Frame, Id, Store};
 
 use super::nu_config::{self, output_frame, Env, ReturnOptions, Script};
@@ -27,8 +32,17 @@ const HEALTHY: Duration = Duration::from_secs(60);
 
 pub struct Generator(pub Env);
 
+/// When a generator's pipeline runs again after it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
 pub struct Config {
     script: Script,
+    restart: Restart,
     tag: crate::orphans::Tag,
     run: Closure,
     ctx: Ctx,
@@ -37,18 +51,17 @@ pub struct Config {
 }
 
 impl Kind for Generator {
-    const NAME: &'static str = "generator";
     type Config = Config;
 
-    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
+    fn parse(&self, store: &Store, frame: &Frame, vocab: &'static Vocab) -> Result<Config, String> {
         let ctx = Ctx::new(store.clone(), self.0.rt.clone());
         let l = nu_config::load_checked(
             &self.0,
             store,
             frame,
             ctx.clone(),
-            Self::NAME,
-            &["run", "duplex", "return_options"],
+            vocab.word,
+            &["run", "duplex", "restart", "return_options"],
             ".recv",
         )?;
         if l.params != 0 {
@@ -59,8 +72,18 @@ impl Kind for Generator {
             Some(Value::Bool { val, .. }) => *val,
             Some(_) => return Err("duplex must be true or false".into()),
         };
+        let restart = match l.script.config.get("restart") {
+            None => Restart::Always,
+            Some(v) => match v.as_str() {
+                Ok("always") => Restart::Always,
+                Ok("on-failure") => Restart::OnFailure,
+                Ok("never") => Restart::Never,
+                _ => return Err("restart must be \"always\", \"on-failure\" or \"never\"".into()),
+            },
+        };
         Ok(Config {
             script: l.script,
+            restart,
             tag: self.0.generator_tag.clone(),
             run: l.run,
             ctx,
@@ -96,12 +119,14 @@ fn supervise(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Outcome {
         if *inst.stop.borrow() || c.script.job.interrupted() {
             return Outcome::Stopped;
         }
-        match result {
-            Ok(()) => {
+        match (result, c.restart) {
+            (Ok(()), Restart::OnFailure | Restart::Never) => return Outcome::Done,
+            (Err(e), Restart::Never) => return Outcome::Failed(e),
+            (Ok(()), Restart::Always) => {
                 tracing::info!(generator = %inst.name, "pipeline ended; restarting");
                 inst.status.state("restarting", None);
             }
-            Err(e) => {
+            (Err(e), _) => {
                 tracing::warn!(generator = %inst.name, error = %e, "pipeline failed; restarting");
                 inst.status.state("restarting", Some(e));
             }
@@ -130,15 +155,15 @@ fn run_once(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Result<(), 
     let es = &c.script.engine;
     let span = Span::unknown();
     let shell = |e: nu_protocol::ShellError| ScriptError::shell(es, &e).0;
+    let id = serde_json::Value::String(inst.create_id.to_string());
     let mut stamp = serde_json::Map::new();
-    stamp.insert(
-        "source_id".into(),
-        serde_json::Value::String(inst.create_id.to_string()),
-    );
+    stamp.insert(inst.vocab.output.into(), id.clone());
+    let mut appended = serde_json::Map::new();
+    appended.insert(inst.vocab.append.into(), id);
     let mut stack = crate::nu::script::stack();
     stack.add_env_var(
         APPEND_META_ENV.into(),
-        nu_protocol::IntoValue::into_value(serde_json::Value::Object(stamp.clone()), span),
+        nu_protocol::IntoValue::into_value(serde_json::Value::Object(appended), span),
     );
     stack.add_env_var(
         crate::orphans::ENV.into(),

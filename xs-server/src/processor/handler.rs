@@ -1,8 +1,10 @@
-//! Handlers: `{run: {|frame, state| ...}, initial?, start?, topics?, pulse?, return_options?}`.
-//! Frames arrive one at a time in id order. The closure answers `{out?, next?}`: `out` is
-//! emitted (`<name>.out`), `next` is the state for the next frame; without `next` the handler
-//! finishes (`fin.ok`). Output frames carry `handler_id` and `frame_id`; a handler never sees
-//! its own output.
+//! Handlers (and cross.stream's actors): `{run: {|frame, state| ...}, initial?, start?,
+//! topics?, pulse?, return_options?}`. Frames arrive one at a time in id order. The closure
+//! answers `{out?, next?}`: `out` is emitted (`<name>.out`), `next` is the state for the next
+//! frame; without `next` the handler finishes (`fin.ok`). The first state is `initial`, else
+//! the default of the closure's state parameter (`{|frame, n = 0| ...}`), else null. Output
+//! frames carry `handler_id` (an actor's: `actor_id`) and `frame_id`; a handler never sees its
+//! own output.
 //!
 //! Exactly-once: the frames of a burst are run one after another, then their output (returned
 //! or `.append`ed) and the checkpoint (position and state) are committed in one atomic batch.
@@ -14,6 +16,7 @@ use std::time::Duration;
 use nu_engine::ClosureEval;
 use nu_protocol::engine::Closure;
 use nu_protocol::{IntoValue, PipelineData, Span, Value};
+use xs::lifecycle::Vocab;
 use xs::reader::{Event, Reader};
 use xs::{Follow, Frame, Id, ReadOptions, Store, TopicFilter};
 
@@ -49,11 +52,10 @@ pub struct Config {
 }
 
 impl Kind for Handler {
-    const NAME: &'static str = "handler";
     type Config = Config;
 
-    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
-        let batch = Arc::new(Batch::default());
+    fn parse(&self, store: &Store, frame: &Frame, vocab: &'static Vocab) -> Result<Config, String> {
+        let batch = Arc::new(Batch::new(vocab.output));
         let ctx = Ctx {
             batch: Some(batch.clone()),
             ..Ctx::new(store.clone(), self.0.rt.clone())
@@ -71,7 +73,7 @@ impl Kind for Handler {
             store,
             frame,
             ctx.clone(),
-            Self::NAME,
+            vocab.word,
             &allowed,
             ".out",
         )?;
@@ -84,7 +86,7 @@ impl Kind for Handler {
         }
         let initial = match c.get("initial") {
             Some(v) => to_json(v).map_err(|e| ScriptError::shell(&script.engine, &e).0)?,
-            None => serde_json::Value::Null,
+            None => state_default(&script, &run)?,
         };
         let start = match c.get("start") {
             None => Start::New,
@@ -138,6 +140,25 @@ impl Kind for Handler {
     }
 }
 
+/// The default of `run`'s state parameter (`{|frame, n = 0| ...}`), or null.
+fn state_default(script: &Script, run: &Closure) -> Result<serde_json::Value, String> {
+    let sig = &script.engine.get_block(run.block_id).signature;
+    let param = match sig.required_positional.len() {
+        0 => sig.optional_positional.get(1),
+        1 => sig.optional_positional.first(),
+        _ => None,
+    };
+    match param.and_then(|p| p.default_value.as_ref()) {
+        Some(v) => to_json(v).map_err(|e| {
+            format!(
+                "the state parameter's default: {}",
+                ScriptError::shell(&script.engine, &e).0
+            )
+        }),
+        None => Ok(serde_json::Value::Null),
+    }
+}
+
 /// The checkpoint of handler instance `create_id`: `{position, state}` as JSON.
 fn checkpoint_name(name: &str, create_id: &Id) -> String {
     format!("handler/{name}/{create_id}")
@@ -182,7 +203,7 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
         inst.status.position(p);
     }
     let own_id = inst.create_id.to_string();
-    let own_lifecycle = format!("xs.handler.{}.", inst.name);
+    let own_lifecycle = format!("xs.{}.{}.", inst.vocab.word, inst.name);
     let out_topic = c.ret.topic(&inst.name);
     let stack = crate::nu::script::stack();
     let mut closure = ClosureEval::new(es, &stack, c.run.clone());
@@ -215,7 +236,10 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
                     let f = r.frame().map_err(|e| e.to_string())?;
                     // Handlers see stored frames only; never their own lifecycle or output.
                     let ephemeral = f.ttl == Some(xs::Ttl::Ephemeral);
-                    if ephemeral || f.topic.starts_with(&own_lifecycle) || is_own(&f, &own_id) {
+                    if ephemeral
+                        || f.topic.starts_with(&own_lifecycle)
+                        || is_own(&f, inst.vocab.output, &own_id)
+                    {
                         pos = Some(f.id);
                         continue;
                     }
@@ -262,10 +286,10 @@ fn stopping(inst: &Instance<Config>) -> bool {
     *inst.stop.borrow() || inst.config.script.job.interrupted()
 }
 
-fn is_own(f: &Frame, own_id: &str) -> bool {
+fn is_own(f: &Frame, key: &str, own_id: &str) -> bool {
     f.meta
         .as_ref()
-        .and_then(|m| m.get("handler_id"))
+        .and_then(|m| m.get(key))
         .and_then(|v| v.as_str())
         == Some(own_id)
 }

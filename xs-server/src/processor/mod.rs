@@ -1,9 +1,11 @@
-//! Processors and their lifecycle (docs/DESIGN.md §6), one vocabulary for every kind: users append
-//! `xs.<kind>.<name>.create` / `.term`; the runtime answers `active`, `invalid`, `fin.ok`,
-//! `fin.error`, `fin.term`, `replaced` and `stopped`, each with `create_id` in its meta.
-//! A dispatcher per kind rebuilds its processors at start from the `xs.<kind>.` frames only,
-//! then follows them live; the kinds (webhook, handler, generator, action) say how a create
-//! frame is read and how one instance runs.
+//! Processors and their lifecycle (docs/DESIGN.md §6): users append `xs.<kind>.<name>.create` /
+//! `.term`; the runtime answers `active`, `invalid`, `fin.ok`, `fin.error`, `fin.term`,
+//! `replaced` and `stopped`, pointing at the create with the kind's meta key
+//! (`xs::lifecycle`: `create_id` for ours, `actor_id` / `source_id` for cross.stream's).
+//! A dispatcher per kind word rebuilds its processors at start from the `xs.<word>.` frames
+//! only, then follows them live; the engines (webhook, handler, generator, action) say how a
+//! create frame is read and how one instance runs. `xs.actor.*` runs on the handler engine,
+//! `xs.service.*` on the generator engine; `unknown` answers creates of any other kind.
 
 #[cfg(feature = "nu")]
 #[allow(clippy::result_large_err)]
@@ -17,6 +19,7 @@ pub mod handler;
 #[cfg(feature = "nu")]
 #[allow(clippy::result_large_err)]
 mod nu_config;
+pub mod unknown;
 
 #[cfg(feature = "nu")]
 pub use nu_config::Env;
@@ -28,20 +31,24 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use xs::lifecycle::Vocab;
 use xs::reader::Event as ReadEvent;
 use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
 
 use crate::ps::{self, Table};
 
-/// A kind of processor.
+/// An engine running a kind of processor.
 pub trait Kind: Send + Sync + 'static {
-    /// `webhook`, `handler`, `generator` or `action`: its frames are `xs.<NAME>.*`.
-    const NAME: &'static str;
     type Config: Send + Sync + 'static;
 
     /// Reads a create frame's configuration (called on a blocking thread); the error says
     /// what is wrong and is answered as `invalid`.
-    fn parse(&self, store: &Store, frame: &Frame) -> Result<Self::Config, String>;
+    fn parse(
+        &self,
+        store: &Store,
+        frame: &Frame,
+        vocab: &'static Vocab,
+    ) -> Result<Self::Config, String>;
 
     /// Whether an instance says when it is up ([`Instance::ready`]) before `active` is
     /// appended (a store is up once its socket is bound); otherwise `active` comes at launch.
@@ -60,6 +67,8 @@ pub trait Kind: Send + Sync + 'static {
 pub struct Instance<C> {
     pub name: String,
     pub create_id: Id,
+    /// The words it was created with (`xs.handler.*` or `xs.actor.*`, ...).
+    pub vocab: &'static Vocab,
     pub config: Arc<C>,
     pub store: Store,
     /// Turns true when the instance must stop (term, replaced, daemon stopping).
@@ -142,16 +151,18 @@ pub struct Dispatcher {
     task: JoinHandle<()>,
 }
 
-/// Rebuilds the processors of kind `K` from their lifecycle frames and runs them.
-pub fn start<K: Kind>(kind: K, store: Store, table: Table) -> Dispatcher {
+/// Rebuilds the processors of `vocab`'s word, run by engine `K`, from their lifecycle
+/// frames and runs them.
+pub fn start<K: Kind>(kind: K, vocab: &'static Vocab, store: Store, table: Table) -> Dispatcher {
     let (stop, stop_rx) = watch::channel(false);
     table
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|(k, _), _| *k != K::NAME);
+        .retain(|(k, _), _| *k != vocab.word);
     let (ended_tx, ended_rx) = mpsc::unbounded_channel();
     let d = State {
         kind: Arc::new(kind),
+        vocab,
         store,
         table,
         names: BTreeMap::new(),
@@ -209,6 +220,7 @@ type Ended = (String, Id, Option<Outcome>);
 
 struct State<K: Kind> {
     kind: Arc<K>,
+    vocab: &'static Vocab,
     store: Store,
     table: Table,
     /// The live instance of each name.
@@ -222,8 +234,8 @@ struct State<K: Kind> {
 }
 
 impl<K: Kind> State<K> {
-    fn prefix() -> String {
-        format!("xs.{}.", K::NAME)
+    fn prefix(&self) -> String {
+        format!("xs.{}.", self.vocab.word)
     }
 
     async fn run(
@@ -231,11 +243,11 @@ impl<K: Kind> State<K> {
         mut stop: watch::Receiver<bool>,
         mut ended: mpsc::UnboundedReceiver<Ended>,
     ) {
-        let prefix = Self::prefix();
+        let prefix = self.prefix();
         let topic = match TopicFilter::parse(&format!("{prefix}*")) {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!(kind = K::NAME, error = %e, "reading lifecycle frames");
+                tracing::error!(kind = self.vocab.word, error = %e, "reading lifecycle frames");
                 return self.shutdown().await;
             }
         };
@@ -253,7 +265,7 @@ impl<K: Kind> State<K> {
                         if self.names.get(&name).is_some_and(|l| l.create_id == create_id) {
                             Status {
                                 table: self.table.clone(),
-                                kind: K::NAME,
+                                kind: self.vocab.word,
                                 name: name.clone(),
                                 create_id,
                             }
@@ -281,7 +293,7 @@ impl<K: Kind> State<K> {
                         }
                     }
                     Some(Err(e)) => {
-                        tracing::error!(kind = K::NAME, error = %e, "reading lifecycle frames");
+                        tracing::error!(kind = self.vocab.word, error = %e, "reading lifecycle frames");
                         break;
                     }
                     None => break,
@@ -292,7 +304,7 @@ impl<K: Kind> State<K> {
     }
 
     async fn apply(&mut self, ev: Lifecycle<K::Config>) {
-        let Some((name, event)) = parse_topic(&Self::prefix(), &ev.frame.topic) else {
+        let Some((name, event)) = parse_topic(&self.prefix(), &ev.frame.topic) else {
             return;
         };
         let name = name.to_string();
@@ -303,13 +315,8 @@ impl<K: Kind> State<K> {
                     if let Some(old) = self.names.remove(&name) {
                         let old_id = old.create_id;
                         old.halt().await;
-                        self.answer(
-                            &name,
-                            "replaced",
-                            old_id,
-                            serde_json::json!({"replaced_by": id}),
-                        )
-                        .await;
+                        let extra = serde_json::json!({ self.vocab.replaced_by: id });
+                        self.answer(&name, "replaced", old_id, extra).await;
                     }
                     let (stop, _) = watch::channel(false);
                     let r = Live {
@@ -324,9 +331,9 @@ impl<K: Kind> State<K> {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(kind = K::NAME, name = %name, %error, "invalid processor");
-                    self.answer(&name, "invalid", id, serde_json::json!({ "error": error }))
-                        .await;
+                    tracing::warn!(kind = self.vocab.word, name = %name, %error, "invalid processor");
+                    let extra = serde_json::json!({ self.vocab.invalid_error: error });
+                    self.answer(&name, "invalid", id, extra).await;
                     if !self.names.contains_key(&name) {
                         self.set_row(&name, id, "invalid", None, Some(error));
                     }
@@ -336,13 +343,8 @@ impl<K: Kind> State<K> {
                 if let Some(old) = self.names.remove(&name) {
                     let (old_id, detail) = (old.create_id, K::detail(&old.config));
                     old.halt().await;
-                    self.answer(
-                        &name,
-                        "fin.term",
-                        old_id,
-                        serde_json::json!({ "term_id": id }),
-                    )
-                    .await;
+                    let extra = serde_json::json!({ self.vocab.term: id });
+                    self.answer(&name, "fin.term", old_id, extra).await;
                     self.set_row(&name, old_id, "terminated", detail, None);
                 }
             }
@@ -351,7 +353,7 @@ impl<K: Kind> State<K> {
                     .frame
                     .meta
                     .as_ref()
-                    .and_then(|m| m.get("create_id"))
+                    .and_then(|m| m.get(self.vocab.create_key()))
                     .and_then(|v| v.as_str())
                     .and_then(|s| xs::frame::parse_id(s).ok());
                 if let Some(c) = create {
@@ -393,9 +395,9 @@ impl<K: Kind> State<K> {
         {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             t.insert(
-                (K::NAME, name.to_string()),
+                (self.vocab.word, name.to_string()),
                 ps::Status {
-                    kind: K::NAME,
+                    kind: self.vocab.word,
                     name: name.to_string(),
                     state: if K::SIGNALS_READY {
                         "starting"
@@ -415,12 +417,13 @@ impl<K: Kind> State<K> {
         let inst = Instance {
             name: name.to_string(),
             create_id,
+            vocab: self.vocab,
             config,
             store: self.store.clone(),
             stop: stop_rx,
             status: Status {
                 table: self.table.clone(),
-                kind: K::NAME,
+                kind: self.vocab.word,
                 name: name.to_string(),
                 create_id,
             },
@@ -459,13 +462,13 @@ impl<K: Kind> State<K> {
             Outcome::Failed(e) => (
                 "fin.error",
                 "failed",
-                serde_json::json!({ "error": e }),
+                serde_json::json!({ self.vocab.fin_error: e }),
                 Some(e),
             ),
             Outcome::FailedOn(e, frame_id) => (
                 "fin.error",
                 "failed",
-                serde_json::json!({ "error": e, "frame_id": frame_id }),
+                serde_json::json!({ self.vocab.fin_error: e, "frame_id": frame_id }),
                 Some(e),
             ),
         };
@@ -490,14 +493,14 @@ impl<K: Kind> State<K> {
                 self.answered.insert((create_id, "stopped".to_string()));
                 let frame = NewFrame {
                     meta: Some(serde_json::json!({ "create_id": create_id })),
-                    ..NewFrame::new(format!("{}{name}.stopped", Self::prefix()))
+                    ..NewFrame::new(format!("{}{name}.stopped", self.prefix()))
                 };
                 self.store.append(frame)
             })
             .collect();
         for r in futures::future::join_all(appends).await {
             if let Err(e) = r {
-                tracing::warn!(kind = K::NAME, error = %e, "could not append a stopped frame");
+                tracing::warn!(kind = self.vocab.word, error = %e, "could not append a stopped frame");
             }
         }
     }
@@ -519,7 +522,10 @@ impl<K: Kind> State<K> {
     }
 
     async fn append(&mut self, name: &str, event: &str, create_id: Id, extra: serde_json::Value) {
-        let mut meta = serde_json::json!({ "create_id": create_id });
+        let mut meta = serde_json::json!({});
+        for key in self.vocab.create_keys {
+            meta[*key] = serde_json::json!(create_id);
+        }
         if let serde_json::Value::Object(m) = extra {
             for (k, v) in m {
                 meta[k] = v;
@@ -527,11 +533,11 @@ impl<K: Kind> State<K> {
         }
         let frame = NewFrame {
             meta: Some(meta),
-            ..NewFrame::new(format!("{}{name}.{event}", Self::prefix()))
+            ..NewFrame::new(format!("{}{name}.{event}", self.prefix()))
         };
         self.answered.insert((create_id, event.to_string()));
         if let Err(e) = self.store.append(frame).await {
-            tracing::warn!(kind = K::NAME, name = %name, event, error = %e, "could not append a lifecycle frame");
+            tracing::warn!(kind = self.vocab.word, name = %name, event, error = %e, "could not append a lifecycle frame");
         }
     }
 
@@ -544,7 +550,7 @@ impl<K: Kind> State<K> {
         error: Option<String>,
     ) {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (K::NAME, name.to_string());
+        let key = (self.vocab.word, name.to_string());
         let old = t.get(&key);
         let position = old.and_then(|s| s.position);
         let last_error = error.or_else(|| old.and_then(|s| s.last_error.clone()));
@@ -552,7 +558,7 @@ impl<K: Kind> State<K> {
         t.insert(
             key,
             ps::Status {
-                kind: K::NAME,
+                kind: self.vocab.word,
                 name: name.to_string(),
                 state,
                 since: ps::now(),
@@ -569,7 +575,7 @@ impl<K: Kind> State<K> {
     /// evaluate a script).
     async fn lifecycle(&self, frame: Frame) -> Lifecycle<K::Config> {
         if !matches!(
-            parse_topic(&Self::prefix(), &frame.topic),
+            parse_topic(&self.prefix(), &frame.topic),
             Some((_, "create"))
         ) {
             return Lifecycle {
@@ -578,7 +584,8 @@ impl<K: Kind> State<K> {
             };
         }
         let (kind, store, f) = (self.kind.clone(), self.store.clone(), frame.clone());
-        let config = tokio::task::spawn_blocking(move || kind.parse(&store, &f))
+        let vocab = self.vocab;
+        let config = tokio::task::spawn_blocking(move || kind.parse(&store, &f, vocab))
             .await
             .unwrap_or_else(|e| Err(format!("reading the config failed: {e}")));
         Lifecycle {

@@ -17,10 +17,14 @@ use crate::processor::{create_source, Instance, Kind, Outcome};
 pub struct Webhook;
 
 impl Kind for Webhook {
-    const NAME: &'static str = "webhook";
     type Config = Config;
 
-    fn parse(&self, store: &Store, frame: &Frame) -> Result<Config, String> {
+    fn parse(
+        &self,
+        store: &Store,
+        frame: &Frame,
+        _vocab: &'static xs::lifecycle::Vocab,
+    ) -> Result<Config, String> {
         let json = create_source(store, frame)
             .map_err(|e| format!("{e}: expected JSON {{url, topics?, start?, headers?}}"))?;
         Config::parse(&json)
