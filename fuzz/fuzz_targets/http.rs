@@ -21,7 +21,7 @@ fn daemon() -> &'static Daemon {
     D.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("store");
-        let store = xs::Store::open(&path, xs::StoreOptions::default()).expect("opening store");
+        let store = xs::Store::open_local(&path, xs::LocalOptions::default()).expect("opening store");
         let sock = path.join("sock");
         let (tx, rx) = tokio::sync::watch::channel(false);
         std::thread::spawn(move || {

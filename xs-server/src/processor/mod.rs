@@ -68,6 +68,7 @@ pub struct Instance<C> {
     pub name: String,
     pub create_id: Id,
     /// The words it was created with (`xs.handler.*` or `xs.actor.*`, ...).
+    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
     pub vocab: &'static Vocab,
     pub config: Arc<C>,
     pub store: Store,
