@@ -237,3 +237,46 @@ fn stores_a_hundred_mounted_all_answer() {
     );
     d.assert_no_panic();
 }
+
+/// One TCP listener serves every mounted store under `/stores/NAME/...`, with the same token
+/// and the same access rules; an unknown name is a 404 naming the mounted ones.
+#[test]
+fn stores_are_served_under_their_name_on_the_exposed_listener() {
+    let d = Daemon::start_with(&["--expose", "127.0.0.1:0", "--console", "127.0.0.1:0"]);
+    let a = d.dir().join("a");
+    assert_eq!(add(&d, "a", &a)["topic"], "xs.store.a.active");
+    let addr = d.expose_addr();
+    let auth = format!("Bearer {}", d.token());
+    let tcp = |method: &str, path: &str, body: &[u8], token: bool| {
+        let headers: Vec<(&str, &str)> = if token {
+            vec![("authorization", auth.as_str())]
+        } else {
+            vec![]
+        };
+        crate::helper::http::tcp_request(&addr, method, path, &headers, body).expect("request")
+    };
+    let r = tcp("POST", "/stores/a/append/via.tcp", b"hello", true);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    // It went to store a (its own socket sees it), not to the control store.
+    assert!(read(&a.join("sock"), "topic=via.tcp")
+        .iter()
+        .any(|f| f["id"] == id.as_str()));
+    assert!(d.read("topic=via.tcp").is_empty());
+    let frames = tcp("GET", "/stores/a/?topic=via.tcp", b"", true).ndjson();
+    assert_eq!(topics(&frames), ["via.tcp"]);
+    let got = tcp("GET", &format!("/stores/a/{id}"), b"", true);
+    assert_eq!(got.json()["id"], id.as_str());
+    // The token is needed there as everywhere on TCP; an unknown store is a clear 404.
+    assert_eq!(tcp("GET", "/stores/a/", b"", false).status, 401);
+    let e = tcp("GET", "/stores/nope/", b"", true).assert_error(404);
+    assert!(e.contains("mounted: a"), "{e}");
+    // The console reads the same way (its store picker switches to /api/stores/NAME/).
+    let console = d.console_addr();
+    let headers = [("authorization", auth.as_str())];
+    let r =
+        crate::helper::http::tcp_request(&console, "GET", "/api/stores/a/topics", &headers, b"")
+            .expect("console request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.ndjson().iter().any(|t| t["topic"] == "via.tcp"));
+}

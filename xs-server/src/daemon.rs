@@ -2,15 +2,17 @@
 //! [`Shared`]: what every store of one daemon process shares, and [`stopped`], the one way a
 //! task waits for a shutdown.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use tokio::sync::watch;
 use xs::Store;
 
 #[cfg(feature = "nu")]
 use crate::nu;
-use crate::{gateway, orphans, ps, stores, ServeError};
+use crate::{gateway, orphans, ps, ServeError};
 
 /// What every store mounted by one daemon process shares: built once, cheap to clone.
 #[derive(Clone)]
@@ -51,7 +53,7 @@ pub struct Daemon {
     /// This run's tag, in the environment of every process a generator starts.
     pub generator_tag: orphans::Tag,
     /// The stores this daemon mounted besides its default one (empty on those stores).
-    pub stores: stores::Registry,
+    pub stores: StoreRegistry,
 }
 
 impl Daemon {
@@ -67,7 +69,7 @@ impl Daemon {
             state: state.into(),
             gateway: Arc::default(),
             ps: ps::Table::default(),
-            stores: stores::Registry::default(),
+            stores: StoreRegistry::default(),
         }
     }
 }
@@ -75,4 +77,17 @@ impl Daemon {
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// The stores a daemon mounted besides its default one, by name.
+pub type StoreRegistry = Arc<Mutex<BTreeMap<String, MountedStore>>>;
+
+/// A mounted store, as `GET /stores`, `GET /metrics` and `/stores/NAME/...` see it.
+#[derive(Clone)]
+pub struct MountedStore {
+    /// Its directory.
+    pub path: PathBuf,
+    /// Its daemon handle: what its socket (and `/stores/NAME/...` on the default store's TCP
+    /// listeners) serves.
+    pub daemon: Daemon,
 }

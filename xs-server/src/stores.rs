@@ -7,26 +7,14 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use xs::{Frame, LocalOptions, Store};
 
-use crate::daemon::{self, Shared};
+use crate::daemon::{self, MountedStore as Entry, Shared, StoreRegistry as Registry};
 use crate::mount::{Mount, MountOptions};
 use crate::processor::{self, Instance, Kind, Outcome};
-use crate::{orphans, ps, ServeOptions};
-
-/// The mounted stores of one daemon, by name.
-pub type Registry = Arc<Mutex<BTreeMap<String, Entry>>>;
-
-/// A mounted store, as `GET /stores` and `GET /metrics` see it.
-#[derive(Clone)]
-pub struct Entry {
-    pub path: PathBuf,
-    pub store: Store,
-    pub ps: ps::Table,
-}
+use crate::{orphans, ServeOptions};
 
 /// A store's checked configuration.
 pub struct Config {
@@ -131,8 +119,7 @@ impl Kind for Stores {
             tracing::info!(store = %name, path = %path.display(), socket = %mount.sock.display(), "store mounted");
             let entry = Entry {
                 path: path.clone(),
-                store,
-                ps: mount.daemon.ps.clone(),
+                daemon: mount.daemon.clone(),
             };
             lock(&registry).insert(name.clone(), entry);
             ready.send();

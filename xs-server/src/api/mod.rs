@@ -78,7 +78,15 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let route = Route::parse(&path);
+    // `/stores/NAME/...` is that mounted store's API (one TCP listener serves them all).
+    let (daemon, route) = match mounted(&daemon, &path) {
+        Some(Ok((store, rest))) => (store, Route::parse(rest)),
+        Some(Err(e)) => {
+            drain(req.into_body()).await;
+            return Ok(error_response(&e));
+        }
+        None => (daemon, Route::parse(&path)),
+    };
     if let Access::Token {
         auth,
         read_only,
@@ -123,6 +131,31 @@ pub async fn handle(
         error_response(&e)
     });
     Ok(res)
+}
+
+/// For a path `/stores/NAME[/REST]`: the daemon of mounted store NAME and `/REST`, or a 404
+/// naming the stores that are mounted.
+fn mounted<'a>(daemon: &Daemon, path: &'a str) -> Option<Result<(Daemon, &'a str), ApiError>> {
+    let rest = path.strip_prefix("/stores/")?;
+    let (name, rest) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let stores = daemon.stores.lock().unwrap_or_else(|e| e.into_inner());
+    Some(match stores.get(name) {
+        Some(m) => Ok((m.daemon.clone(), rest)),
+        None => {
+            let names: Vec<&str> = stores.keys().map(String::as_str).collect();
+            Err(ApiError::not_found(format!(
+                "no store named {name:?} is mounted here (mounted: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )))
+        }
+    })
 }
 
 async fn dispatch(daemon: Daemon, req: Request<Incoming>, route: Route) -> ApiResult {

@@ -21,13 +21,14 @@ pub async fn handle(daemon: Daemon) -> ApiResult {
         let (frames, processors) = match mounted.get(&row.name) {
             Some(e) => {
                 let frames: u64 = e
+                    .daemon
                     .store
                     .topics(None, false)
                     .await?
                     .iter()
                     .map(|t| t.count)
                     .sum();
-                let ps: Vec<_> = crate::ps::list(&e.ps)
+                let ps: Vec<_> = crate::ps::list(&e.daemon.ps)
                     .into_iter()
                     .map(|p| serde_json::json!({"kind": p.kind, "name": p.name, "state": p.state}))
                     .collect();

@@ -1,6 +1,7 @@
 // xs console: a login that turns the token into a session cookie, then the live stream
 // (SSE, with a topic filter), frame detail and content preview, topics, processors and a
-// chart of appends per second — all through this server's read-only /api/.
+// chart of appends per second — all through this server's read-only /api/, for the daemon's
+// store or, picked in the header, one of the stores it mounted (/api/stores/NAME/).
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -10,6 +11,7 @@ const PREVIEW_BYTES = 1 << 20;
 const HEX_BYTES = 4096;
 const RATE_SECONDS = 60;
 
+let api = "/api";       // the store shown: "/api" or "/api/stores/NAME"
 let stream = null;      // EventSource of the frame list
 let rateSource = null;  // EventSource counting every append
 let lastId = null;
@@ -110,8 +112,38 @@ function setStatus(text, cls) {
 }
 
 async function refresh() {
-  await Promise.all([refreshTopics(), refreshPs()]).catch(() => {});
+  await Promise.all([refreshTopics(), refreshPs(), refreshStores()]).catch(() => {});
 }
+
+// --- stores ------------------------------------------------------------------------------
+
+// The stores the daemon mounted (`xs store add`): a picker shown once there is one.
+async function refreshStores() {
+  const list = await ndjson("/api/stores");
+  const names = list.filter((s) => s.state === "active").map((s) => s.name);
+  const pick = $("#store");
+  const shown = [...pick.options].map((o) => o.value).slice(1);
+  if (names.join("\n") !== shown.join("\n")) {
+    const current = pick.value;
+    pick.replaceChildren(el("option", { value: "" }, "this store"),
+      ...names.map((n) => el("option", { value: n }, n)));
+    pick.value = names.includes(current) ? current : "";
+    if (pick.value !== current) storeChanged();
+  }
+  pick.hidden = names.length === 0;
+}
+
+function storeChanged() {
+  const name = $("#store").value;
+  api = name ? `/api/stores/${encodeURIComponent(name)}` : "/api";
+  clearRows();
+  rate.fill(0);
+  openStream();
+  openRate();
+  refreshTopics().catch(() => {});
+  refreshPs().catch(() => {});
+}
+$("#store").addEventListener("change", storeChanged);
 
 // Runs `f` once within 300 ms however often it is asked for (a burst of frames: one refresh).
 const pending = new Set();
@@ -142,7 +174,7 @@ async function openStream(after) {
   if (topic) q.set("topic", topic);
   // Check the filter first: an EventSource cannot show why the server refused it.
   if (topic && !after) {
-    const r = await fetch(`/api/?${q}&last=1`);
+    const r = await fetch(`${api}/?${q}&last=1`);
     if (r.status === 400) {
       $("#filter-error").textContent = (await r.json()).error;
       setStatus("bad filter", "down");
@@ -154,7 +186,7 @@ async function openStream(after) {
   if (after) q.set("after", after); else q.set("last", HISTORY);
   q.set("follow", "true");
   setStatus(after ? "reconnecting" : "connecting");
-  const es = new EventSource(`/api/?${q}`);
+  const es = new EventSource(`${api}/?${q}`);
   stream = es;
   let live = Boolean(after);
   es.onmessage = (e) => {
@@ -225,7 +257,7 @@ async function showFrame(f, tr) {
   $("#preview").replaceChildren();
   $("#content-title").hidden = !f.hash;
   $("#content-kind").textContent = "";
-  const r = await fetch(`/api/${encodeURIComponent(f.id)}?with-timestamp`);
+  const r = await fetch(`${api}/${encodeURIComponent(f.id)}?with-timestamp`);
   if (r.ok) $("#frame-json").textContent = JSON.stringify(await r.json(), null, 2);
   else if (r.status === 404) $("#frame-json").textContent += "\n\n(not stored: ephemeral, expired or removed)";
   if (f.hash) preview(f.hash).catch((e) => { $("#preview").textContent = `cannot load the content: ${e}`; });
@@ -283,7 +315,7 @@ function hexDump(b) {
 }
 
 async function preview(hash) {
-  const r = await fetch(`/api/cas/${encodeURIComponent(hash)}`);
+  const r = await fetch(`${api}/cas/${encodeURIComponent(hash)}`);
   if (!r.ok) {
     $("#preview").textContent = `content unavailable (${r.status})`;
     return;
@@ -318,7 +350,7 @@ async function preview(hash) {
 // --- topics ------------------------------------------------------------------------------
 
 async function refreshTopics() {
-  const list = await ndjson("/api/topics");
+  const list = await ndjson(`${api}/topics`);
   const root = { children: new Map(), count: 0 };
   let total = 0;
   for (const t of list) {
@@ -358,7 +390,7 @@ async function refreshTopics() {
 // --- processors --------------------------------------------------------------------------
 
 async function refreshPs() {
-  const list = await ndjson("/api/ps");
+  const list = await ndjson(`${api}/ps`);
   const body = $("#ps tbody");
   body.replaceChildren(...list.map((p) =>
     el("tr", { title: p.last_error || "" },
@@ -382,7 +414,7 @@ function tickRate() {
 
 function openRate() {
   if (rateSource) rateSource.close();
-  const es = new EventSource("/api/?new=true&follow=true");
+  const es = new EventSource(`${api}/?new=true&follow=true`);
   rateSource = es;
   es.onmessage = (e) => {
     const f = JSON.parse(e.data);
