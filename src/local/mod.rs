@@ -11,6 +11,8 @@ mod check;
 pub mod codec;
 mod consumers;
 mod content;
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) mod copy;
 mod gc;
 mod metrics;
 mod plan;

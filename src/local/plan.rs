@@ -49,6 +49,13 @@ pub(crate) enum WriteOp {
         name: String,
         reply: Reply<()>,
     },
+    /// Changes another writer already decided (the JetStream feed), applied as they come:
+    /// appends keep their ids and skip `expect`; checkpoints are set in the same batch.
+    Apply {
+        ops: Vec<super::copy::Applied>,
+        checkpoints: Vec<(String, Option<Vec<u8>>)>,
+        reply: Reply<()>,
+    },
 }
 
 /// What planning may read, and the id counter: the store as the batches before this one

@@ -183,6 +183,11 @@ impl WriterState {
                 atomic::plan_remove_checkpoint(plan, name);
                 Answer::Unit(reply, Ok(()))
             }
+            WriteOp::Apply {
+                ops,
+                checkpoints,
+                reply,
+            } => Answer::Unit(reply, super::copy::plan_apply(cx, plan, ops, checkpoints)),
         }
     }
 

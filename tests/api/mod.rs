@@ -9,6 +9,8 @@ mod expose;
 pub mod gateway;
 mod guarantees;
 mod metrics;
+#[cfg(feature = "nats")]
+mod nats;
 mod purge;
 mod read;
 mod routes;

@@ -18,6 +18,10 @@
 
 mod regressions;
 
+#[cfg(feature = "nats")]
+#[path = "../helper/nats.rs"]
+mod cluster;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proptest::prelude::*;
@@ -464,6 +468,9 @@ pub struct Subject {
     pub sweep: Box<dyn Fn() -> xs::Result<usize>>,
     /// The backend's own consistency check: frames stored, and every problem found.
     pub check: Box<dyn Fn() -> xs::Result<CheckReport>>,
+    /// Whether purge and gc are supported (the JetStream backend does not collect content
+    /// yet: those steps are skipped for it).
+    pub collects: bool,
 }
 
 /// Opens (or reopens) a subject in a directory. Called outside any runtime, so the backend
@@ -479,6 +486,61 @@ fn local(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Subject {
         store: Store::new(std::sync::Arc::new(local)),
         sweep: Box::new(move || handle.block_on(sweeper.sweep_expired(usize::MAX))),
         check: Box::new(move || checker.check()),
+        collects: true,
+    }
+}
+
+/// The JetStream backend (`--features nats`): a stream of its own (named after `dir`, so a
+/// restart finds it again) on the cluster this test process shares, its copy in `dir`.
+#[cfg(feature = "nats")]
+fn jetstream(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Subject {
+    use std::hash::{Hash, Hasher};
+    use xs::jetstream::{JetStreamBackend, JetStreamOptions};
+    let urls = nats::urls().expect("a cluster (checked by the test)");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    let mut opts = JetStreamOptions::new(urls);
+    opts.stream = format!("T{:016X}", h.finish());
+    // Opened outside the runtime: it sweeps expired frames only when the suite says so.
+    let copy = Local::open(dir.join("copy").join(&opts.stream), small_options()).expect("opening");
+    let backend = rt
+        .block_on(JetStreamBackend::start(copy.clone(), opts))
+        .expect("starting the JetStream backend");
+    let handle = rt.handle().clone();
+    let (sweeper, checker) = (copy.clone(), copy);
+    Subject {
+        store: Store::new(std::sync::Arc::new(backend)),
+        sweep: Box::new(move || handle.block_on(sweeper.sweep_expired(usize::MAX))),
+        check: Box::new(move || checker.check()),
+        collects: false,
+    }
+}
+
+/// One JetStream cluster for the whole test process, started on first use from a thread that
+/// lives as long as the process (the servers die with it: `setpriv --pdeathsig`).
+#[cfg(feature = "nats")]
+mod nats {
+    use super::cluster;
+    use std::sync::OnceLock;
+
+    static URLS: OnceLock<Option<Vec<String>>> = OnceLock::new();
+
+    /// The cluster's URLs, or None (after a SKIPPED line) when there is no nats-server.
+    pub fn urls() -> Option<Vec<String>> {
+        URLS.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let c = cluster::NatsCluster::start();
+                let _ = tx.send(c.as_ref().map(|c| c.url_list()));
+                if c.is_some() {
+                    loop {
+                        std::thread::park();
+                    }
+                }
+            });
+            rx.recv().expect("the cluster thread answers")
+        })
+        .clone()
     }
 }
 
@@ -646,6 +708,7 @@ impl Harness {
                     None => assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}"),
                 }
             }
+            Op::Purge(_) | Op::Gc if !self.subject().collects => {}
             Op::Purge(pick) => {
                 let id = match pick.and_then(|p| self.model.pick(p)) {
                     Some(id) => id,
@@ -1011,5 +1074,24 @@ proptest! {
     #[test]
     fn local_backend_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
         Harness::run(local, &ops);
+    }
+}
+
+#[cfg(feature = "nats")]
+proptest! {
+    // Each case creates a replicated stream and bucket: a quarter of the local cases.
+    #![proptest_config(ProptestConfig {
+        cases: cases().div_ceil(4),
+        max_shrink_iters: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn jetstream_backend_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+        if nats::urls().is_none() {
+            return Ok(());
+        }
+        Harness::run(jetstream, &ops);
     }
 }

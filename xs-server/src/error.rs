@@ -68,6 +68,10 @@ impl From<xs::Error> for ApiError {
                 return err;
             }
             E::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            E::Unavailable(_) => {
+                tracing::warn!(error = %e, "write refused");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             E::NoSpace(_) => {
                 tracing::warn!(error = %e, "write refused");
                 StatusCode::INSUFFICIENT_STORAGE

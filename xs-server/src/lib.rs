@@ -24,7 +24,8 @@ mod stores;
 mod tls;
 mod webhook;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use daemon::{Daemon, Shared};
@@ -63,6 +64,27 @@ pub struct ServeOptions {
     /// started as the guard that kills the generators' processes if the daemon dies without
     /// stopping them. None: no guard (the next start-up still ends them).
     pub guard_exe: Option<PathBuf>,
+    /// Keep the stream in a NATS JetStream cluster (`--nats`), the store directory holding
+    /// the local copy.
+    pub nats: Option<NatsOptions>,
+}
+
+/// `--nats URLS` and its companions.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// Server URLs (each may be a comma-separated list).
+    pub urls: Vec<String>,
+    /// `--nats-stream` (default `XS`).
+    pub stream: Option<String>,
+    /// A NATS credentials file (JWT and NKey seed).
+    pub creds_file: Option<PathBuf>,
+    /// A file holding the server token.
+    pub token_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) the servers' TLS certificates are checked against.
+    pub tls_ca: Option<PathBuf>,
+    /// Run the processors (handlers, generators, actions, webhooks): only on request, since
+    /// every daemon on the stream would run them (`--processors`).
+    pub processors: bool,
 }
 
 /// The PEM files of `--tls-cert` and `--tls-key`.
@@ -120,15 +142,62 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         ttl_sweep: opts.ttl_sweep.unwrap_or(LocalOptions::default().ttl_sweep),
         ..LocalOptions::default()
     };
-    let store = tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
-        .await
-        .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??;
+    let store = match &opts.nats {
+        Some(n) => open_nats(&store_path, store_opts, n).await?,
+        None => tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
+            .await
+            .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
     });
     run(store, opts, shutdown_rx).await
+}
+
+/// Connects to the JetStream cluster and opens the local copy in `state`.
+#[cfg(feature = "nats")]
+async fn open_nats(
+    state: &Path,
+    local: LocalOptions,
+    n: &NatsOptions,
+) -> Result<Store, ServeError> {
+    use xs::jetstream::{JetStreamBackend, JetStreamOptions};
+    let urls: Vec<String> = n
+        .urls
+        .iter()
+        .flat_map(|u| u.split(','))
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(ServeError::Config(
+            "--nats needs at least one server URL".into(),
+        ));
+    }
+    let mut o = JetStreamOptions::new(urls);
+    if let Some(s) = &n.stream {
+        o.stream = s.clone();
+    }
+    o.creds_file = n.creds_file.clone();
+    o.tls_ca = n.tls_ca.clone();
+    if let Some(f) = &n.token_file {
+        let t = std::fs::read_to_string(f).map_err(|source| ServeError::Io {
+            context: format!("reading {}", f.display()),
+            source,
+        })?;
+        o.token = Some(t.trim().to_string());
+    }
+    let backend = JetStreamBackend::open(state, local, o).await?;
+    Ok(Store::new(Arc::new(backend)))
+}
+
+#[cfg(not(feature = "nats"))]
+async fn open_nats(_: &Path, _: LocalOptions, _: &NatsOptions) -> Result<Store, ServeError> {
+    Err(ServeError::Config(
+        "--nats: this xs was built without the `nats` feature".into(),
+    ))
 }
 
 /// Serves `store` until `shutdown` turns true: mounts it (its stream is the control stream),
@@ -217,6 +286,8 @@ pub async fn run(
                 "http": http_addr,
             }),
             tag: tag.clone(),
+            // With --nats every daemon on the stream would run them: only on request.
+            processors: opts.nats.as_ref().is_none_or(|n| n.processors),
         },
     )
     .await?;

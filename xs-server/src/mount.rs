@@ -30,6 +30,8 @@ pub struct MountOptions {
     pub start_meta: serde_json::Value,
     /// What the generators' processes are tagged with.
     pub tag: orphans::Tag,
+    /// Run the processors (off for `--nats` without `--processors`).
+    pub processors: bool,
 }
 
 /// A mounted store: serving until [`Mount::stop`].
@@ -74,7 +76,12 @@ impl Mount {
                 "killed generator processes left behind by an earlier run"
             );
         }
-        let processors = start_processors(&daemon);
+        let processors = if opts.processors {
+            start_processors(&daemon)
+        } else {
+            tracing::info!("processors are off (--nats without --processors)");
+            Vec::new()
+        };
         let (stop_accept, stop_rx) = watch::channel(false);
         let accept = tokio::spawn(listener::serve(
             listeners,

@@ -108,6 +108,7 @@ impl Kind for Stores {
                     "control": default_store,
                 }),
                 tag,
+                processors: true,
             };
             let mount = match Mount::start(store.clone(), &shared, opts).await {
                 Ok(m) => m,

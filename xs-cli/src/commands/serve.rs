@@ -54,6 +54,32 @@ pub struct Args {
     /// TTL of the `http.request` frames (forever, time:<ms>, last:<n>; not ephemeral)
     #[arg(long, value_name = "TTL", default_value = "forever", value_parser = parse_http_ttl)]
     http_ttl: xs::Ttl,
+    /// Keep the stream in a NATS JetStream cluster (comma-separated server URLs, nats:// or
+    /// tls://); STORE then holds this daemon's local copy. Needs nats-server >= 2.12.3 with
+    /// `sync_interval: always` (see the README)
+    #[arg(long, value_name = "URLS", env = "XS_NATS")]
+    nats: Option<String>,
+    /// The JetStream stream's name
+    #[arg(long, value_name = "NAME", default_value = "XS", requires = "nats")]
+    nats_stream: String,
+    /// NATS credentials file (JWT + NKey seed)
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "nats",
+        conflicts_with = "nats_token_file"
+    )]
+    nats_creds: Option<std::path::PathBuf>,
+    /// File holding the NATS server token
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    nats_token_file: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) to check the NATS servers' TLS certificates with
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    nats_tls_ca: Option<std::path::PathBuf>,
+    /// With --nats: run the processors (handlers, generators, actions, webhooks) in this
+    /// daemon. Off by default, since every daemon on the stream would run them
+    #[arg(long, requires = "nats")]
+    processors: bool,
 }
 
 fn parse_sweep(s: &str) -> Result<std::time::Duration, String> {
@@ -99,6 +125,14 @@ pub async fn run(args: Args, token_file: Option<std::path::PathBuf>) -> Result<(
             ttl: args.http_ttl,
         }),
         guard_exe: std::env::current_exe().ok(),
+        nats: args.nats.map(|urls| xs_server::NatsOptions {
+            urls: vec![urls],
+            stream: Some(args.nats_stream),
+            creds_file: args.nats_creds,
+            token_file: args.nats_token_file,
+            tls_ca: args.nats_tls_ca,
+            processors: args.processors,
+        }),
     })
     .await
     .map_err(|e| anyhow!("{e}"))

@@ -1,0 +1,495 @@
+//! The JetStream backend (`xs serve --nats URLS`): the stream lives in a NATS JetStream cluster
+//! shared by several daemons; each daemon keeps a local copy ([`Local`] in
+//! `<state>/copy/<stream>`) that a feed task fills from an ordered consumer, in stream-sequence
+//! order, keeping the ids the appending daemon gave. Every read is served by the copy.
+//!
+//! Appends go through one writer task: it plans the queued writes against the copy at the
+//! sequence L it has applied (`expect`, idempotency keys, ids above every id seen), publishes
+//! them as one atomic batch whose first message expects the stream to end at L, and on
+//! 10071 (another daemon was first) catches the copy up, plans again and retries. A committed
+//! batch is answered once the copy has applied it (read-your-writes). See docs/jetstream.md.
+
+mod codec;
+mod feed;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, object_store, stream};
+use ssri::Integrity;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::backend::{
+    Backend, Batch, BoxFuture, Content, ContentReader, ContentSink, GcReport, LiveFrame, Metric,
+    Record, ScanEnd, TopicInfo,
+};
+use crate::consumer::ConsumerInfo;
+use crate::error::{Error, Result};
+use crate::frame::{Frame, Id};
+use crate::local::{Local, LocalOptions};
+use crate::read::ReadOptions;
+
+/// The checkpoint of the copy holding the last stream sequence it applied.
+const APPLIED: &str = "$jetstream.applied";
+
+/// How to reach the cluster and which stream to use.
+#[derive(Debug, Clone)]
+pub struct JetStreamOptions {
+    /// Server URLs (`nats://host:4222`, `tls://...`).
+    pub urls: Vec<String>,
+    /// The stream's name (`XS` by default); its subjects are `<name lower-cased>.>`.
+    pub stream: String,
+    /// Replicas of the stream and its buckets (3 in production).
+    pub replicas: usize,
+    /// A NATS credentials file (JWT and NKey seed).
+    pub creds_file: Option<PathBuf>,
+    /// A server token.
+    pub token: Option<String>,
+    /// CA certificate(s) (PEM) the servers' TLS certificates are checked against.
+    pub tls_ca: Option<PathBuf>,
+    /// How long a write may wait for the cluster before it answers `Unavailable`.
+    pub write_timeout: Duration,
+}
+
+impl JetStreamOptions {
+    /// Stream `XS`, replicas 3, no credentials, a 10 s write timeout.
+    pub fn new(urls: impl IntoIterator<Item = impl Into<String>>) -> JetStreamOptions {
+        JetStreamOptions {
+            urls: urls.into_iter().map(Into::into).collect(),
+            stream: "XS".into(),
+            replicas: 3,
+            creds_file: None,
+            token: None,
+            tls_ca: None,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A stream in a JetStream cluster, read through a local copy; cheap to clone.
+#[derive(Clone)]
+pub struct JetStreamBackend {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) copy: Local,
+    pub(crate) client: async_nats::Client,
+    pub(crate) stream: stream::Stream,
+    pub(crate) objects: object_store::ObjectStore,
+    /// Subject prefix of frames: `<prefix>.<topic>`.
+    pub(crate) prefix: String,
+    /// Core NATS subject prefix of ephemeral frames.
+    pub(crate) eph_prefix: String,
+    /// The last stream sequence the copy has applied.
+    pub(crate) applied: watch::Sender<u64>,
+    pub(crate) write_timeout: Duration,
+    /// The largest id this writer gave (ephemeral frames' ids are never stored).
+    pub(crate) assigned: Mutex<Option<Id>>,
+    writes: Mutex<Option<mpsc::Sender<writer::Request>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(e.to_string())
+}
+
+impl JetStreamBackend {
+    /// Connects, creates the stream and the content bucket if missing, and opens the local
+    /// copy in `<state>/copy/<stream>`.
+    pub async fn open(
+        state: impl AsRef<Path>,
+        local: LocalOptions,
+        opts: JetStreamOptions,
+    ) -> Result<JetStreamBackend> {
+        let dir = state.as_ref().join("copy").join(&opts.stream);
+        let copy = tokio::task::spawn_blocking(move || Local::open(dir, local))
+            .await
+            .map_err(|e| Error::Internal(format!("opening the copy: {e}")))??;
+        JetStreamBackend::start(copy, opts).await
+    }
+
+    /// As [`JetStreamBackend::open`], on a copy already opened (tests open it outside a
+    /// runtime, so that it sweeps expired frames only when told).
+    pub async fn start(copy: Local, opts: JetStreamOptions) -> Result<JetStreamBackend> {
+        let mut connect = async_nats::ConnectOptions::new()
+            .request_timeout(Some(Duration::from_secs(5)))
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None::<usize>);
+        if let Some(f) = &opts.creds_file {
+            connect = connect
+                .credentials_file(f)
+                .await
+                .map_err(|e| Error::io(format!("reading {}", f.display()), e))?;
+        }
+        if let Some(t) = &opts.token {
+            connect = connect.token(t.clone());
+        }
+        if let Some(ca) = &opts.tls_ca {
+            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let client = connect
+            .connect(opts.urls.clone())
+            .await
+            .map_err(unavailable)?;
+        let js = jetstream::new(client.clone());
+        let prefix = opts.stream.to_lowercase();
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: opts.stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                num_replicas: opts.replicas,
+                storage: stream::StorageType::File,
+                allow_message_ttl: true,
+                allow_atomic_publish: true,
+                allow_rollup: true,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let bucket = format!("{}_content", opts.stream);
+        let objects = match js.get_object_store(&bucket).await {
+            Ok(o) => o,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: bucket.clone(),
+                    num_replicas: opts.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?,
+        };
+        let applied = match copy.checkpoint_value(APPLIED)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt(format!("checkpoint {APPLIED}")))?,
+            ),
+            None => 0,
+        };
+        writer::wait_writable(&client, &prefix).await?;
+        let (wtx, wrx) = mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            copy,
+            client,
+            stream,
+            objects,
+            eph_prefix: format!("_xs_eph.{}", opts.stream),
+            prefix,
+            applied: watch::channel(applied).0,
+            write_timeout: opts.write_timeout,
+            assigned: Mutex::new(None),
+            writes: Mutex::new(Some(wtx)),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        let eph = inner
+            .client
+            .subscribe(format!("{}.>", inner.eph_prefix))
+            .await
+            .map_err(unavailable)?;
+        let tasks = vec![
+            tokio::spawn(feed::run(weak.clone(), inner.stream.clone(), applied)),
+            tokio::spawn(feed::ephemeral(weak.clone(), eph)),
+            tokio::spawn(writer::run(weak, wrx)),
+        ];
+        *inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        Ok(JetStreamBackend { inner })
+    }
+
+    /// The local copy (for tests: sweeping and checking it).
+    pub fn copy(&self) -> &Local {
+        &self.inner.copy
+    }
+
+    fn submit<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> writer::Request,
+    ) -> impl std::future::Future<Output = Result<T>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = match self
+            .inner
+            .writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            Some(w) => w.try_send(make(tx)).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    Error::Unavailable("too many writes queued".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => Error::Closed,
+            }),
+            None => Err(Error::Closed),
+        };
+        async move {
+            sent?;
+            rx.await.map_err(|_| Error::Closed)?
+        }
+    }
+}
+
+impl Inner {
+    /// Waits until the copy has applied sequence `seq`, at most `timeout`; answers whether it
+    /// has.
+    pub(crate) async fn wait_applied(&self, seq: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Makes content stored in the copy durable in the object store too (no-op if there).
+    pub(crate) async fn upload(&self, hash: &Integrity) -> Result<()> {
+        let name = hash.to_string();
+        if self.objects.info(&name).await.is_ok() {
+            return Ok(());
+        }
+        let path = self.copy.content_path(hash);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(_) => {
+                // Inline-sized content lives in the copy's index, not in a file.
+                let bytes = match Backend::content(&self.copy, hash.clone()).await? {
+                    Some(r) => r.read_all().await?,
+                    None => return Err(Error::NotFound(format!("content {hash}"))),
+                };
+                self.objects
+                    .put(name.as_str(), &mut bytes.as_slice())
+                    .await
+                    .map_err(unavailable)?;
+                return Ok(());
+            }
+        };
+        self.objects
+            .put(name.as_str(), &mut file)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Copies content from the object store into the copy; answers whether it was there.
+    pub(crate) async fn download(&self, hash: &Integrity) -> Result<bool> {
+        use tokio::io::AsyncReadExt;
+        let mut obj = match self.objects.get(hash.to_string()).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut w = Backend::content_writer(&self.copy);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = obj
+                .read(&mut buf)
+                .await
+                .map_err(|e| Error::io("reading an object", e))?;
+            if n == 0 {
+                break;
+            }
+            w.write(&buf[..n]).await?;
+        }
+        let got = w.finish().await?;
+        if got.hash() != Some(hash) && !got.is_empty() {
+            return Err(Error::Corrupt(format!(
+                "object {hash} does not match its hash"
+            )));
+        }
+        if let Content::Inline { hash, bytes } = got {
+            Backend::content_put(&self.copy, Content::Inline { hash, bytes }).await?;
+        }
+        Ok(true)
+    }
+
+    /// Whether content is known: in the copy, or in the object store.
+    pub(crate) async fn content_known(&self, hash: &Integrity) -> Result<bool> {
+        if self.copy.has_content(hash)? {
+            return Ok(true);
+        }
+        Ok(self.objects.info(hash.to_string()).await.is_ok())
+    }
+}
+
+/// Content streamed into the copy, then into the object store when it is too large to
+/// travel inline in its frame's message.
+struct JsContentWriter {
+    local: Box<dyn ContentSink>,
+    inner: Arc<Inner>,
+}
+
+impl ContentSink for JsContentWriter {
+    fn write<'a>(&'a mut self, chunk: &'a [u8]) -> BoxFuture<'a, Result<()>> {
+        self.local.write(chunk)
+    }
+
+    fn len(&self) -> u64 {
+        self.local.len()
+    }
+
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Content>> {
+        let JsContentWriter { local, inner } = *self;
+        Box::pin(async move {
+            let content = local.finish().await?;
+            if let Content::Stored { hash, .. } = &content {
+                inner.upload(hash).await?;
+            }
+            Ok(content)
+        })
+    }
+}
+
+impl Backend for JetStreamBackend {
+    fn append(&self, batch: Batch) -> BoxFuture<'static, Result<Vec<Frame>>> {
+        Box::pin(self.submit(|reply| writer::Request::Batch(batch, reply)))
+    }
+
+    fn import(&self, frame: Frame) -> BoxFuture<'static, Result<Frame>> {
+        Box::pin(self.submit(|reply| writer::Request::Import(frame, reply)))
+    }
+
+    fn remove(&self, id: Id, _purge: bool) -> BoxFuture<'static, Result<GcReport>> {
+        let done = self.submit(|reply| writer::Request::Remove(id, reply));
+        Box::pin(async move { done.await.map(|()| GcReport::default()) })
+    }
+
+    fn get(&self, id: Id) -> BoxFuture<'static, Result<Option<Frame>>> {
+        Backend::get(&self.inner.copy, id)
+    }
+
+    fn last_id(&self) -> BoxFuture<'static, Result<Option<Id>>> {
+        Backend::last_id(&self.inner.copy)
+    }
+
+    fn topics(
+        &self,
+        prefix: Option<String>,
+        children: bool,
+    ) -> BoxFuture<'static, Result<Vec<TopicInfo>>> {
+        Backend::topics(&self.inner.copy, prefix, children)
+    }
+
+    fn history(
+        &self,
+        opts: ReadOptions,
+        tx: mpsc::Sender<Vec<Record>>,
+    ) -> BoxFuture<'static, Result<ScanEnd>> {
+        Backend::history(&self.inner.copy, opts, tx)
+    }
+
+    fn subscribe(&self, runtime: bool) -> broadcast::Receiver<Arc<LiveFrame>> {
+        Backend::subscribe(&self.inner.copy, runtime)
+    }
+
+    fn content_writer(&self) -> Box<dyn ContentSink> {
+        Box::new(JsContentWriter {
+            local: Backend::content_writer(&self.inner.copy),
+            inner: self.inner.clone(),
+        })
+    }
+
+    fn content_put(&self, content: Content) -> BoxFuture<'static, Result<Option<Integrity>>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let hash = Backend::content_put(&inner.copy, content).await?;
+            if let Some(h) = &hash {
+                inner.upload(h).await?;
+            }
+            Ok(hash)
+        })
+    }
+
+    fn content(&self, hash: Integrity) -> BoxFuture<'static, Result<Option<ContentReader>>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if let Some(r) = Backend::content(&inner.copy, hash.clone()).await? {
+                return Ok(Some(r));
+            }
+            if !inner.download(&hash).await? {
+                return Ok(None);
+            }
+            Backend::content(&inner.copy, hash).await
+        })
+    }
+
+    fn gc(&self) -> BoxFuture<'static, Result<GcReport>> {
+        // The copy's own content only; the object store is not collected yet.
+        Backend::gc(&self.inner.copy)
+    }
+
+    fn ack(&self, name: String, id: Id) -> BoxFuture<'static, Result<Id>> {
+        // Consumer positions are kept per daemon, in the copy, for now.
+        Backend::ack(&self.inner.copy, name, id)
+    }
+
+    fn remove_consumer(&self, name: String) -> BoxFuture<'static, Result<()>> {
+        Backend::remove_consumer(&self.inner.copy, name)
+    }
+
+    fn consumers(&self, name: Option<String>) -> BoxFuture<'static, Result<Vec<ConsumerInfo>>> {
+        Backend::consumers(&self.inner.copy, name)
+    }
+
+    fn checkpoint(&self, name: String) -> BoxFuture<'static, Result<Option<Vec<u8>>>> {
+        Backend::checkpoint(&self.inner.copy, name)
+    }
+
+    fn remove_checkpoint(&self, name: String) -> BoxFuture<'static, Result<()>> {
+        Box::pin(self.submit(|reply| writer::Request::RemoveCheckpoint(name, reply)))
+    }
+
+    fn count_after(&self, id: Option<Id>, cap: u64) -> BoxFuture<'static, Result<u64>> {
+        Backend::count_after(&self.inner.copy, id, cap)
+    }
+
+    fn metrics(&self) -> BoxFuture<'static, Result<Vec<Metric>>> {
+        Backend::metrics(&self.inner.copy)
+    }
+
+    fn failed(&self) -> BoxFuture<'static, String> {
+        Backend::failed(&self.inner.copy)
+    }
+
+    fn close(&self) -> BoxFuture<'static, ()> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let writes = inner
+                .writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            drop(writes);
+            let tasks: Vec<_> = inner
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+                .collect();
+            let mut tasks = tasks.into_iter();
+            let (feed, eph, writer) = (tasks.next(), tasks.next(), tasks.next());
+            // The writer answers what it holds, then ends (its queue is closed).
+            if let Some(w) = writer {
+                let _ = tokio::time::timeout(inner.write_timeout, w).await;
+            }
+            for t in [feed, eph].into_iter().flatten() {
+                t.abort();
+                let _ = t.await;
+            }
+            Backend::close(&inner.copy).await;
+        })
+    }
+}
