@@ -143,10 +143,14 @@ impl JetStreamBackend {
         if let Some(ca) = &opts.tls_ca {
             connect = connect.add_root_certificates(ca.clone()).require_tls(true);
         }
+        let at = opts.urls.join(",");
+        let cluster = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Unavailable(format!("NATS cluster at {at}: {what}: {e}"))
+        };
         let client = connect
             .connect(opts.urls.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| cluster("cannot connect", &e))?;
         let js = jetstream::new(client.clone());
         let prefix = opts.stream.to_lowercase();
         let stream = js
@@ -162,7 +166,7 @@ impl JetStreamBackend {
                 ..Default::default()
             })
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| cluster(&format!("opening stream {}", opts.stream), &e))?;
         let bucket = format!("{}_content", opts.stream);
         let objects = match js.get_object_store(&bucket).await {
             Ok(o) => o,
@@ -173,7 +177,7 @@ impl JetStreamBackend {
                     ..Default::default()
                 })
                 .await
-                .map_err(unavailable)?,
+                .map_err(|e| cluster(&format!("opening object store {bucket}"), &e))?,
         };
         let applied = match copy.checkpoint_value(APPLIED)? {
             Some(v) => u64::from_be_bytes(

@@ -11,6 +11,8 @@ mod guarantees;
 mod metrics;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "nats")]
+mod nats_faults;
 mod purge;
 mod read;
 mod routes;

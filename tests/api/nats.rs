@@ -3,7 +3,7 @@
 //! with a SKIPPED line when no nats-server is installed (failing under `CI=1`).
 
 #[path = "../helper/nats.rs"]
-mod cluster;
+pub(super) mod cluster;
 
 use std::time::Duration;
 

@@ -242,6 +242,50 @@ impl NatsCluster {
         }
     }
 
+    /// Starts every node that is not running (after killing all of them: one node alone has
+    /// no quorum, so [`NatsCluster::restart`] one by one would wait forever) and waits until
+    /// the cluster is healthy and every stream's replicas are current.
+    pub fn restart_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_none() {
+                self.spawn(i);
+            }
+        }
+        let ready = self
+            .wait_healthy(READY_TIMEOUT)
+            .and_then(|()| self.wait_synced(READY_TIMEOUT));
+        if let Err(e) = ready {
+            panic!("the cluster did not come back: {e}");
+        }
+    }
+
+    /// The node leading stream `name` (in the global account), as a running node reports it.
+    pub fn stream_leader(&self, name: &str) -> Option<usize> {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let Ok((200, body)) = http_get(node.http_port, "/jsz?accounts=true&streams=true")
+            else {
+                continue;
+            };
+            let Ok(jsz) = serde_json::from_str::<serde_json::Value>(&body) else {
+                continue;
+            };
+            for acc in jsz["account_details"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                for s in acc["stream_detail"].as_array().cloned().unwrap_or_default() {
+                    if s["name"] == name {
+                        if let Some(l) = s["cluster"]["leader"].as_str() {
+                            return self.nodes.iter().position(|n| n.name == l);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Polls `/jsz` of every running node until each stream (KV and object store buckets
     /// included) has a leader that reports all its replicas current and none offline. A
     /// restarted node's `/healthz` is 200 before its replicas have caught up (seen: 190 ms
