@@ -99,12 +99,14 @@ async fn apply(
                 if let Content::Stored { hash, .. } = &nf.content {
                     fetch(inner, hash).await?;
                 }
+                inner.saw(id);
                 ops.push(Applied::Append(nf, id));
             }
             Some(Change::Import(f)) => {
                 if let Some(hash) = &f.hash {
                     fetch(inner, hash).await?;
                 }
+                inner.saw(f.id);
                 ops.push(Applied::Import(f));
             }
             Some(Change::Remove(id)) => ops.push(Applied::Remove(id)),
@@ -155,7 +157,10 @@ pub(crate) async fn ephemeral(inner: Weak<Inner>, mut sub: async_nats::Subscribe
             return;
         };
         match Frame::from_json(&m.payload) {
-            Ok(f) => inner.copy.broadcast(Arc::new(LiveFrame::new(f))),
+            Ok(f) => {
+                inner.saw(f.id);
+                inner.copy.broadcast(Arc::new(LiveFrame::new(f)))
+            }
             Err(e) => tracing::warn!(error = %e, "an ephemeral frame that does not decode"),
         }
     }

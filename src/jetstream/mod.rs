@@ -10,6 +10,7 @@
 //! batch is answered once the copy has applied it (read-your-writes). See docs/jetstream.md.
 
 mod codec;
+mod consumers;
 mod feed;
 mod writer;
 
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, object_store, stream};
+use async_nats::jetstream::{self, kv, object_store, stream};
 use ssri::Integrity;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
@@ -79,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) client: async_nats::Client,
     pub(crate) stream: stream::Stream,
     pub(crate) objects: object_store::ObjectStore,
+    /// Durable consumer positions (`consumers.rs`).
+    pub(crate) consumers: kv::Store,
     /// Subject prefix of frames: `<prefix>.<topic>`.
     pub(crate) prefix: String,
     /// Core NATS subject prefix of ephemeral frames.
@@ -86,7 +89,8 @@ pub(crate) struct Inner {
     /// The last stream sequence the copy has applied.
     pub(crate) applied: watch::Sender<u64>,
     pub(crate) write_timeout: Duration,
-    /// The largest id this writer gave (ephemeral frames' ids are never stored).
+    /// The largest id a writer gave that this daemon knows of: its own (ephemeral frames' ids
+    /// are never stored), and those of the frames its feed applied or relayed.
     pub(crate) assigned: Mutex<Option<Id>>,
     writes: Mutex<Option<mpsc::Sender<writer::Request>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -179,6 +183,20 @@ impl JetStreamBackend {
                 .await
                 .map_err(|e| cluster(&format!("opening object store {bucket}"), &e))?,
         };
+        let kv_bucket = format!("{}_consumers", opts.stream);
+        let consumers = match js.get_key_value(&kv_bucket).await {
+            Ok(s) => s,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: kv_bucket.clone(),
+                    history: 1,
+                    num_replicas: opts.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| cluster(&format!("opening key-value bucket {kv_bucket}"), &e))?,
+        };
         let applied = match copy.checkpoint_value(APPLIED)? {
             Some(v) => u64::from_be_bytes(
                 v.as_slice()
@@ -194,6 +212,7 @@ impl JetStreamBackend {
             client,
             stream,
             objects,
+            consumers,
             eph_prefix: format!("_xs_eph.{}", opts.stream),
             prefix,
             applied: watch::channel(applied).0,
@@ -250,6 +269,13 @@ impl JetStreamBackend {
 }
 
 impl Inner {
+    /// Records an id some writer gave (ids planned later are above it; acks up to it are
+    /// valid).
+    pub(crate) fn saw(&self, id: Id) {
+        let mut a = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        *a = (*a).max(Some(id));
+    }
+
     /// Waits until the copy has applied sequence `seq`, at most `timeout`; answers whether it
     /// has.
     pub(crate) async fn wait_applied(&self, seq: u64, timeout: Duration) -> bool {
@@ -436,16 +462,18 @@ impl Backend for JetStreamBackend {
     }
 
     fn ack(&self, name: String, id: Id) -> BoxFuture<'static, Result<Id>> {
-        // Consumer positions are kept per daemon, in the copy, for now.
-        Backend::ack(&self.inner.copy, name, id)
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.ack(&name, id).await })
     }
 
     fn remove_consumer(&self, name: String) -> BoxFuture<'static, Result<()>> {
-        Backend::remove_consumer(&self.inner.copy, name)
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.remove_consumer(&name).await })
     }
 
     fn consumers(&self, name: Option<String>) -> BoxFuture<'static, Result<Vec<ConsumerInfo>>> {
-        Backend::consumers(&self.inner.copy, name)
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.consumers(name.as_deref()).await })
     }
 
     fn checkpoint(&self, name: String) -> BoxFuture<'static, Result<Option<Vec<u8>>>> {

@@ -130,3 +130,96 @@ fn without_the_cluster_appends_answer_503_and_reads_go_on() {
     let ids: Vec<String> = a.read("topic=t").iter().map(id).collect();
     assert_eq!(ids, [id(&f)], "the copy still answers reads");
 }
+
+fn ack(d: &Daemon, name: &str, id: &str) -> u16 {
+    d.http("POST", &format!("/consumers/{name}/ack?id={id}"), &[], b"")
+        .status
+}
+
+fn position(d: &Daemon, name: &str) -> Option<String> {
+    let r = d.get(&format!("/consumers/{name}"));
+    match r.status {
+        404 => None,
+        200 => Some(r.json()["position"].as_str().unwrap().to_string()),
+        s => panic!("GET /consumers/{name}: {s} {}", r.text()),
+    }
+}
+
+#[test]
+fn consumer_positions_are_shared_by_the_daemons() {
+    let Some((a, b, _c)) = two_daemons() else {
+        return;
+    };
+    let f: Vec<String> = (0..6).map(|i| id(&a.append("t", &[b'0' + i]))).collect();
+    poll_until(Duration::from_secs(10), "b has a's frames", || {
+        (b.read("topic=t").len() == 6).then_some(())
+    });
+    // An ack on A is B's position; B resumes after it.
+    assert_eq!(ack(&a, "c", &f[2]), 204);
+    assert_eq!(position(&b, "c").as_deref(), Some(f[2].as_str()));
+    let rest: Vec<String> = b.read("consumer=c&topic=t").iter().map(id).collect();
+    assert_eq!(rest, f[3..]);
+    // Never backwards, whichever daemon acks.
+    assert_eq!(ack(&b, "c", &f[4]), 204);
+    assert_eq!(ack(&a, "c", &f[1]), 204);
+    assert_eq!(position(&a, "c").as_deref(), Some(f[4].as_str()));
+    // Listed on both, with each copy's lag.
+    for d in [&a, &b] {
+        let list = d.get("/consumers").ndjson();
+        let c: Vec<&Value> = list.iter().filter(|c| c["name"] == "c").collect();
+        assert_eq!(c.len(), 1, "{list:?}");
+        assert_eq!(c[0]["position"], Value::String(f[4].clone()));
+        assert!(c[0]["lag"].as_u64().unwrap() >= 1);
+    }
+    // An id appended on A and not yet applied by B is still acked on B (it waits for it).
+    let g = id(&a.append("t", b"new"));
+    assert_eq!(ack(&b, "c", &g), 204);
+    assert_eq!(position(&a, "c").as_deref(), Some(g.as_str()));
+    // Beyond the newest: refused on both.
+    let beyond = "zzzzzzzzzzzzzzzzzzzzzzzzz";
+    assert_eq!(ack(&a, "c", beyond), 400);
+    // Removed on B: gone on A; removing again is a 404 on A.
+    let r = b.http("DELETE", "/consumers/c", &[], b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(position(&a, "c"), None);
+    assert_eq!(a.http("DELETE", "/consumers/c", &[], b"").status, 404);
+    // And acked again after removal.
+    assert_eq!(ack(&a, "c", &f[0]), 204);
+    assert_eq!(position(&b, "c").as_deref(), Some(f[0].as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_acks_on_two_daemons_keep_the_largest() {
+    let Some((a, b, _c)) = two_daemons() else {
+        return;
+    };
+    let f: Vec<String> = (0..40)
+        .map(|i| id(&a.append("r", format!("{i}").as_bytes())))
+        .collect();
+    poll_until(Duration::from_secs(10), "b has a's frames", || {
+        (b.read("topic=r").len() == 40).then_some(())
+    });
+    // Each daemon acks every id in a shuffled order at the same time.
+    let mut tasks = Vec::new();
+    for (n, sock) in [a.sock(), b.sock()].into_iter().enumerate() {
+        let mut order = f.clone();
+        if n == 1 {
+            order.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::connect(&sock).await;
+            for i in order {
+                let r = conn
+                    .request("POST", &format!("/consumers/race/ack?id={i}"), &[], "")
+                    .await;
+                assert_eq!(r.status, 204, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let newest = f.last().unwrap().as_str();
+    assert_eq!(position(&a, "race").as_deref(), Some(newest));
+    assert_eq!(position(&b, "race").as_deref(), Some(newest));
+}
