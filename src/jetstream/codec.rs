@@ -12,6 +12,7 @@ use crate::ttl::Ttl;
 
 const OP: &str = "Xs-Op";
 const KEY: &str = "Xs-Key";
+const PURGE: &str = "Xs-Purge";
 
 /// A message to publish.
 pub(crate) struct Outgoing {
@@ -24,7 +25,8 @@ pub(crate) struct Outgoing {
 pub(crate) enum Change {
     Append(NewFrame, Id),
     Import(Frame),
-    Remove(Id),
+    /// A removal; `true`: a purge (the content goes too when nothing references it).
+    Remove(Id, bool),
     Checkpoint(String, Option<Vec<u8>>),
 }
 
@@ -87,9 +89,12 @@ pub(crate) fn import_msg(prefix: &str, frame: &Frame) -> Outgoing {
     }
 }
 
-pub(crate) fn remove_msg(prefix: &str, id: Id) -> Outgoing {
+pub(crate) fn remove_msg(prefix: &str, id: Id, purge: bool) -> Outgoing {
     let mut headers = HeaderMap::new();
     headers.insert(OP, "remove");
+    if purge {
+        headers.insert(PURGE, "1");
+    }
     Outgoing {
         subject: format!("{prefix}.$rm"),
         headers,
@@ -119,6 +124,11 @@ pub(crate) fn checkpoint_msg(prefix: &str, name: &str, value: Option<&[u8]>) -> 
         headers,
         payload: b.freeze(),
     }
+}
+
+/// The id of the frame a message on a topic's subject carries, if it carries one.
+pub(crate) fn frame_id(payload: &Bytes) -> Option<Id> {
+    split_frame(payload).ok().map(|(f, _)| f.id)
 }
 
 fn split_frame(payload: &Bytes) -> Result<(Frame, Bytes)> {
@@ -169,7 +179,7 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &Bytes) -> Result<Opt
             let id: Id = s
                 .parse()
                 .map_err(|_| Error::Corrupt(format!("a removal of a bad id {s:?}")))?;
-            Ok(Some(Change::Remove(id)))
+            Ok(Some(Change::Remove(id, get(PURGE).is_some())))
         }
         Some(op @ ("checkpoint" | "uncheckpoint")) => {
             let nul = payload

@@ -90,7 +90,7 @@ async fn apply(
     let mut checkpoints = Vec::new();
     let mut last = *applied;
     for (seq, change) in changes {
-        let alone = matches!(change, Some(Change::Import(_) | Change::Remove(_)));
+        let alone = matches!(change, Some(Change::Import(_) | Change::Remove(..)));
         if alone && (!ops.is_empty() || !checkpoints.is_empty()) {
             commit(inner, &mut ops, &mut checkpoints, last, applied).await?;
         }
@@ -109,7 +109,8 @@ async fn apply(
                 inner.saw(f.id);
                 ops.push(Applied::Import(f));
             }
-            Some(Change::Remove(id)) => ops.push(Applied::Remove(id)),
+            Some(Change::Remove(id, false)) => ops.push(Applied::Remove(id)),
+            Some(Change::Remove(id, true)) => ops.push(Applied::Purge(id)),
             Some(Change::Checkpoint(name, value)) => checkpoints.push((name, value)),
             None => {}
         }

@@ -10,6 +10,7 @@
 //! batch is answered once the copy has applied it (read-your-writes). See docs/jetstream.md.
 
 mod codec;
+mod collect;
 mod consumers;
 mod feed;
 mod writer;
@@ -392,9 +393,10 @@ impl Backend for JetStreamBackend {
         Box::pin(self.submit(|reply| writer::Request::Import(frame, reply)))
     }
 
-    fn remove(&self, id: Id, _purge: bool) -> BoxFuture<'static, Result<GcReport>> {
-        let done = self.submit(|reply| writer::Request::Remove(id, reply));
-        Box::pin(async move { done.await.map(|()| GcReport::default()) })
+    fn remove(&self, id: Id, purge: bool) -> BoxFuture<'static, Result<GcReport>> {
+        let done = self.submit(|reply| writer::Request::Remove(id, purge, reply));
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.remove(done, id, purge).await })
     }
 
     fn get(&self, id: Id) -> BoxFuture<'static, Result<Option<Frame>>> {
@@ -457,8 +459,8 @@ impl Backend for JetStreamBackend {
     }
 
     fn gc(&self) -> BoxFuture<'static, Result<GcReport>> {
-        // The copy's own content only; the object store is not collected yet.
-        Backend::gc(&self.inner.copy)
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.gc().await })
     }
 
     fn ack(&self, name: String, id: Id) -> BoxFuture<'static, Result<Id>> {

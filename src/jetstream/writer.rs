@@ -27,7 +27,8 @@ const IMPORT_ID_HEADROOM: u128 = 1 << 64;
 pub(crate) enum Request {
     Batch(Batch, oneshot::Sender<Result<Vec<Frame>>>),
     Import(Frame, oneshot::Sender<Result<Frame>>),
-    Remove(Id, oneshot::Sender<Result<()>>),
+    /// A removal (`true`: a purge).
+    Remove(Id, bool, oneshot::Sender<Result<()>>),
     RemoveCheckpoint(String, oneshot::Sender<Result<()>>),
 }
 
@@ -54,7 +55,7 @@ impl Request {
                     _ => Err(Error::Internal("an import answered without a frame".into())),
                 }));
             }
-            Request::Remove(_, tx) | Request::RemoveCheckpoint(_, tx) => {
+            Request::Remove(_, _, tx) | Request::RemoveCheckpoint(_, tx) => {
                 let _ = tx.send(r.map(|_| ()));
             }
         }
@@ -347,10 +348,10 @@ async fn plan(inner: &Inner, reqs: &[Request]) -> Result<Plan> {
                 }
                 p.answers.push(Some(r.map(|()| Answer::Frame(f.clone()))));
             }
-            Request::Remove(id, _) => {
+            Request::Remove(id, purge, _) => {
                 let r = if !st.removed.contains(id) && copy.contains(id)? {
                     st.removed.insert(*id);
-                    p.msgs.push(codec::remove_msg(prefix, *id));
+                    p.msgs.push(codec::remove_msg(prefix, *id, *purge));
                     Ok(Answer::Unit)
                 } else {
                     Err(Error::NotFound(format!("no frame with id {id}")))

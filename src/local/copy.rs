@@ -24,6 +24,8 @@ pub(crate) enum Applied {
     Import(Frame),
     /// A removal; nothing if the frame is already gone.
     Remove(Id),
+    /// A removal that also drops the frame's content here when no frame references it.
+    Purge(Id),
     /// An id given to a frame that is not stored (ephemeral): later ids and acks count it.
     Seen(Id),
 }
@@ -101,6 +103,11 @@ impl Local {
         self.cas_has(hash)
     }
 
+    /// Whether a stored frame names this content.
+    pub(crate) fn references(&self, hash: &Integrity) -> Result<bool> {
+        stats::referenced(&self.inner.ks, &super::content::cas_key(hash))
+    }
+
     /// Where content too large to be inline would be stored here.
     pub(crate) fn content_path(&self, hash: &Integrity) -> std::path::PathBuf {
         super::content::cacache_path(self.cacache_dir(), hash)
@@ -109,6 +116,14 @@ impl Local {
     /// Whether a frame with this id is stored (expired or not).
     pub(crate) fn contains(&self, id: &Id) -> Result<bool> {
         Ok(self.inner.ks.frames.contains_key(codec::id_key(id))?)
+    }
+
+    /// A stored frame, expired or not.
+    pub(crate) fn lookup_any(&self, id: &Id) -> Result<Option<Frame>> {
+        match self.inner.ks.frames.get(codec::id_key(id))? {
+            Some(v) => codec::decode_frame(id, &v).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Sends a frame that is not stored (ephemeral, from another daemon) to live followers.
@@ -153,6 +168,11 @@ pub(super) fn plan_apply(
             Applied::Remove(id) => {
                 // Already gone: nothing to do.
                 let _ = plan.remove(cx, id);
+            }
+            Applied::Purge(id) => {
+                if plan.remove(cx, id).is_ok() {
+                    plan.drops.push(super::plan::DropRequest::OfFrame(id));
+                }
             }
             Applied::Seen(id) => {
                 if cx.last_id.is_none_or(|l| id > l) {

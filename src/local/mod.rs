@@ -13,7 +13,7 @@ mod consumers;
 mod content;
 #[cfg_attr(not(feature = "nats"), allow(dead_code))]
 pub(crate) mod copy;
-mod gc;
+pub(crate) mod gc;
 mod metrics;
 mod plan;
 mod scan;

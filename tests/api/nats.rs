@@ -223,3 +223,79 @@ async fn racing_acks_on_two_daemons_keep_the_largest() {
     assert_eq!(position(&a, "race").as_deref(), Some(newest));
     assert_eq!(position(&b, "race").as_deref(), Some(newest));
 }
+
+#[test]
+fn purge_and_gc_reach_every_daemon_and_the_cluster() {
+    let Some((a, b, c)) = two_daemons() else {
+        return;
+    };
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+    let shared: Vec<u8> = (0..50_000u32).map(|i| (i % 247) as u8).collect();
+    let f1 = a.append("p", &big);
+    let f2 = a.append("p", b"small and secret");
+    let f3 = a.append("p", &shared);
+    let f4 = a.append("q", &shared);
+    poll_until(Duration::from_secs(10), "b has a's frames", || {
+        (b.read("topic=p").len() == 3).then_some(())
+    });
+    let cas = |d: &Daemon, f: &Value| d.get(&format!("/cas/{}", f["hash"].as_str().unwrap()));
+    assert_eq!(cas(&b, &f1).status, 200);
+    assert_eq!(cas(&b, &f2).status, 200);
+
+    // A purge on B: the frame and its content are gone on both daemons and in the cluster
+    // (the message is deleted from the stream: its tombstone replaces it in the count).
+    let before = c.stream_messages("E2E").expect("stream E2E");
+    let r = b.http("DELETE", &format!("/{}?purge=true", id(&f1)), &[], b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(c.stream_messages("E2E"), Some(before));
+    poll_until(Duration::from_secs(10), "a applied the purge", || {
+        (a.get(&format!("/{}", id(&f1))).status == 404).then_some(())
+    });
+    assert_eq!(
+        cas(&a, &f1).status,
+        404,
+        "gone from a's copy and the object store"
+    );
+    assert_eq!(cas(&b, &f1).status, 404);
+    // Inline content the same way.
+    assert_eq!(
+        b.http("DELETE", &format!("/{}?purge=true", id(&f2)), &[], b"")
+            .status,
+        204
+    );
+    poll_until(
+        Duration::from_secs(10),
+        "a applied the second purge",
+        || (cas(&a, &f2).status == 404).then_some(()),
+    );
+    // Content another frame still names survives a purge.
+    assert_eq!(
+        a.http("DELETE", &format!("/{}?purge=true", id(&f3)), &[], b"")
+            .status,
+        204
+    );
+    let r = cas(&b, &f4);
+    assert_eq!(r.status, 200);
+    assert!(r.body == shared);
+    // A plain remove deletes the message too.
+    let before = c.stream_messages("E2E").unwrap();
+    assert_eq!(
+        a.http("DELETE", &format!("/{}", id(&f4)), &[], b"").status,
+        204
+    );
+    assert_eq!(c.stream_messages("E2E"), Some(before));
+
+    // gc: content no frame names, posted on A, is collected from A's copy and the cluster,
+    // so B cannot fetch it.
+    let posted = a.http("POST", "/cas", &[], b"collect me");
+    assert_eq!(posted.status, 200, "{}", posted.text());
+    let hash = posted.text().trim().trim_matches('"').to_string();
+    let gc = a.http("POST", "/gc", &[], b"");
+    assert_eq!(gc.status, 200, "{}", gc.text());
+    assert!(gc.json()["blobs"].as_u64().unwrap() >= 1, "{}", gc.text());
+    assert_eq!(a.get(&format!("/cas/{hash}")).status, 404);
+    assert_eq!(b.get(&format!("/cas/{hash}")).status, 404);
+    // The purged frames stay gone for a copy rebuilt from the stream.
+    let ids: Vec<String> = b.read("topic=p").iter().map(id).collect();
+    assert!(ids.is_empty(), "{ids:?}");
+}

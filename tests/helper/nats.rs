@@ -286,6 +286,25 @@ impl NatsCluster {
         None
     }
 
+    /// How many messages stream `name` holds, as its leader reports it.
+    pub fn stream_messages(&self, name: &str) -> Option<u64> {
+        let leader = self.stream_leader(name)?;
+        let (_, body) = http_get(
+            self.nodes[leader].http_port,
+            "/jsz?accounts=true&streams=true",
+        )
+        .ok()?;
+        let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
+        for acc in jsz["account_details"].as_array()? {
+            for s in acc["stream_detail"].as_array().cloned().unwrap_or_default() {
+                if s["name"] == name {
+                    return s["state"]["messages"].as_u64();
+                }
+            }
+        }
+        None
+    }
+
     /// Polls `/jsz` of every running node until each stream (KV and object store buckets
     /// included) has a leader that reports all its replicas current and none offline. A
     /// restarted node's `/healthz` is 200 before its replicas have caught up (seen: 190 ms

@@ -468,8 +468,8 @@ pub struct Subject {
     pub sweep: Box<dyn Fn() -> xs::Result<usize>>,
     /// The backend's own consistency check: frames stored, and every problem found.
     pub check: Box<dyn Fn() -> xs::Result<CheckReport>>,
-    /// Whether purge and gc are supported (the JetStream backend does not collect content
-    /// yet: those steps are skipped for it).
+    /// Whether purge and gc are supported (both backends do; a backend that did not would
+    /// skip those steps).
     pub collects: bool,
 }
 
@@ -512,7 +512,7 @@ fn jetstream(dir: &std::path::Path, rt: &tokio::runtime::Runtime) -> Subject {
         store: Store::new(std::sync::Arc::new(backend)),
         sweep: Box::new(move || handle.block_on(sweeper.sweep_expired(usize::MAX))),
         check: Box::new(move || checker.check()),
-        collects: false,
+        collects: true,
     }
 }
 

@@ -99,3 +99,30 @@ fn sweep_removes_what_reads_hide() {
         ],
     );
 }
+
+/// A purge of an expired frame left its content in the JetStream backend (the frame is
+/// invisible to reads, so the purge did not see its content): an import naming the content
+/// was taken. Fixed: a purge looks the frame up expired or not (`Local::lookup_any`).
+#[cfg(feature = "nats")]
+#[test]
+fn jetstream_purge_of_an_expired_frame_drops_its_content() {
+    if nats::urls().is_none() {
+        return;
+    }
+    let mut a = append(0, TtlSpec::Expired);
+    a.len = 1;
+    Harness::run(
+        super::jetstream,
+        &[
+            Op::Append(a),
+            Op::Purge(Some(0)),
+            Op::Import(ImportSpec {
+                id: IdPick::Existing(6941666403302558),
+                topic: 1,
+                ttl: None,
+                hash: HashPick::Known(15853230896127190590),
+                meta: None,
+            }),
+        ],
+    );
+}
