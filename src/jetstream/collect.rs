@@ -22,12 +22,40 @@ const SCAN_MAX: usize = 10_000;
 
 impl Inner {
     /// Brings the copy up to the stream's end as it is now (bounded by the write timeout);
-    /// answers whether it got there.
+    /// answers whether it got there. Messages removed from the stream (`Nats-TTL`, deleted)
+    /// never reach the copy: when every one between the copy's sequence and the end is gone
+    /// (checked with direct gets when at most 64 are missing), the copy is there.
     pub(crate) async fn catch_up_now(&self) -> Result<bool> {
         let info = self.stream.get_info().await.map_err(unavailable)?;
-        Ok(self
-            .wait_applied(info.state.last_sequence, self.write_timeout)
-            .await)
+        let last = info.state.last_sequence;
+        let deadline = std::time::Instant::now() + self.write_timeout;
+        loop {
+            if self
+                .wait_applied(last, std::time::Duration::from_millis(50))
+                .await
+            {
+                return Ok(true);
+            }
+            let applied = *self.applied.borrow();
+            if last.saturating_sub(applied) <= 64 {
+                let mut present = false;
+                for seq in applied + 1..=last {
+                    match self.stream.direct_get(seq).await {
+                        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+                        _ => {
+                            present = true;
+                            break;
+                        }
+                    }
+                }
+                if !present {
+                    return Ok(true);
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+        }
     }
 
     /// The first message on `subject` at or after `seq`: (sequence, frame id).

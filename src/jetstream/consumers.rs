@@ -48,12 +48,8 @@ impl Inner {
         if self.newest_assigned()?.is_some_and(|l| id <= l) {
             return Ok(());
         }
-        if let Ok(info) = self.stream.get_info().await {
-            self.wait_applied(info.state.last_sequence, self.write_timeout)
-                .await;
-            if self.newest_assigned()?.is_some_and(|l| id <= l) {
-                return Ok(());
-            }
+        if self.catch_up_now().await.is_ok() && self.newest_assigned()?.is_some_and(|l| id <= l) {
+            return Ok(());
         }
         Err(Error::invalid(format!(
             "cannot acknowledge {id}: it is after the newest frame in the store"
