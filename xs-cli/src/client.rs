@@ -33,6 +33,13 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A request body held whole in memory.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// A request body that streams stdin until EOF, one chunk at a time.
 pub fn stdin() -> Body {
     let chunks = futures::stream::unfold(Some(tokio::io::stdin()), |stdin| async move {
