@@ -10,3 +10,4 @@ mod gateway;
 mod generators;
 mod handlers;
 mod lifecycle;
+mod xs_nu_crossstream;
