@@ -3,7 +3,8 @@
 //!
 //! Usage: `scripts/bench.sh [--quick] [NAME_PREFIX...]`, e.g. `scripts/bench.sh append_1conn`.
 //! Figures: fjall_bare_1writer, fjall_bare_batch32 (what the disk allows: a bare fjall loop),
-//! append_1conn, append_32conn, append_expect_32conn, build_store, replay_all, replay_topic,
+//! append_1conn, append_32conn, append_expect_32conn, append_batch (`POST /append`, 1,000 frames
+//! of 100 B per request from 4 connections, durable frames/s), build_store, replay_all, replay_topic,
 //! replay_prefix (`?topic=bench.*`, dense through the index),
 //! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`),
 //! handler_first_100k (frames/s through a handler with a trivial closure, from the first frame).
@@ -44,6 +45,7 @@ const FIGURES: &[&str] = &[
     "append_1conn",
     "append_32conn",
     "append_expect_32conn",
+    "append_batch",
     "build_store",
     "replay_all",
     "replay_topic",
@@ -55,6 +57,9 @@ const FIGURES: &[&str] = &[
     "handler_first_100k",
 ];
 const CONNS: usize = 32;
+/// Frames per request and connections of the `append_batch` figure.
+const BATCH_FRAMES: usize = 1_000;
+const BATCH_CONNS: usize = 4;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -62,6 +67,7 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 struct Sizes {
     append_1conn: usize,
     append_32conn: usize,
+    append_batch: usize,
     store: usize,
     follow: usize,
 }
@@ -72,6 +78,7 @@ impl Sizes {
             Sizes {
                 append_1conn: 2_000,
                 append_32conn: 10_000,
+                append_batch: 50_000,
                 store: 100_000,
                 follow: 300,
             }
@@ -79,6 +86,7 @@ impl Sizes {
             Sizes {
                 append_1conn: 20_000,
                 append_32conn: 100_000,
+                append_batch: 500_000,
                 store: 1_000_000,
                 follow: 2_000,
             }
@@ -218,6 +226,19 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         summary.push(format!(
             "append_expect_32conn: {n} frames, each connection chaining ?expect=<its previous id> on its own topic, in {el:.2?}; {}",
             cpu.describe(el)
+        ));
+    }
+    if sel.wants("append_batch") {
+        let n = sizes.append_batch;
+        let cpu = CpuMeter::start(daemon.pid());
+        let c0 = commits(&sock).await?;
+        let el = append_batch_load(&sock, BATCH_CONNS, n / BATCH_FRAMES).await?;
+        let rate = n as f64 / el.as_secs_f64();
+        report("append_batch", rate, "frames/s");
+        summary.push(format!(
+            "append_batch: {n} frames, {BATCH_FRAMES} a request (POST /append) from {BATCH_CONNS} connections, in {el:.2?}; {}; {}",
+            cpu.describe(el),
+            describe_commits(c0, commits(&sock).await?, n)
         ));
     }
     let needs_store = [
@@ -808,6 +829,65 @@ async fn append_load(
         task.await??;
     }
     Ok(t.elapsed())
+}
+
+/// Sends `requests` batch appends of [`BATCH_FRAMES`] distinct 100-byte frames each, from
+/// `conns` concurrent connections (each sequential). The bodies are built before the clock
+/// starts. Returns the wall time from the first request to the last answer.
+async fn append_batch_load(sock: &Path, conns: usize, requests: usize) -> Result<Duration> {
+    let (tx, rx) = async_channel(requests);
+    for _ in 0..requests {
+        let mut b = Vec::with_capacity(BATCH_FRAMES * 150);
+        for _ in 0..BATCH_FRAMES {
+            b.extend_from_slice(br#"{"topic":"bench.batch","text":""#);
+            b.extend_from_slice(&body());
+            b.extend_from_slice(b"\"}\n");
+        }
+        tx.send(Bytes::from(b)).await?;
+    }
+    drop(tx);
+    let mut opened = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        opened.push(Conn::open(sock, true).await?);
+    }
+    let t = Instant::now();
+    let tasks: Vec<_> = opened
+        .into_iter()
+        .map(|mut conn| {
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Some(batch) = rx.lock().await.recv().await else {
+                        return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
+                    };
+                    let res = conn.request(Method::POST, "/append", Some(batch)).await?;
+                    let status = res.status();
+                    let body = res.into_body().collect().await?.to_bytes();
+                    let lines = body.iter().filter(|&&b| b == b'\n').count();
+                    if status != StatusCode::OK || lines != BATCH_FRAMES {
+                        let why =
+                            String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                        return Err(format!("POST /append: {status}, {lines} frames: {why}").into());
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(t.elapsed())
+}
+
+/// A channel several tasks take from: an mpsc receiver behind a lock.
+fn async_channel(
+    cap: usize,
+) -> (
+    mpsc::Sender<Bytes>,
+    Arc<tokio::sync::Mutex<mpsc::Receiver<Bytes>>>,
+) {
+    let (tx, rx) = mpsc::channel(cap.max(1));
+    (tx, Arc::new(tokio::sync::Mutex::new(rx)))
 }
 
 /// A load generator's keep-alive connection for the append figures: writes each request

@@ -27,6 +27,8 @@ pub enum Error {
         expected: crate::frame::Expect,
         /// The topic's newest frame, if any.
         last: Option<crate::frame::Id>,
+        /// Which frame of an atomic batch was refused (0-based), when it was in one.
+        index: Option<usize>,
     },
     /// Another daemon holds the store.
     #[error("store {path} is locked by another xs process (is `xs serve` already running on it?)")]

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod backend;
+pub mod batch;
 pub mod consumer;
 pub mod error;
 pub mod frame;
@@ -22,6 +23,7 @@ pub mod topic;
 pub mod ttl;
 
 pub use backend::{Backend, Batch, Content, NewFrame};
+pub use batch::{BatchLine, BATCH_MAX_BYTES, BATCH_MAX_FRAMES};
 pub use error::{Error, Result};
 pub use frame::{Expect, Frame, Id};
 pub use local::{Fsync, LocalOptions};

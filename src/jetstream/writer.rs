@@ -370,7 +370,7 @@ async fn plan(inner: &Inner, reqs: &[Request]) -> Result<Plan> {
 fn plan_batch(inner: &Inner, st: &mut State, p: &mut Plan, b: &Batch) -> Result<Vec<Frame>> {
     let copy = &inner.copy;
     let mut out = Vec::with_capacity(b.frames.len());
-    for nf in &b.frames {
+    for (index, nf) in b.frames.iter().enumerate() {
         if let Some(key) = &nf.key {
             let k = (nf.topic.clone(), key.clone());
             if let Some(f) = st.keys.get(&k) {
@@ -394,6 +394,7 @@ fn plan_batch(inner: &Inner, st: &mut State, p: &mut Plan, b: &Batch) -> Result<
                     topic: nf.topic.clone(),
                     expected,
                     last,
+                    index: Some(index),
                 });
             }
         }

@@ -81,6 +81,7 @@ pub(super) fn plan_append_as(
                 topic: nf.topic,
                 expected,
                 last,
+                index: None,
             });
         }
     }

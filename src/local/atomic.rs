@@ -8,7 +8,7 @@ use std::future::Future;
 use super::append::plan_append;
 use super::plan::{Ctx, Plan, WriteOp};
 use super::Local;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::NewFrame;
 
@@ -46,7 +46,7 @@ impl Local {
 }
 
 /// Plans every frame, then the checkpoint; if one frame is refused, undoes what the
-/// others planned, so none of them is written.
+/// others planned, so none of them is written (a failed `expect` says which frame it was).
 pub(super) fn plan_atomic(
     cx: &mut Ctx,
     plan: &mut Plan,
@@ -62,10 +62,13 @@ pub(super) fn plan_atomic(
     let idem = plan.idem.clone();
     let last_id = cx.last_id;
     let mut out = Vec::with_capacity(frames.len());
-    for nf in frames {
+    for (i, nf) in frames.into_iter().enumerate() {
         match plan_append(cx, plan, nf) {
             Ok(f) => out.push(f),
-            Err(e) => {
+            Err(mut e) => {
+                if let Error::ExpectFailed { index, .. } = &mut e {
+                    *index = Some(i);
+                }
                 plan.inserts.truncate(marks.0);
                 plan.trims.truncate(marks.1);
                 plan.content.truncate(marks.2);

@@ -1,5 +1,6 @@
 //! Raw HTTP tests: requests over the Unix socket that bypass the CLI's client.
 
+mod batch;
 mod consumers;
 mod disk;
 mod errors;

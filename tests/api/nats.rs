@@ -299,3 +299,60 @@ fn purge_and_gc_reach_every_daemon_and_the_cluster() {
     let ids: Vec<String> = b.read("topic=p").iter().map(id).collect();
     assert!(ids.is_empty(), "{ids:?}");
 }
+
+/// A store added to a daemon with `--nats` keeps its stream in the cluster: a frame appended
+/// through its socket is read by a standalone daemon on the same stream, and the mounted
+/// store comes back on the stream after the daemon restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_added_with_nats_keeps_its_stream_in_the_cluster() {
+    let Some(c) = NatsCluster::start() else {
+        return;
+    };
+    let urls = c.urls();
+    let mut ctl = Daemon::start();
+    let path = ctl.dir().join("shared");
+    let add = crate::helper::xs(
+        &[
+            "store",
+            "add",
+            ctl.addr(),
+            "shared",
+            path.to_str().unwrap(),
+            "--nats",
+            urls.as_str(),
+            "--nats-stream",
+            "MOUNTED",
+        ],
+        b"",
+    )
+    .ok()
+    .json();
+    assert_eq!(add["topic"], "xs.store.shared.active", "{add}");
+    let sock = path.join("sock");
+    let r = crate::helper::request(&sock, "POST", "/append/note", &[], b"via the mount")
+        .expect("append");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let f = r.json();
+    let other = Daemon::start_with(&["--nats", urls.as_str(), "--nats-stream", "MOUNTED"]);
+    poll_until(Duration::from_secs(10), "the other daemon reads it", || {
+        other
+            .read("topic=note")
+            .iter()
+            .any(|g| g["id"] == f["id"])
+            .then_some(())
+    });
+    ctl.stop();
+    ctl.restart();
+    poll_until(Duration::from_secs(20), "the store mounted again", || {
+        sock.exists().then_some(())
+    });
+    let g = other.append("note", b"while it was down");
+    poll_until(
+        Duration::from_secs(10),
+        "the remounted store catches up",
+        || {
+            let r = crate::helper::request(&sock, "GET", "/?topic=note", &[], b"").ok()?;
+            r.ndjson().iter().any(|h| h["id"] == g["id"]).then_some(())
+        },
+    );
+}

@@ -1,5 +1,6 @@
 //! CLI tests: the real `xs` binary against a daemon, asserting stdout, stderr and exit codes.
 
+mod batch;
 mod commands;
 mod consumers;
 mod errors;

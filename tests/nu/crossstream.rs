@@ -281,3 +281,107 @@ fn a_service_restart_option_says_whether_it_runs_again() {
     assert_eq!(on(&d, "once.recv").len(), 1, "a finished service ran again");
     d.assert_no_panic();
 }
+
+/// A store exported from cross.stream (its `.export DIR`: `DIR/frames.jsonl` from `xs cat`,
+/// `DIR/cas/<base64 of the hash>` for each content) loads with `xs import --dir DIR`; after a
+/// daemon restart its actor and service run: answered `active`, listed by `xs ps`, producing
+/// output.
+#[test]
+fn a_cross_stream_export_imports_and_its_processors_run() {
+    use base64::Engine;
+    let export = tempfile::tempdir().unwrap();
+    let cas = export.path().join("cas");
+    std::fs::create_dir_all(&cas).unwrap();
+    let mut lines = Vec::new();
+    let mut frame = |topic: &str, content: Option<&str>, meta: Value| -> String {
+        let id = scru128::new_string();
+        let hash = content.map(|c| {
+            let hash = ssri::Integrity::from(c.as_bytes()).to_string();
+            // cross.stream names each file by the hash in base64 (a `/` in it is a directory).
+            let path = cas.join(base64::engine::general_purpose::STANDARD.encode(&hash));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
+            hash
+        });
+        lines.push(
+            serde_json::json!({"topic": topic, "id": id, "hash": hash, "meta": meta, "ttl": "forever"})
+                .to_string(),
+        );
+        id
+    };
+    frame("xs.start", None, serde_json::json!({"version": "0.14.2"}));
+    frame(
+        "note",
+        Some("from cross.stream"),
+        serde_json::json!({"u": "bob"}),
+    );
+    let actor = frame("xs.actor.counter.create", Some(COUNTER_ACTOR), Value::Null);
+    frame(
+        "xs.actor.counter.active",
+        None,
+        serde_json::json!({"actor_id": actor}),
+    );
+    let service = frame(
+        "xs.service.greeter.create",
+        Some(r#"{ run: {|| "hello" }, restart: "never" }"#),
+        Value::Null,
+    );
+    frame(
+        "xs.service.greeter.active",
+        None,
+        serde_json::json!({"source_id": service}),
+    );
+    frame(
+        "greeter.recv",
+        Some("hello"),
+        serde_json::json!({"source_id": service}),
+    );
+    std::fs::write(export.path().join("frames.jsonl"), lines.join("\n") + "\n").unwrap();
+
+    let mut d = Daemon::start();
+    let out = d
+        .xs("import", &["--dir", export.path().to_str().unwrap()], b"")
+        .ok();
+    assert_eq!(out.json()["frames"], 7, "{}", out.stdout_str());
+    assert_eq!(out.json()["contents"], 4, "{}", out.stdout_str());
+    let note = on(&d, "note");
+    assert_eq!(note[0]["meta"]["u"], "bob");
+    let hash = note[0]["hash"].as_str().unwrap();
+    assert_eq!(d.get(&format!("/cas/{hash}")).text(), "from cross.stream");
+
+    d.stop();
+    d.restart();
+    let ps = poll_until(Duration::from_secs(20), "both to be listed", || {
+        let ps = d.xs("ps", &[], b"").ok().ndjson();
+        let up = |kind: &str, name: &str| {
+            ps.iter()
+                .any(|r| r["kind"] == kind && r["name"] == name && r["create_id"] != Value::Null)
+        };
+        (up("actor", "counter") && up("service", "greeter")).then_some(ps)
+    });
+    let actor_row = ps.iter().find(|r| r["name"] == "counter").unwrap();
+    assert_eq!(actor_row["state"], "active", "{ps:?}");
+
+    // Each answered `active` again, in its words, after the restart.
+    let answered = |topic: &str, key: &str, id: &str| {
+        poll_until(Duration::from_secs(20), topic, || {
+            (on(&d, topic)
+                .iter()
+                .filter(|f| f["meta"][key] == id)
+                .count()
+                >= 2)
+                .then_some(())
+        })
+    };
+    answered("xs.actor.counter.active", "actor_id", &actor);
+    answered("xs.service.greeter.active", "source_id", &service);
+
+    // And each produces output.
+    d.append("count.me", b"");
+    let out = wait_for(&d, "counter.out", 1);
+    assert_eq!(out[0]["meta"]["count"], 1);
+    assert_eq!(out[0]["meta"]["actor_id"], actor.as_str());
+    let recv = wait_for(&d, "greeter.recv", 2);
+    assert_eq!(recv[1]["meta"]["source_id"], service.as_str());
+    d.assert_no_panic();
+}

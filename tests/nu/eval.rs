@@ -338,3 +338,66 @@ fn event_sourcing_surfaces_in_scripts() {
         404
     );
 }
+
+/// SQLite commands as cross.stream has them (nu-command's `sqlite` feature): `into sqlite`
+/// writes a table to a file, `query db` reads it back, and `stor` keeps an in-memory database.
+#[test]
+fn sqlite_commands_in_scripts() {
+    let d = Daemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    let script = format!(
+        r#"[[name n]; [a 1] [b 2] [c 3]] | into sqlite {db} --table-name t
+        open {db} | query db "select name, n from t where n >= 2 order by n" | to json -r"#,
+        db = db.display()
+    );
+    let out = d.xs("eval", &["-c", &script], b"").ok();
+    assert_eq!(
+        out.stdout_str(),
+        "[{\"name\":\"b\",\"n\":2},{\"name\":\"c\",\"n\":3}]\n"
+    );
+    assert!(db.is_file());
+    // `query db` on the path's value, and the file survives the script.
+    let out = d
+        .xs(
+            "eval",
+            &[
+                "-c",
+                &format!(
+                    "open {} | query db 'select count(*) as c from t' | get 0.c",
+                    db.display()
+                ),
+            ],
+            b"",
+        )
+        .ok();
+    assert_eq!(out.stdout_str(), "3\n");
+
+    let out = d
+        .xs(
+            "eval",
+            &[
+                "-c",
+                r#"stor reset
+                stor create --table-name notes --columns {id: int, body: str}
+                stor insert --table-name notes --data-record {id: 1, body: "hi"}
+                {id: 2, body: "there"} | stor insert --table-name notes
+                stor open | query db "select body from notes order by id" | get body | to json -r"#,
+            ],
+            b"",
+        )
+        .ok();
+    assert_eq!(out.stdout_str(), "[\"hi\",\"there\"]\n");
+    // The in-memory database lives as long as the daemon: a later script sees the table.
+    let out = d
+        .xs(
+            "eval",
+            &[
+                "-c",
+                "stor open | query db 'select count(*) as c from notes' | get 0.c",
+            ],
+            b"",
+        )
+        .ok();
+    assert_eq!(out.stdout_str(), "2\n");
+}

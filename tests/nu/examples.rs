@@ -166,6 +166,137 @@ fn xs_nu_module_in_nushell() {
     assert!(tmp.path().join("nushell/autoload/xs.nu").is_file());
 }
 
+/// `xs nu --install --lib-path P --autoload-path S` (cross.stream's layout: the module in a lib
+/// directory, a stub in an autoload directory that `use`s it), and `xs nu --clean`, which
+/// removes modules and stubs of both layouts and nothing else. With `nu` present, the stub is
+/// loaded by a real Nushell and its commands reach a daemon.
+#[test]
+fn xs_nu_install_paths_and_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (config, data, lib) = (t.join("c"), t.join("d"), t.join("lib"));
+    let nu_lib_dirs = format!("{}:{}", lib.display(), t.join("lib2").display());
+    let env = [
+        ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+        ("NU_LIB_DIRS", nu_lib_dirs.as_str()),
+    ];
+    let xs_nu = |args: &[&str]| {
+        let mut all = vec!["nu"];
+        all.extend_from_slice(args);
+        crate::helper::xs_env(&all, b"", &env)
+    };
+    let module = lib.join("xs.nu");
+    let stub = data.join("nushell/vendor/autoload/xs-use.nu");
+    let out = xs_nu(&[
+        "--install",
+        "--lib-path",
+        module.to_str().unwrap(),
+        "--autoload-path",
+        stub.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        out.stdout_str(),
+        format!(
+            "installed {}\ninstalled {}\n",
+            module.display(),
+            stub.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(&module).unwrap(),
+        xs(&["nu"], b"").ok().stdout_str()
+    );
+    let stub_text = std::fs::read_to_string(&stub).unwrap();
+    assert!(
+        stub_text.contains(&format!("use \"{}\" *", module.display())),
+        "{stub_text}"
+    );
+
+    // One path without the other, or a path without --install, is a usage error.
+    for args in [
+        &["--install", "--lib-path", "x.nu"][..],
+        &["--install", "--autoload-path", "x.nu"],
+        &["--lib-path", "x.nu", "--autoload-path", "y.nu"],
+        &["--install", "--clean"],
+    ] {
+        let out = xs_nu(args);
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+    }
+
+    if have_tool("nu", "--version", "npm install -g nushell@0.115.1") {
+        // Nushell sources autoload files at start-up; `source` does the same here.
+        let d = Daemon::start();
+        let bin = PathBuf::from(crate::helper::XS);
+        let path = format!(
+            "{}:{}",
+            bin.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let run = Command::new("nu")
+            .args([
+                "--no-config-file",
+                "-c",
+                &format!(
+                    "source '{}'; 'hi' | .append chat | ignore; .last chat | .cas $in.hash",
+                    stub.display()
+                ),
+            ])
+            .env("XS_ADDR", d.addr())
+            .env("PATH", path)
+            .output()
+            .expect("running nu");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "hi");
+    }
+
+    // Our own layout, and cross.stream's defaults, installed beside it.
+    let ours = config.join("nushell/autoload/xs.nu");
+    let out = xs_nu(&["--install"]).ok();
+    assert_eq!(out.stdout_str(), format!("installed {}\n", ours.display()));
+    let cs_module = config.join("nushell/scripts/xs.nu");
+    let cs_stub = config.join("nushell/vendor/autoload/xs-use.nu");
+    for (p, text) in [
+        (&cs_module, std::fs::read_to_string(&ours).unwrap()),
+        (
+            &cs_stub,
+            "# Load xs's commands every session\nuse xs.nu *\n".to_string(),
+        ),
+    ] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    // A stranger's xs.nu in a lib directory is not ours to remove.
+    let stranger = t.join("lib2/xs.nu");
+    std::fs::create_dir_all(stranger.parent().unwrap()).unwrap();
+    std::fs::write(&stranger, "export def hello [] { 'hi' }\n").unwrap();
+
+    let out = xs_nu(&["--clean"]).ok().stdout_str().to_string();
+    for p in [&module, &stub, &ours, &cs_module, &cs_stub] {
+        assert!(!p.exists(), "{} is left", p.display());
+        assert!(
+            out.contains(&format!("removed {}", p.display())),
+            "{}: {out}",
+            p.display()
+        );
+    }
+    assert!(stranger.is_file());
+    assert!(
+        out.contains(&format!("kept {}", stranger.display())),
+        "{out}"
+    );
+    std::fs::remove_file(&stranger).unwrap();
+    assert_eq!(
+        xs_nu(&["--clean"]).ok().stdout_str(),
+        "no installed files found\n"
+    );
+}
+
 /// `examples/todo.nu` as its header shows: registered with the real CLI, then used over
 /// HTTP through `--http` (HTML page, form post, JSON API, errors as the handler answers them).
 #[test]

@@ -33,16 +33,28 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// A request body held whole in memory.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// A request body that streams stdin until EOF, one chunk at a time.
 pub fn stdin() -> Body {
-    let chunks = futures::stream::unfold(Some(tokio::io::stdin()), |stdin| async move {
-        let mut stdin = stdin?;
+    reader(tokio::io::stdin(), "stdin".into())
+}
+
+/// A request body that streams `r` (called `what` in errors) until EOF, one chunk at a time.
+pub fn reader<R: AsyncRead + Unpin + Send + 'static>(r: R, what: String) -> Body {
+    let chunks = futures::stream::unfold(Some((r, what)), |state| async move {
+        let (mut r, what) = state?;
         let mut buf = BytesMut::with_capacity(STDIN_CHUNK);
-        match stdin.read_buf(&mut buf).await {
+        match r.read_buf(&mut buf).await {
             Ok(0) => None,
-            Ok(_) => Some((Ok(Frame::data(buf.freeze())), Some(stdin))),
+            Ok(_) => Some((Ok(Frame::data(buf.freeze())), Some((r, what)))),
             Err(e) => Some((
-                Err(io::Error::new(e.kind(), format!("cannot read stdin: {e}"))),
+                Err(io::Error::new(e.kind(), format!("cannot read {what}: {e}"))),
                 None,
             )),
         }

@@ -158,7 +158,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 
 /// Connects to the JetStream cluster and opens the local copy in `state`.
 #[cfg(feature = "nats")]
-async fn open_nats(
+pub(crate) async fn open_nats(
     state: &Path,
     local: LocalOptions,
     n: &NatsOptions,
@@ -194,7 +194,11 @@ async fn open_nats(
 }
 
 #[cfg(not(feature = "nats"))]
-async fn open_nats(_: &Path, _: LocalOptions, _: &NatsOptions) -> Result<Store, ServeError> {
+pub(crate) async fn open_nats(
+    _: &Path,
+    _: LocalOptions,
+    _: &NatsOptions,
+) -> Result<Store, ServeError> {
     Err(ServeError::Config(
         "--nats: this xs was built without the `nats` feature".into(),
     ))

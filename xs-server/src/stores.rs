@@ -14,17 +14,32 @@ use xs::{Frame, LocalOptions, Store};
 use crate::daemon::{self, MountedStore as Entry, Shared, StoreRegistry as Registry};
 use crate::mount::{Mount, MountOptions};
 use crate::processor::{self, Instance, Kind, Outcome};
-use crate::{orphans, ServeOptions};
+use crate::{orphans, NatsOptions, ServeOptions};
 
 /// A store's checked configuration.
 pub struct Config {
     pub path: PathBuf,
+    /// Its stream lives in a JetStream cluster (the path holds the local copy).
+    pub nats: Option<NatsOptions>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
     path: PathBuf,
+    #[serde(default)]
+    nats: Option<RawNats>,
+}
+
+/// `{"urls": "nats://h1:4222,nats://h2:4222", "stream"?, "processors"?}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNats {
+    urls: String,
+    #[serde(default)]
+    stream: Option<String>,
+    #[serde(default)]
+    processors: bool,
 }
 
 /// The `store` kind: what every mount needs from the daemon.
@@ -70,10 +85,21 @@ impl Kind for Stores {
     ) -> Result<Config, String> {
         let json = processor::create_source(store, frame)?;
         let raw: Raw = serde_json::from_slice(&json)
-            .map_err(|e| format!("store config must be JSON {{\"path\": ...}}: {e}"))?;
+            .map_err(|e| {
+                format!("store config must be JSON {{\"path\": ..., \"nats\"?: {{\"urls\", \"stream\"?, \"processors\"?}}}}: {e}")
+            })?;
         let name = processor::parse_topic("xs.store.", &frame.topic).map_or("", |(n, _)| n);
         self.check(name, &raw.path)?;
-        Ok(Config { path: raw.path })
+        let nats = raw.nats.map(|n| NatsOptions {
+            urls: vec![n.urls],
+            stream: n.stream,
+            processors: n.processors,
+            ..NatsOptions::default()
+        });
+        Ok(Config {
+            path: raw.path,
+            nats,
+        })
     }
 
     fn run(&self, inst: Instance<Config>) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
@@ -91,12 +117,21 @@ impl Kind for Stores {
                 ..
             } = inst;
             let path = config.path.clone();
-            let p = path.clone();
-            let opened = tokio::task::spawn_blocking(move || Store::open_local(&p, local)).await;
-            let store = match opened {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Outcome::Failed(e.to_string()),
-                Err(e) => return Outcome::Failed(format!("opening the store: {e}")),
+            let store = match &config.nats {
+                Some(n) => match crate::open_nats(&path, local, n).await {
+                    Ok(s) => s,
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                },
+                None => {
+                    let p = path.clone();
+                    let opened =
+                        tokio::task::spawn_blocking(move || Store::open_local(&p, local)).await;
+                    match opened {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+                        Err(e) => return Outcome::Failed(format!("opening the store: {e}")),
+                    }
+                }
             };
             let opts = MountOptions {
                 state: path.clone(),
@@ -108,7 +143,8 @@ impl Kind for Stores {
                     "control": default_store,
                 }),
                 tag,
-                processors: true,
+                // With a shared stream every daemon on it would run them: only on request.
+                processors: config.nats.as_ref().is_none_or(|n| n.processors),
             };
             let mount = match Mount::start(store.clone(), &shared, opts).await {
                 Ok(m) => m,
@@ -205,7 +241,8 @@ impl Stores {
                     .map_err(|e| format!("path unusable: reading {}: {e}", path.display()))?
                     .next()
                     .is_none();
-                if empty || path.join("fjall").is_dir() {
+                // A local store has `fjall/`; a JetStream one its local copy in `copy/`.
+                if empty || path.join("fjall").is_dir() || path.join("copy").is_dir() {
                     Ok(())
                 } else {
                     Err(format!(

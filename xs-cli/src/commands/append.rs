@@ -1,6 +1,7 @@
 //! `xs append [ADDR] TOPIC`: streams stdin as the content of a new frame (`POST /append/{topic}`)
 //! and prints the frame; `--meta` is checked here and sent base64 in `xs-meta`. With `--expect`,
-//! a conflict is an [`ExpectConflict`] (exit code 3); `--key` makes retries idempotent.
+//! a conflict is an [`ExpectConflict`] (exit code 3); `--key` makes retries idempotent. With
+//! `--lines`, each stdin line is a frame, sent in atomic batches (`POST /append`).
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -34,8 +35,14 @@ pub struct Args {
     #[arg(long, value_name = "ID|none")]
     expect: Option<String>,
     /// Idempotency key: a retry with the same key and topic prints the original frame
+    /// (with --lines, line N gets the key K:N)
     #[arg(long, value_name = "K")]
     key: Option<String>,
+    /// Each stdin line (without its newline) becomes a frame's content, --meta and --ttl
+    /// applying to every one, --expect to the first. Sent in batches of at most 10000 frames
+    /// (and 64 MiB); each batch is stored all or nothing, in order. Prints the frames as NDJSON
+    #[arg(long)]
+    lines: bool,
 }
 
 /// The daemon refused the append because `--expect` did not hold (exit code 3).
@@ -50,9 +57,15 @@ impl fmt::Display for ExpectConflict {
 
 impl std::error::Error for ExpectConflict {}
 
-pub async fn run(args: Args) -> Result<()> {
-    let (addr, topic) = args.addr.and(args.topic, "TOPIC")?;
+pub async fn run(mut args: Args) -> Result<()> {
+    let addr = AddrArg {
+        addr: args.addr.addr.take(),
+    };
+    let (addr, topic) = addr.and(args.topic.take(), "TOPIC")?;
     xs::validate_topic(&topic)?;
+    if args.lines {
+        return run_lines(Client::new(addr), topic, &args).await;
+    }
     let mut query = Vec::new();
     if let Some(ttl) = &args.ttl {
         let ttl = xs::Ttl::from_str(ttl)?;
@@ -94,5 +107,89 @@ pub async fn run(args: Args) -> Result<()> {
         r => r?,
     };
     client::print(resp, true).await?;
+    Ok(())
+}
+
+/// `--lines`: reads stdin line by line, sending a batch each time one is full and at the end.
+async fn run_lines(client: Client, topic: String, args: &Args) -> Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let meta: Option<serde_json::Value> = match &args.meta {
+        Some(m) => Some(serde_json::from_str(m).context("--meta is not valid JSON")?),
+        None => None,
+    };
+    let ttl = args.ttl.as_deref().map(xs::Ttl::from_str).transpose()?;
+    let mut expect = args
+        .expect
+        .as_deref()
+        .map(xs::Expect::from_str)
+        .transpose()?
+        .map(|e| e.to_string());
+    let uri = if args.with_timestamp {
+        "/append?with-timestamp=true"
+    } else {
+        "/append"
+    };
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let (mut body, mut frames, mut number) = (Vec::new(), 0usize, 0usize);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let n = stdin
+            .read_until(b'\n', &mut raw)
+            .await
+            .context("cannot read stdin")?;
+        if n > 0 {
+            number += 1;
+            let content = raw.strip_suffix(b"\n").unwrap_or(&raw);
+            let mut line = xs::BatchLine {
+                topic: topic.clone(),
+                meta: meta.clone(),
+                ttl,
+                expect: expect.take(),
+                key: args.key.as_ref().map(|k| format!("{k}:{number}")),
+                ..Default::default()
+            };
+            match std::str::from_utf8(content) {
+                Ok(text) => line.text = Some(text.to_string()),
+                Err(_) => {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+                    line.content = Some(b64);
+                }
+            }
+            let mut json = serde_json::to_vec(&line)?;
+            json.push(b'\n');
+            if json.len() > xs::BATCH_MAX_BYTES {
+                anyhow::bail!(
+                    "line {number} is too long for a batch (at most {} bytes of JSON)",
+                    xs::BATCH_MAX_BYTES
+                );
+            }
+            if frames == xs::BATCH_MAX_FRAMES || body.len() + json.len() > xs::BATCH_MAX_BYTES {
+                send_batch(&client, uri, std::mem::take(&mut body), args).await?;
+                frames = 0;
+            }
+            body.extend_from_slice(&json);
+            frames += 1;
+        }
+        if n == 0 {
+            if frames > 0 {
+                send_batch(&client, uri, body, args).await?;
+            }
+            return Ok(());
+        }
+    }
+}
+
+async fn send_batch(client: &Client, uri: &str, body: Vec<u8>, args: &Args) -> Result<()> {
+    let req = Request::post(uri)
+        .header(hyper::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(client::full(body))?;
+    let resp = match client.send(req).await {
+        Err(e) if args.expect.is_some() && client::is_status(&e, StatusCode::CONFLICT) => {
+            return Err(ExpectConflict(e.to_string()).into())
+        }
+        r => r?,
+    };
+    client::print(resp, false).await?;
     Ok(())
 }

@@ -15,7 +15,9 @@ use crate::client::{self, Client};
 pub enum Store {
     /// Mount the store at PATH (created if missing) in the daemon as NAME; waits for the
     /// answer (`active`, or `invalid` with the reason)
-    #[command(override_usage = "xs store add [ADDR] NAME PATH")]
+    #[command(
+        override_usage = "xs store add [ADDR] NAME PATH [--nats URLS [--nats-stream S] [--processors]]"
+    )]
     Add(Add),
     /// Unmount store NAME (its data stays on disk)
     #[command(override_usage = "xs store remove [ADDR] NAME")]
@@ -27,6 +29,16 @@ pub struct Add {
     /// [ADDR] NAME PATH
     #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
     args: Vec<String>,
+    /// Keep this store's stream in a NATS JetStream cluster (PATH holds the local copy), as
+    /// `xs serve --nats` does
+    #[arg(long, value_name = "URLS")]
+    nats: Option<String>,
+    /// The JetStream stream's name (default XS)
+    #[arg(long, value_name = "NAME", requires = "nats")]
+    nats_stream: Option<String>,
+    /// With --nats: run this store's processors in this daemon (give it to one daemon only)
+    #[arg(long, requires = "nats")]
+    processors: bool,
 }
 
 #[derive(clap::Args)]
@@ -48,7 +60,14 @@ async fn add(a: Add) -> Result<()> {
     // The daemon has its own working directory: send an absolute path.
     let path = std::path::absolute(path)
         .with_context(|| format!("cannot make {} absolute", path.display()))?;
-    let config = serde_json::json!({ "path": path });
+    let mut config = serde_json::json!({ "path": path });
+    if let Some(urls) = a.nats {
+        config["nats"] = serde_json::json!({
+            "urls": urls,
+            "stream": a.nats_stream,
+            "processors": a.processors,
+        });
+    }
     processors::created(
         &xs::lifecycle::STORE,
         addr,

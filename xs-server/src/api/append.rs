@@ -59,9 +59,6 @@ fn ttl_param(query: Option<&str>) -> Result<Ttl, ApiError> {
 /// The header naming an append's idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "xs-idempotency-key";
 
-/// Longest idempotency key accepted, in bytes.
-const IDEMPOTENCY_KEY_MAX: usize = 256;
-
 fn expect_param(query: Option<&str>) -> Result<Option<xs::Expect>, ApiError> {
     let pairs = xs::read::parse_query(query.unwrap_or(""))?;
     match pairs.iter().rev().find(|(k, _)| k == "expect") {
@@ -72,11 +69,9 @@ fn expect_param(query: Option<&str>) -> Result<Option<xs::Expect>, ApiError> {
 
 /// Checks an idempotency key: 1 to 256 visible ASCII characters.
 fn idempotency_key(raw: &[u8]) -> Result<String, ApiError> {
+    use xs::batch::IDEMPOTENCY_KEY_MAX;
     let key = raw.trim_ascii();
-    if key.is_empty()
-        || key.len() > IDEMPOTENCY_KEY_MAX
-        || !key.iter().all(|b| b.is_ascii_graphic())
-    {
+    if !xs::batch::valid_idempotency_key(key) {
         return Err(ApiError::bad_request(format!(
             "{IDEMPOTENCY_KEY} must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"
         )));

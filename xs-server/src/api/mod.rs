@@ -2,6 +2,7 @@
 //! every route uses to answer. One module per route, mirrored by the CLI's `commands/`.
 
 mod append;
+mod append_batch;
 mod cas;
 mod consumers;
 #[cfg(feature = "nu")]
@@ -175,6 +176,7 @@ async fn dispatch(daemon: Daemon, req: Request<Incoming>, route: Route) -> ApiRe
         (Route::Ps, &Method::GET) => ps::handle(daemon).await,
         (Route::Stores, &Method::GET) => stores::handle(daemon).await,
         (Route::Metrics, &Method::GET) => metrics::handle(daemon).await,
+        (Route::AppendBatch, &Method::POST) => append_batch::handle(store, req).await,
         #[cfg(feature = "nu")]
         (Route::Eval, &Method::POST) => eval::handle(daemon, req).await,
         #[cfg(not(feature = "nu"))]

@@ -32,6 +32,8 @@ pub enum Route {
     Stores,
     Metrics,
     Eval,
+    /// `/append`: a batch append (NDJSON, one frame a line).
+    AppendBatch,
     /// `/append/{topic}`.
     Append(String),
     /// `/{id}`: one frame (any other single segment).
@@ -58,6 +60,7 @@ impl Route {
             "stores" => Some(Route::Stores),
             "metrics" => Some(Route::Metrics),
             "eval" => Some(Route::Eval),
+            "append" => Some(Route::AppendBatch),
             _ => None,
         };
         if let Some(route) = named {
@@ -131,6 +134,7 @@ mod tests {
             }
         );
         assert_eq!(Route::parse("/append/chat"), Route::Append("chat".into()));
+        assert_eq!(Route::parse("/append"), Route::AppendBatch);
         assert_eq!(
             Route::parse("/03hadbm3pd0va6i6c63lxxwa8"),
             Route::Frame("03hadbm3pd0va6i6c63lxxwa8".into())
