@@ -356,3 +356,47 @@ async fn a_store_added_with_nats_keeps_its_stream_in_the_cluster() {
         },
     );
 }
+
+#[test]
+fn an_export_from_one_daemon_restores_into_a_local_store() {
+    let Some((a, b, _c)) = two_daemons() else {
+        return;
+    };
+    let big = crate::helper::random_bytes(200_000, 3);
+    let appended = vec![
+        a.append("doc", b"small"),
+        a.append("doc.x", &big),
+        a.append("doc", b""),
+        a.append("other", b"two"),
+    ];
+    let want = crate::helper::ids(&appended);
+    let last = want.last().unwrap().clone();
+    // B exports once its copy has A's frames.
+    poll_until(Duration::from_secs(10), "b's copy has a's frames", || {
+        b.read("").iter().any(|f| id(f) == last).then_some(())
+    });
+    let r = b.get("/export?topic=doc,doc.*,other");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dst = Daemon::start();
+    let start = crate::helper::ids(&dst.frames());
+    let r = dst.http("POST", "/restore", &[], &r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got: Vec<Value> = dst
+        .frames()
+        .into_iter()
+        .filter(|f| !start.contains(&id(f)))
+        .collect();
+    assert_eq!(
+        got, appended,
+        "the same frames: ids, topics, hashes, meta, ttl"
+    );
+    for (f, body) in appended.iter().zip([&b"small"[..], &big, b"", b"two"]) {
+        let Some(h) = f["hash"].as_str() else {
+            assert!(body.is_empty());
+            continue;
+        };
+        let c = dst.get(&format!("/cas/{h}"));
+        assert_eq!(c.status, 200, "{}", c.text());
+        assert!(c.body == body, "content {h} differs");
+    }
+}
