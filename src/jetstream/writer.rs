@@ -79,6 +79,9 @@ struct Plan {
     /// Ids of the frames the batch stores (to tell whether a batch whose commit was not
     /// answered landed after all).
     stored: Vec<Id>,
+    /// `last:n` appends stored, in order: (topic, n). Once committed, each topic's subject is
+    /// purged down to its newest n messages, as every copy trims it.
+    trims: Vec<(String, u32)>,
 }
 
 pub(crate) async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<Request>) {
@@ -211,6 +214,7 @@ async fn commit(inner: &Inner, reqs: Vec<Request>, floor: &mut u64) {
             for (r, a) in reqs.into_iter().zip(plan.answers) {
                 r.answer(a.unwrap_or(Ok(Answer::Unit)));
             }
+            trim(inner, plan.trims);
         }
         Err(e) => {
             for r in reqs {
@@ -218,6 +222,30 @@ async fn commit(inner: &Inner, reqs: Vec<Request>, floor: &mut u64) {
             }
         }
     }
+}
+
+/// Purges the subjects of the `last:n` topics a committed batch appended to, keeping each
+/// one's newest n messages (the last `last:n` of a topic in the batch decides), in the
+/// background: the copies trim on their own, this only keeps the cluster from growing. A
+/// failure leaves the old messages there, harmless (every copy trims them when applying).
+fn trim(inner: &Inner, trims: Vec<(String, u32)>) {
+    if trims.is_empty() {
+        return;
+    }
+    let mut keep: HashMap<String, u32> = HashMap::new();
+    for (topic, n) in trims {
+        keep.insert(topic, n);
+    }
+    let stream = inner.stream.clone();
+    let prefix = inner.prefix.clone();
+    tokio::spawn(async move {
+        for (topic, n) in keep {
+            let subject = format!("{prefix}.{topic}");
+            if let Err(e) = stream.purge().filter(&subject).keep(u64::from(n)).await {
+                tracing::warn!(error = %e, subject, "purging a last:n topic in the stream failed");
+            }
+        }
+    });
 }
 
 fn copy_error(e: &Error) -> Error {
@@ -313,7 +341,13 @@ async fn plan(inner: &Inner, reqs: &[Request]) -> Result<Plan> {
     for req in reqs {
         match req {
             Request::Batch(b, _) => {
-                let saved = (st.clone(), p.msgs.len(), p.ephemerals.len(), p.stored.len());
+                let saved = (
+                    st.clone(),
+                    p.msgs.len(),
+                    p.ephemerals.len(),
+                    p.stored.len(),
+                    p.trims.len(),
+                );
                 match plan_batch(inner, &mut st, &mut p, b) {
                     Ok(frames) => p.answers.push(Some(Ok(Answer::Frames(frames)))),
                     Err(e) => {
@@ -321,6 +355,7 @@ async fn plan(inner: &Inner, reqs: &[Request]) -> Result<Plan> {
                         p.msgs.truncate(saved.1);
                         p.ephemerals.truncate(saved.2);
                         p.stored.truncate(saved.3);
+                        p.trims.truncate(saved.4);
                         p.answers.push(Some(Err(e)));
                     }
                 }
@@ -417,6 +452,9 @@ fn plan_batch(inner: &Inner, st: &mut State, p: &mut Plan, b: &Batch) -> Result<
             ));
             st.topic_last.insert(nf.topic.clone(), Some(id));
             p.stored.push(id);
+            if let Ttl::Last(n) = nf.ttl {
+                p.trims.push((nf.topic.clone(), n));
+            }
             if let Some(key) = &nf.key {
                 st.keys
                     .insert((nf.topic.clone(), key.clone()), frame.clone());

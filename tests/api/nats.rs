@@ -400,3 +400,31 @@ fn an_export_from_one_daemon_restores_into_a_local_store() {
         assert!(c.body == body, "content {h} differs");
     }
 }
+
+#[test]
+fn last_n_is_trimmed_in_the_cluster_too() {
+    let Some((a, b, c)) = two_daemons() else {
+        return;
+    };
+    let before = c.stream_messages("E2E").expect("stream E2E");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = a.http(
+            "POST",
+            "/append/keep?ttl=last:2",
+            &[],
+            format!("v{i}").as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        ids.push(id(&r.json()));
+    }
+    poll_until(Duration::from_secs(10), "b reads the newest 2", || {
+        let got: Vec<String> = b.read("topic=keep").iter().map(id).collect();
+        (got == ids[3..]).then_some(())
+    });
+    poll_until(
+        Duration::from_secs(10),
+        "the cluster keeps 2 messages",
+        || (c.stream_messages("E2E") == Some(before + 2)).then_some(()),
+    );
+}
