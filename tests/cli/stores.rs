@@ -63,9 +63,13 @@ fn stores_two_mounted_each_full_and_independent_then_removed_and_restarted() {
     }
 
     // Append and follow through each socket, each store seeing only its own frames.
-    let follow_a = LiveCli::spawn(&["cat", s(&a), "-f", "--new"]);
-    let follow_b = LiveCli::spawn(&["cat", s(&b), "-f", "--new"]);
-    std::thread::sleep(Duration::from_millis(300));
+    // Only the live part: the history topic matches nothing yet, then the threshold says the
+    // follower is live (no wait by the clock).
+    let follow_a = LiveCli::spawn(&["cat", s(&a), "-f", "-T", "note"]);
+    let follow_b = LiveCli::spawn(&["cat", s(&b), "-f", "-T", "note"]);
+    for f in [&follow_a, &follow_b] {
+        assert_eq!(f.next_json()["topic"], "xs.threshold");
+    }
     append(&sa, "note", b"to a");
     xs(&["append", s(&b), "note"], b"to b").ok();
     assert_eq!(follow_a.next_json()["topic"], "note");
