@@ -39,20 +39,7 @@ async fn fixture() -> Option<Fixture> {
         .await
         .expect("connecting to the cluster");
     let js = jetstream::new(client.clone());
-    let stream = js
-        .create_stream(stream::Config {
-            name: STREAM.into(),
-            subjects: vec![format!("{PREFIX}.>")],
-            num_replicas: 3,
-            storage: stream::StorageType::File,
-            allow_message_ttl: true,
-            allow_atomic_publish: true,
-            allow_rollup: true,
-            allow_direct: true,
-            ..Default::default()
-        })
-        .await
-        .expect("creating the stream");
+    let stream = create_stream(&js).await;
     wait_writable(&client).await;
     Some(Fixture {
         client,
@@ -60,6 +47,35 @@ async fn fixture() -> Option<Fixture> {
         stream,
         cluster,
     })
+}
+
+/// Creates the stream `XS`. A freshly healthy cluster on a busy machine can take longer than
+/// one request timeout (2 s here) to place a replicas-3 stream, so a timed-out create is
+/// asked again (the same config again is not an error) for up to 30 s.
+async fn create_stream(js: &jetstream::Context) -> stream::Stream {
+    let t0 = Instant::now();
+    loop {
+        let created = js
+            .get_or_create_stream(stream::Config {
+                name: STREAM.into(),
+                subjects: vec![format!("{PREFIX}.>")],
+                num_replicas: 3,
+                storage: stream::StorageType::File,
+                allow_message_ttl: true,
+                allow_atomic_publish: true,
+                allow_rollup: true,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(stream) => return stream,
+            Err(e) => assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "creating the stream: {e:?}"
+            ),
+        }
+    }
 }
 
 /// Waits until the stream takes publishes. Right after `create_stream` (replicas 3) a
