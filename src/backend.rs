@@ -114,6 +114,30 @@ pub struct Batch {
     pub frames: Vec<NewFrame>,
     /// A checkpoint `(name, value)` written in the same commit, if any.
     pub checkpoint: Option<(String, Vec<u8>)>,
+    /// Commit only if the checkpoint still holds what this says (a compare-and-set): the
+    /// processor's owner fences out a deposed one, whose late batch is then refused whole
+    /// with [`crate::Error::Fenced`]. Needs `checkpoint`.
+    pub fence: Option<Fence>,
+}
+
+/// What a batch expects its checkpoint to hold before it commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// Not set at all.
+    Unset,
+    /// Exactly these bytes.
+    Holds(Vec<u8>),
+}
+
+impl Fence {
+    /// Whether `current` (the checkpoint's value now) is what the fence expects.
+    pub fn holds(&self, current: Option<&[u8]>) -> bool {
+        match (self, current) {
+            (Fence::Unset, None) => true,
+            (Fence::Holds(v), Some(c)) => v.as_slice() == c,
+            _ => false,
+        }
+    }
 }
 
 /// A stored frame as readers get it: its id and wire JSON (decoded only when needed).

@@ -30,6 +30,13 @@ pub enum Error {
         /// Which frame of an atomic batch was refused (0-based), when it was in one.
         index: Option<usize>,
     },
+    /// A batch's checkpoint fence did not hold: another owner of the processor wrote
+    /// checkpoint `name` since (a deposed owner's late commit). Nothing of the batch was stored.
+    #[error("checkpoint {name} was taken over by another owner; nothing was written")]
+    Fenced {
+        /// The checkpoint's name.
+        name: String,
+    },
     /// Another daemon holds the store.
     #[error("store {path} is locked by another xs process (is `xs serve` already running on it?)")]
     Locked {

@@ -22,7 +22,7 @@ pub mod store;
 pub mod topic;
 pub mod ttl;
 
-pub use backend::{Backend, Batch, Content, NewFrame};
+pub use backend::{Backend, Batch, Content, Fence, NewFrame};
 pub use batch::{BatchLine, BATCH_MAX_BYTES, BATCH_MAX_FRAMES};
 pub use error::{Error, Result};
 pub use frame::{Expect, Frame, Id};

@@ -50,7 +50,7 @@ impl Store {
     ) -> impl std::future::Future<Output = Result<Frame>> + Send + 'static {
         let done = self.append_batch(Batch {
             frames: vec![frame],
-            checkpoint: None,
+            ..Batch::default()
         });
         async move {
             let mut frames = done.await?;
@@ -73,6 +73,9 @@ impl Store {
             .and_then(|()| match &batch.checkpoint {
                 Some((name, _)) if name.is_empty() => {
                     Err(Error::invalid("a checkpoint needs a name"))
+                }
+                None if batch.fence.is_some() => {
+                    Err(Error::invalid("a checkpoint fence needs a checkpoint"))
                 }
                 _ => Ok(()),
             });

@@ -1,6 +1,7 @@
 //! How changes travel in the stream: one message per frame on `<prefix>.<topic>` (the
 //! frame's JSON, a newline, then its content when inline), removals on `<prefix>.$rm`,
-//! checkpoints on `<prefix>.$ckpt`. The `Xs-Op` header says which change a message is.
+//! each checkpoint on its own subject `<prefix>.$ckpt.<name hex-encoded>`, rolled up (only its
+//! newest message stays). The `Xs-Op` header says which change a message is.
 
 use async_nats::HeaderMap;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -102,9 +103,11 @@ pub(crate) fn remove_msg(prefix: &str, id: Id, purge: bool) -> Outgoing {
     }
 }
 
-/// A checkpoint set (`Some`) or removed: the name, a NUL, then the value.
+/// A checkpoint set (`Some`) or removed: the name, a NUL, then the value, on the
+/// checkpoint's own subject, replacing its earlier messages (`Nats-Rollup: sub`).
 pub(crate) fn checkpoint_msg(prefix: &str, name: &str, value: Option<&[u8]>) -> Outgoing {
     let mut headers = HeaderMap::new();
+    headers.insert("Nats-Rollup", "sub");
     headers.insert(
         OP,
         if value.is_some() {
@@ -120,7 +123,7 @@ pub(crate) fn checkpoint_msg(prefix: &str, name: &str, value: Option<&[u8]>) -> 
         b.put_slice(v);
     }
     Outgoing {
-        subject: format!("{prefix}.$ckpt"),
+        subject: format!("{prefix}.$ckpt.{}", hex::encode(name.as_bytes())),
         headers,
         payload: b.freeze(),
     }

@@ -9,6 +9,7 @@
 //! 10071 (another daemon was first) catches the copy up, plans again and retries. A committed
 //! batch is answered once the copy has applied it (read-your-writes). See docs/jetstream.md.
 
+pub mod cluster;
 mod codec;
 mod collect;
 mod consumers;
@@ -85,6 +86,10 @@ pub(crate) struct Inner {
     pub(crate) consumers: kv::Store,
     /// Subject prefix of frames: `<prefix>.<topic>`.
     pub(crate) prefix: String,
+    /// The stream's name (its buckets are named after it).
+    pub(crate) stream_name: String,
+    /// Replicas of the stream and its buckets.
+    pub(crate) replicas: usize,
     /// Core NATS subject prefix of ephemeral frames.
     pub(crate) eph_prefix: String,
     /// The last stream sequence the copy has applied.
@@ -216,6 +221,8 @@ impl JetStreamBackend {
             consumers,
             eph_prefix: format!("_xs_eph.{}", opts.stream),
             prefix,
+            stream_name: opts.stream.clone(),
+            replicas: opts.replicas,
             applied: watch::channel(applied).0,
             write_timeout: opts.write_timeout,
             assigned: Mutex::new(None),

@@ -324,6 +324,8 @@ struct State {
     topic_last: HashMap<String, Option<Id>>,
     keys: HashMap<(String, String), Frame>,
     removed: HashSet<Id>,
+    /// Checkpoints this plan sets (`None`: removes), for the fences of later batches.
+    checkpoints: HashMap<String, Option<Vec<u8>>>,
 }
 
 async fn plan(inner: &Inner, reqs: &[Request]) -> Result<Plan> {
@@ -336,6 +338,7 @@ async fn plan(inner: &Inner, reqs: &[Request]) -> Result<Plan> {
         topic_last: HashMap::new(),
         keys: HashMap::new(),
         removed: HashSet::new(),
+        checkpoints: HashMap::new(),
     };
     let mut p = Plan::default();
     for req in reqs {
@@ -394,6 +397,7 @@ async fn plan(inner: &Inner, reqs: &[Request]) -> Result<Plan> {
                 p.answers.push(Some(r));
             }
             Request::RemoveCheckpoint(name, _) => {
+                st.checkpoints.insert(name.clone(), None);
                 p.msgs.push(codec::checkpoint_msg(prefix, name, None));
                 p.answers.push(Some(Ok(Answer::Unit)));
             }
@@ -404,6 +408,18 @@ async fn plan(inner: &Inner, reqs: &[Request]) -> Result<Plan> {
 
 fn plan_batch(inner: &Inner, st: &mut State, p: &mut Plan, b: &Batch) -> Result<Vec<Frame>> {
     let copy = &inner.copy;
+    if let (Some(f), Some((name, _))) = (&b.fence, &b.checkpoint) {
+        // Checked on the copy at the sequence the batch expects the stream to end at: a
+        // checkpoint another owner committed after it makes the publish fail (10071), the
+        // copy catch up and this check run again, now refusing.
+        let current = match st.checkpoints.get(name) {
+            Some(v) => v.clone(),
+            None => copy.checkpoint_value(name)?,
+        };
+        if !f.holds(current.as_deref()) {
+            return Err(Error::Fenced { name: name.clone() });
+        }
+    }
     let mut out = Vec::with_capacity(b.frames.len());
     for (index, nf) in b.frames.iter().enumerate() {
         if let Some(key) = &nf.key {
@@ -463,6 +479,7 @@ fn plan_batch(inner: &Inner, st: &mut State, p: &mut Plan, b: &Batch) -> Result<
         out.push(frame);
     }
     if let Some((name, value)) = &b.checkpoint {
+        st.checkpoints.insert(name.clone(), Some(value.clone()));
         p.msgs
             .push(codec::checkpoint_msg(&inner.prefix, name, Some(value)));
     }

@@ -1,13 +1,15 @@
 //! Atomic appends with a checkpoint: several frames and one named value (a processor's
 //! position and state) committed in one batch, all or nothing. This is what makes a
 //! handler's output exactly-once: after a crash it resumes from the checkpoint written with
-//! its last output, so nothing is emitted twice and nothing is lost.
+//! its last output, so nothing is emitted twice and nothing is lost. A fence (the value the
+//! checkpoint must still hold) refuses a deposed owner's late batch whole.
 
 use std::future::Future;
 
 use super::append::plan_append;
 use super::plan::{Ctx, Plan, WriteOp};
 use super::Local;
+use crate::backend::Fence;
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::NewFrame;
@@ -15,15 +17,18 @@ use crate::NewFrame;
 impl Local {
     /// Appends `frames` in order and, in the same durable batch, sets checkpoint `name` to
     /// `value` (`None`: leaves checkpoints alone). If any frame is refused (failed `expect`,
-    /// ...) nothing of it is written. Queued at once; resolves to the frames once durable.
+    /// ...) or the checkpoint does not hold what `fence` says, nothing of it is written.
+    /// Queued at once; resolves to the frames once durable.
     pub(super) fn append_atomic(
         &self,
         frames: Vec<NewFrame>,
         checkpoint: Option<(String, Vec<u8>)>,
+        fence: Option<Fence>,
     ) -> impl Future<Output = Result<Vec<Frame>>> + Send + 'static {
         self.submit(|reply| WriteOp::Atomic {
             frames,
             checkpoint,
+            fence,
             reply,
         })
     }
@@ -52,7 +57,18 @@ pub(super) fn plan_atomic(
     plan: &mut Plan,
     frames: Vec<NewFrame>,
     checkpoint: Option<(String, Vec<u8>)>,
+    fence: Option<Fence>,
 ) -> Result<Vec<Frame>> {
+    if let (Some(f), Some((name, _))) = (&fence, &checkpoint) {
+        // This commit's earlier writes first, then what is stored.
+        let current = match plan.checkpoints.get(name) {
+            Some(v) => v.clone(),
+            None => cx.ks.checkpoints.get(name.as_bytes())?.map(|v| v.to_vec()),
+        };
+        if !f.holds(current.as_deref()) {
+            return Err(Error::Fenced { name: name.clone() });
+        }
+    }
     let marks = (
         plan.inserts.len(),
         plan.trims.len(),

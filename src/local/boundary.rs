@@ -38,12 +38,13 @@ impl Backend for Local {
         let Batch {
             mut frames,
             checkpoint,
+            fence,
         } = batch;
         if frames.len() == 1 && checkpoint.is_none() {
             let one = self.append(frames.remove(0));
             return Box::pin(async move { one.await.map(|f| vec![f]) });
         }
-        Box::pin(self.append_atomic(frames, checkpoint))
+        Box::pin(self.append_atomic(frames, checkpoint, fence))
     }
 
     fn import(&self, frame: Frame) -> BoxFuture<'static, Result<Frame>> {

@@ -43,6 +43,7 @@ pub(crate) enum WriteOp {
     Atomic {
         frames: Vec<NewFrame>,
         checkpoint: Option<(String, Vec<u8>)>,
+        fence: Option<crate::backend::Fence>,
         reply: Reply<Vec<Frame>>,
     },
     RemoveCheckpoint {

@@ -177,8 +177,12 @@ impl WriterState {
             WriteOp::Atomic {
                 frames,
                 checkpoint,
+                fence,
                 reply,
-            } => Answer::Frames(reply, atomic::plan_atomic(cx, plan, frames, checkpoint)),
+            } => Answer::Frames(
+                reply,
+                atomic::plan_atomic(cx, plan, frames, checkpoint, fence),
+            ),
             WriteOp::RemoveCheckpoint { name, reply } => {
                 atomic::plan_remove_checkpoint(plan, name);
                 Answer::Unit(reply, Ok(()))

@@ -14,6 +14,8 @@ mod metrics;
 mod nats;
 #[cfg(feature = "nats")]
 mod nats_faults;
+#[cfg(all(feature = "nats", feature = "nu"))]
+mod nats_procs;
 mod purge;
 mod read;
 mod routes;

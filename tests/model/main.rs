@@ -820,6 +820,7 @@ impl Harness {
         let batch = Batch {
             frames: nfs.clone(),
             checkpoint: checkpoint.clone().map(|(n, v)| (n.to_string(), v)),
+            fence: None,
         };
         let r = self.rt.block_on(self.store().append_batch(batch));
         let refused = wants.iter().find_map(|w| match w {
@@ -1094,4 +1095,100 @@ proptest! {
         }
         Harness::run(jetstream, &ops);
     }
+}
+
+/// Two owners of one processor's checkpoint, `a` deposed by `b`: `b` fences (a compare-and-set
+/// on what it read), after which `a`'s late batch is refused whole — no frame, no checkpoint —
+/// while `b` goes on committing. `a` and `b` may be two daemons on one stream.
+fn fencing_refuses_a_deposed_owner(rt: &tokio::runtime::Runtime, a: &Store, b: &Store) {
+    use xs::{Batch, Fence};
+    let ck = "handler/h/0";
+    let batch = |topic: &str, value: &[u8], fence: Fence| Batch {
+        frames: vec![NewFrame::new(topic)],
+        checkpoint: Some((ck.to_string(), value.to_vec())),
+        fence: Some(fence),
+    };
+    rt.block_on(a.append_batch(batch("out", b"a1", Fence::Unset)))
+        .expect("a's first commit");
+    // b read a1 (its copy may lag: it retries on Fenced until it has read the newest).
+    let fenced = (0..200).find_map(|_| {
+        let cur = rt.block_on(b.checkpoint(ck)).expect("reading");
+        let fence = cur.map_or(Fence::Unset, Fence::Holds);
+        match rt.block_on(b.append_batch(Batch {
+            frames: Vec::new(),
+            checkpoint: Some((ck.to_string(), b"b0".to_vec())),
+            fence: Some(fence),
+        })) {
+            Ok(_) => Some(()),
+            Err(xs::Error::Fenced { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            }
+            Err(e) => panic!("b's fence: {e}"),
+        }
+    });
+    assert!(fenced.is_some(), "b never fenced");
+    let late = rt.block_on(a.append_batch(batch("out", b"a2", Fence::Holds(b"a1".to_vec()))));
+    assert!(
+        matches!(late, Err(xs::Error::Fenced { .. })),
+        "a's late batch: {late:?}"
+    );
+    rt.block_on(b.append_batch(batch("out", b"b1", Fence::Holds(b"b0".to_vec()))))
+        .expect("b commits");
+    let frames = |s: &Store| {
+        rt.block_on(s.frames(xs::ReadOptions {
+            topic: xs::TopicFilter::parse("out").unwrap(),
+            ..Default::default()
+        }))
+        .unwrap()
+        .len()
+    };
+    // a's first frame and b's: a's late one is not there, on either side.
+    assert_eq!(frames(b), 2);
+    let settled = (0..500).any(|_| {
+        let ok = frames(a) == 2 && rt.block_on(a.checkpoint(ck)).unwrap().as_deref() == Some(b"b1");
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        ok
+    });
+    assert!(settled, "a's copy follows b's commits");
+    // A fence needs a checkpoint to fence.
+    let bad = rt.block_on(a.append_batch(Batch {
+        frames: vec![NewFrame::new("out")],
+        checkpoint: None,
+        fence: Some(Fence::Unset),
+    }));
+    assert!(matches!(bad, Err(xs::Error::Invalid(_))), "{bad:?}");
+}
+
+#[test]
+fn local_fencing_refuses_a_deposed_owner() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_local(dir.path(), small_options()).unwrap();
+    fencing_refuses_a_deposed_owner(&rt, &store, &store);
+}
+
+#[cfg(feature = "nats")]
+#[test]
+fn jetstream_fencing_refuses_a_deposed_owner_on_another_daemon() {
+    use xs::jetstream::{JetStreamBackend, JetStreamOptions};
+    let Some(urls) = nats::urls() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let open = |copy: &str| {
+        let mut opts = JetStreamOptions::new(urls.clone());
+        opts.stream = "FENCE".into();
+        let backend = rt
+            .block_on(JetStreamBackend::open(
+                dir.path().join(copy),
+                small_options(),
+                opts,
+            ))
+            .expect("opening");
+        Store::new(std::sync::Arc::new(backend))
+    };
+    let (a, b) = (open("a"), open("b"));
+    fencing_refuses_a_deposed_owner(&rt, &a, &b);
 }

@@ -61,7 +61,7 @@ impl From<xs::Error> for ApiError {
         let status = match &e {
             E::Invalid(_) => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::Conflict(_) => StatusCode::CONFLICT,
+            E::Conflict(_) | E::Fenced { .. } => StatusCode::CONFLICT,
             E::ExpectFailed { last, .. } => {
                 let mut err = ApiError::new(StatusCode::CONFLICT, e.to_string());
                 err.extra = Some(("last", serde_json::json!(last.map(|id| id.to_string()))));

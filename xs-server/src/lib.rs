@@ -18,6 +18,7 @@ pub mod orphans;
 #[cfg(feature = "nu")]
 #[allow(clippy::result_large_err)]
 pub mod nu;
+pub mod placement;
 mod processor;
 mod ps;
 mod stores;
@@ -25,12 +26,12 @@ mod tls;
 mod webhook;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use daemon::{Daemon, Shared};
 pub use error::ServeError;
 use mount::{Mount, MountOptions};
+use placement::Placement;
 use tokio::sync::watch;
 use xs::{LocalOptions, Store};
 
@@ -67,6 +68,9 @@ pub struct ServeOptions {
     /// Keep the stream in a NATS JetStream cluster (`--nats`), the store directory holding
     /// the local copy.
     pub nats: Option<NatsOptions>,
+    /// This daemon's name (`--name`; default: the host name and a random suffix), announced
+    /// in `xs.start` and shown by `xs ps`; on a shared stream it holds processors' leases.
+    pub name: Option<String>,
 }
 
 /// `--nats URLS` and its companions.
@@ -82,9 +86,9 @@ pub struct NatsOptions {
     pub token_file: Option<PathBuf>,
     /// CA certificate(s) (PEM) the servers' TLS certificates are checked against.
     pub tls_ca: Option<PathBuf>,
-    /// Run the processors (handlers, generators, actions, webhooks): only on request, since
-    /// every daemon on the stream would run them (`--processors`).
-    pub processors: bool,
+    /// Run no processors here (`--no-processors`): serve reads and appends only. Otherwise
+    /// each processor runs on one daemon of the stream, by lease (`placement`).
+    pub no_processors: bool,
 }
 
 /// The PEM files of `--tls-cert` and `--tls-key`.
@@ -110,6 +114,9 @@ impl ServeOptions {
     }
 
     fn check(&self) -> Result<(), ServeError> {
+        if let Some(n) = &self.name {
+            placement::check_name(n).map_err(ServeError::Config)?;
+        }
         let tcp = self.tcp();
         let orphan = if self.expose_read_only && self.expose.is_none() {
             Some("--expose-read-only needs --expose")
@@ -142,27 +149,38 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         ttl_sweep: opts.ttl_sweep.unwrap_or(LocalOptions::default().ttl_sweep),
         ..LocalOptions::default()
     };
-    let store = match &opts.nats {
-        Some(n) => open_nats(&store_path, store_opts, n).await?,
-        None => tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
-            .await
-            .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??,
+    let mut opts = opts;
+    opts.check()?;
+    let name = opts
+        .name
+        .get_or_insert_with(placement::default_name)
+        .clone();
+    let (store, placement) = match &opts.nats {
+        Some(n) => open_nats(&store_path, store_opts, n, &name).await?,
+        None => (
+            tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
+                .await
+                .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??,
+            Some(Placement::here(&name)),
+        ),
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = shutdown_tx.send(true);
     });
-    run(store, opts, shutdown_rx).await
+    run_placed(store, placement, opts, shutdown_rx).await
 }
 
-/// Connects to the JetStream cluster and opens the local copy in `state`.
+/// Connects to the JetStream cluster and opens the local copy in `state`; unless
+/// `--no-processors`, joins the daemons of the stream as `name` to share its processors.
 #[cfg(feature = "nats")]
 pub(crate) async fn open_nats(
     state: &Path,
     local: LocalOptions,
     n: &NatsOptions,
-) -> Result<Store, ServeError> {
+    name: &str,
+) -> Result<(Store, Option<Placement>), ServeError> {
     use xs::jetstream::{JetStreamBackend, JetStreamOptions};
     let urls: Vec<String> = n
         .urls
@@ -190,7 +208,20 @@ pub(crate) async fn open_nats(
         o.token = Some(t.trim().to_string());
     }
     let backend = JetStreamBackend::open(state, local, o).await?;
-    Ok(Store::new(Arc::new(backend)))
+    let placement = if n.no_processors {
+        None
+    } else {
+        let cluster = match backend.cluster().await {
+            Ok(c) => c,
+            Err(e) => {
+                xs::Backend::close(&backend).await;
+                return Err(e.into());
+            }
+        };
+        let members = placement::cluster::Members::start(name.to_string(), cluster);
+        Some(Placement::cluster(members))
+    };
+    Ok((Store::new(std::sync::Arc::new(backend)), placement))
 }
 
 #[cfg(not(feature = "nats"))]
@@ -198,7 +229,8 @@ pub(crate) async fn open_nats(
     _: &Path,
     _: LocalOptions,
     _: &NatsOptions,
-) -> Result<Store, ServeError> {
+    _: &str,
+) -> Result<(Store, Option<Placement>), ServeError> {
     Err(ServeError::Config(
         "--nats: this xs was built without the `nats` feature".into(),
     ))
@@ -206,9 +238,24 @@ pub(crate) async fn open_nats(
 
 /// Serves `store` until `shutdown` turns true: mounts it (its stream is the control stream),
 /// mounts again the stores added through it, and serves the `--http` gateway. Tests and
-/// embedders call this directly.
+/// embedders call this directly; every processor runs in this daemon.
 pub async fn run(
     store: Store,
+    opts: ServeOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let mut opts = opts;
+    let name = opts
+        .name
+        .get_or_insert_with(placement::default_name)
+        .clone();
+    run_placed(store, Some(Placement::here(&name)), opts, shutdown).await
+}
+
+/// [`run`], with the processors where `placement` says (`None`: none here).
+async fn run_placed(
+    store: Store,
+    placement: Option<Placement>,
     opts: ServeOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
@@ -288,10 +335,10 @@ pub async fn run(
                 "console": console,
                 "tls": tls,
                 "http": http_addr,
+                "daemon": opts.name,
             }),
             tag: tag.clone(),
-            // With --nats every daemon on the stream would run them: only on request.
-            processors: opts.nats.as_ref().is_none_or(|n| n.processors),
+            placement: placement.clone(),
         },
     )
     .await?;
@@ -305,6 +352,7 @@ pub async fn run(
         &xs::lifecycle::STORE,
         store.clone(),
         mount.daemon.ps.clone(),
+        Placement::here(opts.name.as_deref().unwrap_or_default()),
     );
     let gateway = http.map(|(l, g)| {
         let (store, stats) = (mount.daemon.store.clone(), mount.daemon.gateway.clone());

@@ -11,6 +11,7 @@ use xs::{NewFrame, Store};
 
 use crate::daemon::{Daemon, Shared};
 use crate::listener::{self, Listener};
+use crate::placement::Placement;
 use crate::{orphans, processor, ServeError};
 
 /// How long the store gets to commit what is queued and close when it is unmounted.
@@ -30,8 +31,8 @@ pub struct MountOptions {
     pub start_meta: serde_json::Value,
     /// What the generators' processes are tagged with.
     pub tag: orphans::Tag,
-    /// Run the processors (off for `--nats` without `--processors`).
-    pub processors: bool,
+    /// Where the processors run (`None`: not in this daemon, `--no-processors`).
+    pub placement: Option<Placement>,
 }
 
 /// A mounted store: serving until [`Mount::stop`].
@@ -39,6 +40,7 @@ pub struct Mount {
     pub daemon: Daemon,
     pub sock: PathBuf,
     processors: Vec<processor::Dispatcher>,
+    placement: Option<Placement>,
     stop_accept: watch::Sender<bool>,
     accept: JoinHandle<GracefulShutdown>,
 }
@@ -76,11 +78,12 @@ impl Mount {
                 "killed generator processes left behind by an earlier run"
             );
         }
-        let processors = if opts.processors {
-            start_processors(&daemon)
-        } else {
-            tracing::info!("processors are off (--nats without --processors)");
-            Vec::new()
+        let processors = match &opts.placement {
+            Some(p) => start_processors(&daemon, p),
+            None => {
+                tracing::info!("processors are off (--no-processors)");
+                Vec::new()
+            }
         };
         let (stop_accept, stop_rx) = watch::channel(false);
         let accept = tokio::spawn(listener::serve(
@@ -93,6 +96,7 @@ impl Mount {
             daemon,
             sock,
             processors,
+            placement: opts.placement,
             stop_accept,
             accept,
         })
@@ -110,6 +114,9 @@ impl Mount {
         let _ = self.stop_accept.send(true);
         let graceful = self.accept.await.ok();
         futures::future::join_all(self.processors.into_iter().map(|p| p.stop())).await;
+        if let Some(p) = &self.placement {
+            p.stop();
+        }
         if let Err(e) = store.append(NewFrame::new("xs.stopping")).await {
             tracing::warn!(error = %e, "could not append xs.stopping");
         }
@@ -145,6 +152,9 @@ impl Mount {
         if tokio::time::timeout(CLOSE_GRACE, stop).await.is_err() {
             tracing::warn!("processors of a failed store did not stop within {CLOSE_GRACE:?}");
         }
+        if let Some(p) = &self.placement {
+            p.stop();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.daemon.store.close()).await;
         if let Ok(g) = self.accept.await {
             let _ = tokio::time::timeout(Duration::from_secs(1), g.shutdown()).await;
@@ -154,7 +164,7 @@ impl Mount {
 
 /// Starts the dispatcher of every kind of processor (ours and cross.stream's words), and the
 /// one answering creates of unknown kinds.
-fn start_processors(d: &Daemon) -> Vec<processor::Dispatcher> {
+fn start_processors(d: &Daemon, at: &Placement) -> Vec<processor::Dispatcher> {
     use xs::lifecycle as words;
     let (store, ps) = (&d.store, &d.ps);
     #[allow(unused_mut)]
@@ -165,6 +175,7 @@ fn start_processors(d: &Daemon) -> Vec<processor::Dispatcher> {
             &words::WEBHOOK,
             store.clone(),
             ps.clone(),
+            at.clone(),
         ),
     ];
     #[cfg(feature = "nu")]
@@ -173,11 +184,23 @@ fn start_processors(d: &Daemon) -> Vec<processor::Dispatcher> {
         let env = Env::new(d.engine.clone(), d.generator_tag.clone());
         for vocab in [&words::HANDLER, &words::ACTOR] {
             let kind = handler::Handler(env.clone());
-            all.push(processor::start(kind, vocab, store.clone(), ps.clone()));
+            all.push(processor::start(
+                kind,
+                vocab,
+                store.clone(),
+                ps.clone(),
+                at.clone(),
+            ));
         }
         for vocab in [&words::GENERATOR, &words::SERVICE] {
             let kind = generator::Generator(env.clone());
-            all.push(processor::start(kind, vocab, store.clone(), ps.clone()));
+            all.push(processor::start(
+                kind,
+                vocab,
+                store.clone(),
+                ps.clone(),
+                at.clone(),
+            ));
         }
         let kind = action::Action(env);
         all.push(processor::start(
@@ -185,6 +208,7 @@ fn start_processors(d: &Daemon) -> Vec<processor::Dispatcher> {
             &words::ACTION,
             store.clone(),
             ps.clone(),
+            at.clone(),
         ));
     }
     all

@@ -1,5 +1,6 @@
 //! The processor status table behind `GET /ps`: one row per processor, updated by the
-//! dispatchers; each daemon holds its own.
+//! dispatchers; each daemon holds its own (on a shared stream, rows of processors another
+//! daemon runs name that daemon).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,11 @@ use xs::Id;
 pub struct Status {
     pub kind: &'static str,
     pub name: String,
-    /// `active`, `retrying`, `terminated` or `invalid`.
+    /// `active`, `retrying`, `terminated` or `invalid`; on a shared stream also `waiting`
+    /// (no live daemon holds it yet).
     pub state: &'static str,
+    /// The daemon that runs it (`--name`), when known.
+    pub daemon: Option<String>,
     /// When the state began (RFC 3339).
     pub since: String,
     /// The create frame this row describes.

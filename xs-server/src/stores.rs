@@ -13,6 +13,7 @@ use xs::{Frame, LocalOptions, Store};
 
 use crate::daemon::{self, MountedStore as Entry, Shared, StoreRegistry as Registry};
 use crate::mount::{Mount, MountOptions};
+use crate::placement::Placement;
 use crate::processor::{self, Instance, Kind, Outcome};
 use crate::{orphans, NatsOptions, ServeOptions};
 
@@ -31,7 +32,8 @@ struct Raw {
     nats: Option<RawNats>,
 }
 
-/// `{"urls": "nats://h1:4222,nats://h2:4222", "stream"?, "processors"?}`.
+/// `{"urls": "nats://h1:4222,nats://h2:4222", "stream"?, "processors"?}` (`processors: false`:
+/// none here; otherwise they are shared with the stream's other daemons, by lease).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNats {
@@ -39,7 +41,7 @@ struct RawNats {
     #[serde(default)]
     stream: Option<String>,
     #[serde(default)]
-    processors: bool,
+    processors: Option<bool>,
 }
 
 /// The `store` kind: what every mount needs from the daemon.
@@ -49,6 +51,8 @@ pub struct Stores {
     local: LocalOptions,
     default_store: PathBuf,
     registry: Registry,
+    /// This daemon's name (`--name`).
+    name: String,
 }
 
 impl Stores {
@@ -69,6 +73,7 @@ impl Stores {
             },
             default_store: opts.store.clone(),
             registry,
+            name: opts.name.clone().unwrap_or_default(),
         }
     }
 }
@@ -93,7 +98,7 @@ impl Kind for Stores {
         let nats = raw.nats.map(|n| NatsOptions {
             urls: vec![n.urls],
             stream: n.stream,
-            processors: n.processors,
+            no_processors: n.processors == Some(false),
             ..NatsOptions::default()
         });
         Ok(Config {
@@ -108,6 +113,7 @@ impl Kind for Stores {
         let local = self.local.clone();
         let registry = self.registry.clone();
         let default_store = self.default_store.clone();
+        let self_name = self.name.clone();
         Box::pin(async move {
             let Instance {
                 name,
@@ -117,8 +123,8 @@ impl Kind for Stores {
                 ..
             } = inst;
             let path = config.path.clone();
-            let store = match &config.nats {
-                Some(n) => match crate::open_nats(&path, local, n).await {
+            let (store, placement) = match &config.nats {
+                Some(n) => match crate::open_nats(&path, local, n, &self_name).await {
                     Ok(s) => s,
                     Err(e) => return Outcome::Failed(e.to_string()),
                 },
@@ -127,7 +133,7 @@ impl Kind for Stores {
                     let opened =
                         tokio::task::spawn_blocking(move || Store::open_local(&p, local)).await;
                     match opened {
-                        Ok(Ok(s)) => s,
+                        Ok(Ok(s)) => (s, Some(Placement::here(&self_name))),
                         Ok(Err(e)) => return Outcome::Failed(e.to_string()),
                         Err(e) => return Outcome::Failed(format!("opening the store: {e}")),
                     }
@@ -143,8 +149,7 @@ impl Kind for Stores {
                     "control": default_store,
                 }),
                 tag,
-                // With a shared stream every daemon on it would run them: only on request.
-                processors: config.nats.as_ref().is_none_or(|n| n.processors),
+                placement,
             };
             let mount = match Mount::start(store.clone(), &shared, opts).await {
                 Ok(m) => m,

@@ -76,10 +76,18 @@ pub struct Args {
     /// CA certificate (PEM) to check the NATS servers' TLS certificates with
     #[arg(long, value_name = "FILE", requires = "nats")]
     nats_tls_ca: Option<std::path::PathBuf>,
-    /// With --nats: run the processors (handlers, generators, actions, webhooks) in this
-    /// daemon. Off by default, since every daemon on the stream would run them
-    #[arg(long, requires = "nats")]
+    /// With --nats: run no processors in this daemon (serve reads and appends only). By
+    /// default each processor runs on one live daemon of the stream, by lease
+    #[arg(long, requires = "nats", conflicts_with = "processors")]
+    no_processors: bool,
+    /// With --nats: the default (processors are shared by lease); kept for old scripts
+    #[arg(long, requires = "nats", hide = true)]
     processors: bool,
+    /// This daemon's name, in `xs.start` and `xs ps`; on a shared stream it holds the
+    /// leases of the processors it runs, so give each daemon its own (default: the host name
+    /// and a random suffix; letters, digits, '-' and '_')
+    #[arg(long, value_name = "NAME", env = "XS_NAME")]
+    name: Option<String>,
 }
 
 fn parse_sweep(s: &str) -> Result<std::time::Duration, String> {
@@ -131,8 +139,9 @@ pub async fn run(args: Args, token_file: Option<std::path::PathBuf>) -> Result<(
             creds_file: args.nats_creds,
             token_file: args.nats_token_file,
             tls_ca: args.nats_tls_ca,
-            processors: args.processors,
+            no_processors: args.no_processors,
         }),
+        name: args.name,
     })
     .await
     .map_err(|e| anyhow!("{e}"))

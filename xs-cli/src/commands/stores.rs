@@ -16,7 +16,7 @@ pub enum Store {
     /// Mount the store at PATH (created if missing) in the daemon as NAME; waits for the
     /// answer (`active`, or `invalid` with the reason)
     #[command(
-        override_usage = "xs store add [ADDR] NAME PATH [--nats URLS [--nats-stream S] [--processors]]"
+        override_usage = "xs store add [ADDR] NAME PATH [--nats URLS [--nats-stream S] [--no-processors]]"
     )]
     Add(Add),
     /// Unmount store NAME (its data stays on disk)
@@ -36,8 +36,12 @@ pub struct Add {
     /// The JetStream stream's name (default XS)
     #[arg(long, value_name = "NAME", requires = "nats")]
     nats_stream: Option<String>,
-    /// With --nats: run this store's processors in this daemon (give it to one daemon only)
-    #[arg(long, requires = "nats")]
+    /// With --nats: run none of this store's processors in this daemon (by default each
+    /// runs on one live daemon of the stream, by lease)
+    #[arg(long, requires = "nats", conflicts_with = "processors")]
+    no_processors: bool,
+    /// With --nats: the default; kept for old scripts
+    #[arg(long, requires = "nats", hide = true)]
     processors: bool,
 }
 
@@ -65,7 +69,7 @@ async fn add(a: Add) -> Result<()> {
         config["nats"] = serde_json::json!({
             "urls": urls,
             "stream": a.nats_stream,
-            "processors": a.processors,
+            "processors": !a.no_processors,
         });
     }
     processors::created(

@@ -42,6 +42,7 @@ pub async fn handle(store: Store, req: Request<Incoming>) -> ApiResult {
     let batch = Batch {
         frames,
         checkpoint: None,
+        fence: None,
     };
     let frames = store.append_batch(batch).await.map_err(|e| {
         // A refused frame is named by its line; any other failure is the whole batch's.

@@ -56,6 +56,12 @@ impl Job {
         }
     }
 
+    /// Clears the interrupt, so the script can run again (a processor that moved away and
+    /// came back to this daemon).
+    pub fn reset(&self) {
+        self.signals.reset();
+    }
+
     pub fn interrupted(&self) -> bool {
         self.interrupt.load(Ordering::Relaxed)
     }

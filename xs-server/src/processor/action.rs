@@ -2,7 +2,8 @@
 //! closure's input, `meta.args` = arguments) runs it, each call on a thread of its own; the
 //! result lands in `<name>.response`, a failure in `<name>.error`, both with `action_id` and
 //! `frame_id` (the call) in their meta. Calls appended while the action was not running (the
-//! daemon was down) and not yet answered are run when it starts.
+//! daemon was down) and not yet answered are run when it starts. An answer carries the call's
+//! id as its idempotency key: one answer per call, even across a takeover.
 
 use std::collections::HashSet;
 
@@ -50,6 +51,10 @@ impl Kind for Action {
             ctx,
             ret: l.ret,
         })
+    }
+
+    fn rearm(config: &Config) {
+        config.script.job.reset();
     }
 
     fn run(
@@ -125,7 +130,7 @@ fn spawn_call(inst: &std::sync::Arc<Instance<Config>>, call: Frame) {
             let mut stamp = serde_json::Map::new();
             stamp.insert("action_id".into(), serde_json::Value::String(inst.create_id.to_string()));
             stamp.insert("frame_id".into(), serde_json::Value::String(call.id.to_string()));
-            let answer = match run_call(&inst, &call, &stamp) {
+            let mut answer = match run_call(&inst, &call, &stamp) {
                 Ok(frame) => frame,
                 Err(e) => {
                     inst.status.state("active", Some(e.clone()));
@@ -138,6 +143,11 @@ fn spawn_call(inst: &std::sync::Arc<Instance<Config>>, call: Frame) {
                     }
                 }
             };
+            // One answer per call, even if two daemons of a shared stream ran it (its owner
+            // died after running it, before its answer reached the next owner's copy).
+            if answer.ttl != xs::Ttl::Ephemeral {
+                answer.key = Some(format!("call-{}", call.id));
+            }
             match c.ctx.rt.block_on(inst.store.append(answer)) {
                 Ok(f) => inst.status.position(f.id),
                 Err(e) => tracing::warn!(action = %inst.name, error = %e, "could not append an action's answer"),

@@ -92,6 +92,10 @@ impl Kind for Generator {
         })
     }
 
+    fn rearm(config: &Config) {
+        config.script.job.reset();
+    }
+
     fn run(
         &self,
         inst: Instance<Config>,

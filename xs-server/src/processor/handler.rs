@@ -9,6 +9,9 @@
 //! Exactly-once: the frames of a burst are run one after another, then their output (returned
 //! or `.append`ed) and the checkpoint (position and state) are committed in one atomic batch.
 //! After a crash the handler resumes after the last committed frame with the committed state.
+//! On a shared stream the owner first writes a fencing checkpoint carrying its token
+//! (`Instance::fence`), then commits each burst only while the checkpoint is still the one it
+//! wrote last: a deposed owner's late burst is refused whole (no output, no checkpoint).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +129,12 @@ impl Kind for Handler {
         })
     }
 
+    fn rearm(config: &Config) {
+        config.script.job.reset();
+        // A burst stopped before its commit runs again from the checkpoint.
+        config.batch.take();
+    }
+
     fn run(
         &self,
         inst: Instance<Config>,
@@ -170,25 +179,21 @@ enum Step {
     Finish,
 }
 
-fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
+/// A checkpoint's position and state (`None`: where the config says to start).
+fn resume(
+    inst: &Instance<Config>,
+    bytes: Option<&[u8]>,
+) -> Result<(Option<Id>, serde_json::Value), String> {
     let c = &inst.config;
-    let es = &c.script.engine;
-    let store = &inst.store;
-    let ck = checkpoint_name(&inst.name, &inst.create_id);
-    let span = Span::unknown();
-    let checkpoint = c.ctx.rt.block_on(store.checkpoint(&ck));
-    let (mut pos, mut state) = match checkpoint.map_err(|e| e.to_string())? {
+    match bytes {
         Some(bytes) => {
-            let v: serde_json::Value = serde_json::from_slice(&bytes)
+            let v: serde_json::Value = serde_json::from_slice(bytes)
                 .map_err(|e| format!("reading the handler's checkpoint: {e}"))?;
             let pos = v
                 .get("position")
                 .and_then(|p| p.as_str())
                 .and_then(|p| xs::frame::parse_id(p).ok());
-            (
-                pos,
-                v.get("state").cloned().unwrap_or_default().into_value(span),
-            )
+            Ok((pos, v.get("state").cloned().unwrap_or_default()))
         }
         None => {
             let pos = match c.start {
@@ -196,9 +201,82 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
                 Start::New => Some(inst.create_id),
                 Start::After(id) => Some(id),
             };
-            (pos, c.initial.clone().into_value(span))
+            Ok((pos, c.initial.clone()))
+        }
+    }
+}
+
+/// The checkpoint's value: position, state and, on a shared stream, the owner's token.
+fn checkpoint_value(pos: Option<Id>, state: serde_json::Value, owner: Option<&str>) -> Vec<u8> {
+    let mut v = serde_json::json!({
+        "position": pos.map(|p| p.to_string()),
+        "state": state,
+    });
+    if let Some(o) = owner {
+        v["owner"] = serde_json::json!(o);
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// On a shared stream: makes the checkpoint this owner's (its current position and state,
+/// with the owner's token), so that no earlier owner can commit any more. Answers the
+/// position, the state and what the checkpoint now holds; `None` if told to stop first.
+#[allow(clippy::type_complexity)]
+fn fence(
+    inst: &Instance<Config>,
+    ck: &str,
+    token: &str,
+) -> Result<Option<(Option<Id>, serde_json::Value, Vec<u8>)>, String> {
+    let rt = &inst.config.ctx.rt;
+    loop {
+        if stopping(inst) {
+            return Ok(None);
+        }
+        let current = rt
+            .block_on(inst.store.checkpoint(ck))
+            .map_err(|e| e.to_string())?;
+        let (pos, state) = resume(inst, current.as_deref())?;
+        let value = checkpoint_value(pos, state.clone(), Some(token));
+        let batch = xs::Batch {
+            frames: Vec::new(),
+            checkpoint: Some((ck.to_string(), value.clone())),
+            fence: Some(match current {
+                Some(c) => xs::Fence::Holds(c),
+                None => xs::Fence::Unset,
+            }),
+        };
+        match rt.block_on(inst.store.append_batch(batch)) {
+            Ok(_) => return Ok(Some((pos, state, value))),
+            // A commit landed between the read and the fence (the previous owner's last
+            // burst): read again.
+            Err(xs::Error::Fenced { .. }) => continue,
+            Err(e) => return Err(format!("fencing the handler's checkpoint: {e}")),
+        }
+    }
+}
+
+fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
+    let c = &inst.config;
+    let es = &c.script.engine;
+    let store = &inst.store;
+    let ck = checkpoint_name(&inst.name, &inst.create_id);
+    let span = Span::unknown();
+    // What the checkpoint holds, as this owner wrote it (shared streams only).
+    let mut held: Option<Vec<u8>> = None;
+    let (mut pos, state) = match &inst.fence {
+        Some(token) => match fence(inst, &ck, token)? {
+            Some((pos, state, value)) => {
+                held = Some(value);
+                (pos, state)
+            }
+            None => return Ok(Outcome::Stopped),
+        },
+        None => {
+            let checkpoint = c.ctx.rt.block_on(store.checkpoint(&ck));
+            resume(inst, checkpoint.map_err(|e| e.to_string())?.as_deref())?
         }
     };
+    let mut state = state.into_value(span);
     if let Some(p) = pos {
         inst.status.position(p);
     }
@@ -262,7 +340,9 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
                 Err(e) => {
                     // What the frames before this one produced is kept; this one's is not.
                     c.batch.truncate(before);
-                    commit(inst, &ck, pos, &state)?;
+                    if !commit(inst, &ck, pos, &state, &mut held)? {
+                        return Ok(Outcome::Stopped);
+                    }
                     return Ok(Outcome::FailedOn(format!("on frame {}: {e}", f.id), f.id));
                 }
             }
@@ -271,7 +351,9 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
             // Not committed: the burst runs again when (if) the handler resumes.
             return Ok(Outcome::Stopped);
         }
-        commit(inst, &ck, pos, &state)?;
+        if !commit(inst, &ck, pos, &state, &mut held)? {
+            return Ok(Outcome::Stopped);
+        }
         if let Some(p) = pos {
             inst.status.position(p);
         }
@@ -348,8 +430,16 @@ fn apply(step: Step, state: &mut Value) -> bool {
     }
 }
 
-/// Commits the batch's frames and the checkpoint in one atomic, durable write.
-fn commit(inst: &Instance<Config>, ck: &str, pos: Option<Id>, state: &Value) -> Result<(), String> {
+/// Commits the batch's frames and the checkpoint in one atomic, durable write; on a shared
+/// stream only if the checkpoint still holds what this owner wrote last (`held`). Answers
+/// false when it does not: another daemon owns the handler now, nothing was written.
+fn commit(
+    inst: &Instance<Config>,
+    ck: &str,
+    pos: Option<Id>,
+    state: &Value,
+    held: &mut Option<Vec<u8>>,
+) -> Result<bool, String> {
     let c = &inst.config;
     let state = to_json(state).map_err(|e| {
         format!(
@@ -357,22 +447,26 @@ fn commit(inst: &Instance<Config>, ck: &str, pos: Option<Id>, state: &Value) -> 
             ScriptError::shell(&c.script.engine, &e).0
         )
     })?;
-    let value = serde_json::json!({
-        "position": pos.map(|p| p.to_string()),
-        "state": state,
-    });
+    let value = checkpoint_value(pos, state, inst.fence.as_deref());
     let frames = c.batch.take();
-    c.ctx
-        .rt
-        .block_on(inst.store.append_batch(xs::Batch {
-            frames,
-            checkpoint: Some((
-                ck.to_string(),
-                serde_json::to_vec(&value).unwrap_or_default(),
-            )),
-        }))
-        .map(|_| ())
-        .map_err(|e| format!("committing the handler's output: {e}"))
+    let r = c.ctx.rt.block_on(inst.store.append_batch(xs::Batch {
+        frames,
+        checkpoint: Some((ck.to_string(), value.clone())),
+        fence: held.take().map(xs::Fence::Holds),
+    }));
+    match r {
+        Ok(_) => {
+            if inst.fence.is_some() {
+                *held = Some(value);
+            }
+            Ok(true)
+        }
+        Err(xs::Error::Fenced { .. }) => {
+            tracing::warn!(handler = %inst.name, "another daemon owns this handler now; its burst is dropped here");
+            Ok(false)
+        }
+        Err(e) => Err(format!("committing the handler's output: {e}")),
+    }
 }
 
 /// The next burst of events (waiting for at least one, then at most [`BURST`]); `None`

@@ -6,6 +6,9 @@
 //! only, then follows them live; the engines (webhook, handler, generator, action) say how a
 //! create frame is read and how one instance runs. `xs.actor.*` runs on the handler engine,
 //! `xs.service.*` on the generator engine; `unknown` answers creates of any other kind.
+//! On a shared stream every daemon's dispatcher follows every processor, but an instance runs
+//! only where [`Placement`] puts it (the lease holder); answers any daemon may give (`invalid`,
+//! `replaced`, `fin.term`, ...) carry an idempotency key, so the stream holds one of each.
 
 #[cfg(feature = "nu")]
 #[allow(clippy::result_large_err)]
@@ -27,6 +30,7 @@ pub use nu_config::Env;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -35,6 +39,7 @@ use xs::lifecycle::Vocab;
 use xs::reader::Event as ReadEvent;
 use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
 
+use crate::placement::Placement;
 use crate::ps::{self, Table};
 
 /// An engine running a kind of processor.
@@ -61,6 +66,11 @@ pub trait Kind: Send + Sync + 'static {
     fn detail(_config: &Self::Config) -> Option<String> {
         None
     }
+
+    /// Makes a config that was stopped runnable again (its processor moved away from this
+    /// daemon and came back).
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    fn rearm(_config: &Self::Config) {}
 }
 
 /// One live processor, as its kind runs it.
@@ -77,6 +87,11 @@ pub struct Instance<C> {
     pub status: Status,
     /// Tells the dispatcher the instance is up, for kinds with `SIGNALS_READY`.
     pub ready: Ready,
+    /// On a shared stream, this owner's fencing token (unique to this daemon and this taking
+    /// of the lease): a handler writes it in its checkpoint and commits only while the
+    /// checkpoint is still its own.
+    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
+    pub fence: Option<String>,
 }
 
 /// Sends "up" to the dispatcher, which then appends `active` (in order with `fin.*`).
@@ -153,8 +168,14 @@ pub struct Dispatcher {
 }
 
 /// Rebuilds the processors of `vocab`'s word, run by engine `K`, from their lifecycle
-/// frames and runs them.
-pub fn start<K: Kind>(kind: K, vocab: &'static Vocab, store: Store, table: Table) -> Dispatcher {
+/// frames and runs them where `placement` says.
+pub fn start<K: Kind>(
+    kind: K,
+    vocab: &'static Vocab,
+    store: Store,
+    table: Table,
+    placement: Placement,
+) -> Dispatcher {
     let (stop, stop_rx) = watch::channel(false);
     table
         .lock()
@@ -171,6 +192,7 @@ pub fn start<K: Kind>(kind: K, vocab: &'static Vocab, store: Store, table: Table
         pending: Vec::new(),
         replaying: true,
         ended_tx,
+        placement,
     };
     Dispatcher {
         stop,
@@ -192,6 +214,8 @@ struct Live<C> {
     config: Arc<C>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    /// Whether its instance runs in this daemon now (on a shared stream it may run elsewhere).
+    here: Arc<AtomicBool>,
 }
 
 /// How long a stopping instance gets to end before it is left behind (a script blocked
@@ -232,6 +256,7 @@ struct State<K: Kind> {
     pending: Vec<(String, &'static str, Id, serde_json::Value)>,
     replaying: bool,
     ended_tx: mpsc::UnboundedSender<Ended>,
+    placement: Placement,
 }
 
 impl<K: Kind> State<K> {
@@ -271,7 +296,11 @@ impl<K: Kind> State<K> {
                                 create_id,
                             }
                             .state("active", None);
-                            self.append(&name, "active", create_id, serde_json::json!({})).await;
+                            let extra = match self.placement.shared() {
+                                true => serde_json::json!({ "daemon": &*self.placement.name }),
+                                false => serde_json::json!({}),
+                            };
+                            self.append(&name, "active", create_id, extra).await;
                         }
                     }
                 },
@@ -325,6 +354,7 @@ impl<K: Kind> State<K> {
                         config: Arc::new(config),
                         stop,
                         task: None,
+                        here: Arc::default(),
                     };
                     self.names.insert(name.clone(), r);
                     if !self.replaying {
@@ -364,7 +394,17 @@ impl<K: Kind> State<K> {
                         && self.names.get(&name).is_some_and(|l| l.create_id == c)
                     {
                         if let Some(old) = self.names.remove(&name) {
+                            let detail = K::detail(&old.config);
                             old.halt().await;
+                            if !self.replaying {
+                                // Another daemon ran it to its end.
+                                let state = if other == "fin.ok" {
+                                    "finished"
+                                } else {
+                                    "failed"
+                                };
+                                self.set_row(&name, c, state, detail, None);
+                            }
                         }
                     }
                 }
@@ -387,12 +427,14 @@ impl<K: Kind> State<K> {
         }
     }
 
-    /// Starts `name`'s task and appends `.active`.
+    /// Starts `name`'s task and appends `.active` (on a shared stream: once this daemon
+    /// holds its lease, see [`placed`]).
     async fn launch(&mut self, name: &str) {
         let Some(r) = self.names.get_mut(name) else {
             return;
         };
         let (create_id, config) = (r.create_id, r.config.clone());
+        let shared = self.placement.shared();
         {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             t.insert(
@@ -400,11 +442,14 @@ impl<K: Kind> State<K> {
                 ps::Status {
                     kind: self.vocab.word,
                     name: name.to_string(),
-                    state: if K::SIGNALS_READY {
+                    state: if shared {
+                        "waiting"
+                    } else if K::SIGNALS_READY {
                         "starting"
                     } else {
                         "active"
                     },
+                    daemon: (!shared).then(|| self.placement.name.to_string()),
                     since: ps::now(),
                     create_id,
                     position: None,
@@ -414,30 +459,34 @@ impl<K: Kind> State<K> {
                 },
             );
         }
-        let (stop, stop_rx) = watch::channel(false);
-        let inst = Instance {
+        let starter = Starter {
+            kind: self.kind.clone(),
+            vocab: self.vocab,
             name: name.to_string(),
             create_id,
-            vocab: self.vocab,
             config,
             store: self.store.clone(),
-            stop: stop_rx,
-            status: Status {
-                table: self.table.clone(),
-                kind: self.vocab.word,
-                name: name.to_string(),
-                create_id,
-            },
-            ready: Ready {
-                tx: self.ended_tx.clone(),
-                name: name.to_string(),
-                create_id,
-            },
+            table: self.table.clone(),
+            ended: self.ended_tx.clone(),
         };
-        let fut = self.kind.run(inst);
+        let (stop, stop_rx) = watch::channel(false);
+        r.stop = stop;
+        #[cfg(feature = "nats")]
+        if let Some(m) = self.placement.members() {
+            let key = format!("{}.{name}", self.vocab.word);
+            r.task = Some(tokio::spawn(placed(
+                m.clone(),
+                key,
+                starter,
+                stop_rx,
+                r.here.clone(),
+            )));
+            return;
+        }
+        r.here.store(true, Ordering::Relaxed);
+        let fut = starter.run(stop_rx, None);
         let ended = self.ended_tx.clone();
         let n = name.to_string();
-        r.stop = stop;
         r.task = Some(tokio::spawn(async move {
             let outcome = fut.await;
             let _ = ended.send((n, create_id, Some(outcome)));
@@ -485,7 +534,12 @@ impl<K: Kind> State<K> {
     /// `stopped` for each.
     async fn shutdown(&mut self) {
         let all = std::mem::take(&mut self.names);
-        let ids: Vec<(String, Id)> = all.iter().map(|(n, r)| (n.clone(), r.create_id)).collect();
+        // Only what runs here (on a shared stream the others run elsewhere, or nowhere yet).
+        let ids: Vec<(String, Id)> = all
+            .iter()
+            .filter(|(_, r)| !self.placement.shared() || r.here.load(Ordering::Relaxed))
+            .map(|(n, r)| (n.clone(), r.create_id))
+            .collect();
         futures::future::join_all(all.into_values().map(Live::halt)).await;
         // Queued at once, in order, committed together.
         let appends: Vec<_> = ids
@@ -534,6 +588,9 @@ impl<K: Kind> State<K> {
         }
         let frame = NewFrame {
             meta: Some(meta),
+            // One answer per create and event, whichever daemons of a shared stream give it
+            // (`active` and `stopped` may come again: each start, each stop).
+            key: (!matches!(event, "active" | "stopped")).then(|| create_id.to_string()),
             ..NewFrame::new(format!("{}{name}.{event}", self.prefix()))
         };
         self.answered.insert((create_id, event.to_string()));
@@ -554,6 +611,7 @@ impl<K: Kind> State<K> {
         let key = (self.vocab.word, name.to_string());
         let old = t.get(&key);
         let position = old.and_then(|s| s.position);
+        let daemon = old.and_then(|s| s.daemon.clone());
         let last_error = error.or_else(|| old.and_then(|s| s.last_error.clone()));
         let url = detail.or_else(|| old.and_then(|s| s.url.clone()));
         t.insert(
@@ -562,6 +620,7 @@ impl<K: Kind> State<K> {
                 kind: self.vocab.word,
                 name: name.to_string(),
                 state,
+                daemon,
                 since: ps::now(),
                 create_id,
                 position,
@@ -592,6 +651,134 @@ impl<K: Kind> State<K> {
         Lifecycle {
             frame,
             config: Some(config),
+        }
+    }
+}
+
+/// What it takes to run one processor's instance (again, after it moved and came back).
+struct Starter<K: Kind> {
+    kind: Arc<K>,
+    vocab: &'static Vocab,
+    name: String,
+    create_id: Id,
+    config: Arc<K::Config>,
+    store: Store,
+    table: Table,
+    ended: mpsc::UnboundedSender<Ended>,
+}
+
+impl<K: Kind> Starter<K> {
+    fn status(&self) -> Status {
+        Status {
+            table: self.table.clone(),
+            kind: self.vocab.word,
+            name: self.name.clone(),
+            create_id: self.create_id,
+        }
+    }
+
+    fn run(
+        &self,
+        stop: watch::Receiver<bool>,
+        fence: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        self.kind.run(Instance {
+            name: self.name.clone(),
+            create_id: self.create_id,
+            vocab: self.vocab,
+            config: self.config.clone(),
+            store: self.store.clone(),
+            stop,
+            status: self.status(),
+            ready: Ready {
+                tx: self.ended.clone(),
+                name: self.name.clone(),
+                create_id: self.create_id,
+            },
+            fence,
+        })
+    }
+
+    /// Tells the dispatcher the instance is up (it appends `active`) or how it ended.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    fn tell(&self, outcome: Option<Outcome>) {
+        let _ = self
+            .ended
+            .send((self.name.clone(), self.create_id, outcome));
+    }
+}
+
+/// Runs a processor of a shared stream: waits until this daemon holds its lease, runs it
+/// until the lease is lost or must move (then waits again), or until it ends by itself or
+/// the dispatcher stops it. The lease is released once the instance has stopped.
+#[cfg(feature = "nats")]
+async fn placed<K: Kind>(
+    members: Arc<crate::placement::cluster::Members>,
+    key: String,
+    s: Starter<K>,
+    mut stop: watch::Receiver<bool>,
+    here: Arc<AtomicBool>,
+) {
+    let status = s.status();
+    loop {
+        let waiting = |holder: Option<String>| {
+            status.update(|row| {
+                let state = if holder.is_some() {
+                    "active"
+                } else {
+                    "waiting"
+                };
+                if row.state != state {
+                    row.since = ps::now();
+                    row.state = state;
+                }
+                row.daemon = holder;
+            })
+        };
+        let Some(mut lease) = members.acquire(&key, &mut stop, waiting).await else {
+            return;
+        };
+        tracing::info!(processor = %key, token = %lease.token(), "running here");
+        K::rearm(&s.config);
+        here.store(true, Ordering::Relaxed);
+        status.update(|row| {
+            row.daemon = Some(members.name.clone());
+            row.position = None;
+        });
+        if !K::SIGNALS_READY {
+            s.tell(None);
+        }
+        let (halt, halted) = watch::channel(false);
+        let mut fut = s.run(halted, Some(lease.token()));
+        let (outcome, lost) = tokio::select! {
+            o = &mut fut => (o, None),
+            _ = crate::daemon::stopped(&mut stop) => (Outcome::Stopped, None),
+            l = lease.lost() => (Outcome::Stopped, Some(l)),
+        };
+        let outcome = if matches!(outcome, Outcome::Stopped) {
+            let _ = halt.send(true);
+            match tokio::time::timeout(HALT_GRACE, fut).await {
+                Ok(o) => o,
+                Err(_) => {
+                    tracing::warn!(processor = %key, "did not stop within {HALT_GRACE:?}");
+                    Outcome::Stopped
+                }
+            }
+        } else {
+            outcome
+        };
+        lease.release().await;
+        if *stop.borrow() {
+            return;
+        }
+        here.store(false, Ordering::Relaxed);
+        match outcome {
+            // Lost, moved, or fenced out by a newer owner: wait for it again.
+            Outcome::Stopped => {
+                tracing::info!(processor = %key, ?lost, "stopped here");
+                status.update(|row| row.daemon = None);
+            }
+            other => return s.tell(Some(other)),
         }
     }
 }

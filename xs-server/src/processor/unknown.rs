@@ -92,6 +92,8 @@ async fn answer(store: &Store, create: &Frame) {
     tracing::warn!(topic = %create.topic, %error, "create of an unknown kind");
     let frame = NewFrame {
         meta: Some(serde_json::json!({ "create_id": create.id, "error": error })),
+        // One answer, however many daemons of a shared stream give it.
+        key: Some(create.id.to_string()),
         ..NewFrame::new(format!("xs.{word}.{name}.invalid"))
     };
     if let Err(e) = store.append(frame).await {

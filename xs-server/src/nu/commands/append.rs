@@ -137,6 +137,7 @@ impl Command for Append {
         let batch = Batch {
             frames,
             checkpoint: None,
+            fence: None,
         };
         let stored = wait(ctx, ctx.store.append_batch(batch), span)?;
         let vals = stored.iter().map(|f| frame_value(f, wt, span)).collect();

@@ -1,0 +1,332 @@
+//! Processors on a shared stream: three `xs serve --nats` daemons on one stream of a loopback
+//! cluster. Each processor runs on one daemon (its lease holder), `xs ps` on any daemon says
+//! which, they spread over the daemons, and when the owner dies (kill -9) or stalls (SIGSTOP
+//! past its lease) another takes over: a handler's output stays exactly-once frame by frame, a
+//! generator's child process dies with its owner, an action call is answered once.
+
+use std::collections::{BTreeSet, HashSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::nats::cluster::NatsCluster;
+use crate::helper::{poll_until, Daemon};
+
+const NAMES: [&str; 3] = ["da", "db", "dc"];
+
+/// Three daemons named da, db, dc on stream `P` of a fresh cluster. Dropped in order: the
+/// daemons, then the cluster.
+fn three_daemons() -> Option<(Vec<Daemon>, NatsCluster)> {
+    let c = NatsCluster::start()?;
+    let urls = c.urls();
+    let ds = NAMES
+        .iter()
+        .map(|n| Daemon::start_with(&["--nats", &urls, "--nats-stream", "P", "--name", n]))
+        .collect();
+    Some((ds, c))
+}
+
+fn ps(d: &Daemon) -> Vec<Value> {
+    d.get("/ps").ndjson()
+}
+
+/// The daemon `d` says runs processor `kind`/`name`, once it names one.
+fn runs_on(d: &Daemon, kind: &str, name: &str) -> String {
+    poll_until(
+        Duration::from_secs(30),
+        &format!("{kind} {name} to run somewhere"),
+        || {
+            ps(d).into_iter().find_map(|r| {
+                (r["kind"] == kind && r["name"] == name && r["state"] == "active")
+                    .then(|| r["daemon"].as_str().map(String::from))
+                    .flatten()
+            })
+        },
+    )
+}
+
+fn index_of(name: &str) -> usize {
+    NAMES
+        .iter()
+        .position(|n| *n == name)
+        .expect("a daemon name")
+}
+
+/// The `active` frames of a processor, as `d` reads them.
+fn actives(d: &Daemon, kind: &str, name: &str) -> Vec<Value> {
+    d.read(&format!("topic=xs.{kind}.{name}.active"))
+}
+
+fn register(d: &Daemon, kind: &str, name: &str, script: &str) -> String {
+    let f = d.append(&format!("xs.{kind}.{name}.create"), script.as_bytes());
+    f["id"].as_str().unwrap().to_string()
+}
+
+fn send(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig} {pid}");
+}
+
+/// A handler that counts the ticks it sees, slowly enough (20 ms each) that a burst is in
+/// flight when its owner is killed.
+const COUNTER: &str = r#"{
+    initial: 0
+    start: "first"
+    topics: "tick"
+    run: {|frame, state|
+        sleep 20ms
+        let n = $state + 1
+        {out: {count: $n}, next: $n}
+    }
+}"#;
+
+/// Checks a counter's output frame by frame: one output per tick, in tick order, counting
+/// 1, 2, 3, ... (the state carried over every takeover).
+fn assert_exactly_once(d: &Daemon, ticks: &[String]) {
+    let outs = poll_until(
+        Duration::from_secs(90),
+        &format!("{} outputs", ticks.len()),
+        || {
+            let o = d.read("topic=counter.out");
+            (o.len() >= ticks.len()).then_some(o)
+        },
+    );
+    let by: Vec<&str> = outs
+        .iter()
+        .map(|o| o["meta"]["frame_id"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = ticks.iter().map(String::as_str).collect();
+    assert_eq!(by, want, "one output per tick, in order, none twice");
+    for (i, o) in outs.iter().enumerate() {
+        assert_eq!(o["meta"]["count"], i as u64 + 1, "output {i}: {o}");
+    }
+}
+
+#[test]
+fn a_handler_runs_once_and_moves_exactly_once_when_its_owner_is_killed() {
+    let Some((mut ds, _c)) = three_daemons() else {
+        return;
+    };
+    register(&ds[0], "handler", "counter", COUNTER);
+    let owner = runs_on(&ds[0], "handler", "counter");
+    let o = index_of(&owner);
+    // Every daemon says where it runs.
+    for d in &ds {
+        assert_eq!(runs_on(d, "handler", "counter"), owner);
+    }
+    let other = (o + 1) % 3;
+    let mut ticks: Vec<String> = (0..40)
+        .map(|i| {
+            ds[other].append("tick", format!("{i}").as_bytes())["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // Runs once: 40 outputs, not 120.
+    assert_exactly_once(&ds[other], &ticks);
+    // A burst in flight (160 ticks, 20 ms each), then the owner dies.
+    for i in 40..200 {
+        let f = ds[other].append("tick", format!("{i}").as_bytes());
+        ticks.push(f["id"].as_str().unwrap().to_string());
+    }
+    let killed = Instant::now();
+    ds[o].kill9();
+    let survivor = &ds[other];
+    let next = poll_until(Duration::from_secs(30), "a new owner", || {
+        actives(survivor, "handler", "counter")
+            .last()
+            .and_then(|a| a["meta"]["daemon"].as_str().map(String::from))
+            .filter(|d| *d != owner)
+    });
+    let takeover = killed.elapsed();
+    eprintln!("takeover after kill -9: {takeover:?} ({owner} -> {next})");
+    assert!(takeover < Duration::from_secs(10), "took {takeover:?}");
+    assert_exactly_once(survivor, &ticks);
+    assert_eq!(runs_on(survivor, "handler", "counter"), next);
+}
+
+#[test]
+fn processors_spread_over_the_daemons_and_ps_shows_where_each_runs() {
+    let Some((ds, _c)) = three_daemons() else {
+        return;
+    };
+    let names: Vec<String> = (0..8).map(|i| format!("h{i}")).collect();
+    for n in &names {
+        register(
+            &ds[0],
+            "handler",
+            n,
+            r#"{ topics: "ping", run: {|frame, state| {out: "pong", next: $state} } }"#,
+        );
+    }
+    let mut used = BTreeSet::new();
+    for n in &names {
+        let on = runs_on(&ds[0], "handler", n);
+        for d in &ds[1..] {
+            assert_eq!(runs_on(d, "handler", n), on, "{n}: every daemon agrees");
+        }
+        used.insert(on);
+    }
+    assert!(used.len() >= 2, "8 handlers all on {used:?}");
+    // Each ran once: one pong per handler for one ping.
+    ds[1].append("ping", b"");
+    let pongs = poll_until(Duration::from_secs(30), "8 pongs", || {
+        let p: Vec<Value> = names
+            .iter()
+            .flat_map(|n| ds[2].read(&format!("topic={n}.out")))
+            .collect();
+        (p.len() >= 8).then_some(p)
+    });
+    assert_eq!(pongs.len(), 8, "{pongs:?}");
+    // Each daemon's name is in its xs.start frame (all three are in the shared stream).
+    let started: BTreeSet<String> = ds[0]
+        .read("topic=xs.start")
+        .iter()
+        .filter_map(|f| f["meta"]["daemon"].as_str().map(String::from))
+        .collect();
+    assert_eq!(started, NAMES.iter().map(|n| n.to_string()).collect());
+}
+
+#[test]
+fn a_stale_owner_paused_past_its_lease_cannot_commit() {
+    let Some((ds, _c)) = three_daemons() else {
+        return;
+    };
+    register(&ds[0], "handler", "counter", COUNTER);
+    let owner = runs_on(&ds[0], "handler", "counter");
+    let o = index_of(&owner);
+    let other = (o + 1) % 3;
+    let mut ticks = Vec::new();
+    for i in 0..100 {
+        let f = ds[other].append("tick", format!("{i}").as_bytes());
+        ticks.push(f["id"].as_str().unwrap().to_string());
+    }
+    // Paused mid-burst, past its lease: another daemon takes over and commits.
+    send(ds[o].pid(), "-STOP");
+    let next = poll_until(Duration::from_secs(30), "a new owner", || {
+        actives(&ds[other], "handler", "counter")
+            .last()
+            .and_then(|a| a["meta"]["daemon"].as_str().map(String::from))
+            .filter(|d| *d != owner)
+    });
+    for i in 100..150 {
+        let f = ds[other].append("tick", format!("{i}").as_bytes());
+        ticks.push(f["id"].as_str().unwrap().to_string());
+    }
+    assert_exactly_once(&ds[other], &ticks);
+    // Woken up, the old owner finds its lease gone; whatever it had run is not committed.
+    send(ds[o].pid(), "-CONT");
+    poll_until(Duration::from_secs(20), "the stale owner to stop", || {
+        let log = ds[o].log();
+        (log.contains("lease not renewed in time") || log.contains("lease lost")).then_some(())
+    });
+    for i in 150..160 {
+        let f = ds[other].append("tick", format!("{i}").as_bytes());
+        ticks.push(f["id"].as_str().unwrap().to_string());
+    }
+    assert_exactly_once(&ds[other], &ticks);
+    assert_eq!(ds[other].read("topic=counter.out").len(), 160);
+    eprintln!(
+        "stale owner {owner} ({}), new owner {next}",
+        if ds[o].log().contains("another daemon owns this handler now") {
+            "its late burst was fenced"
+        } else {
+            "it stopped before committing"
+        }
+    );
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+}
+
+#[test]
+fn a_generators_child_dies_with_its_owner_and_runs_again_elsewhere() {
+    let Some((mut ds, _c)) = three_daemons() else {
+        return;
+    };
+    register(
+        &ds[0],
+        "generator",
+        "bot",
+        r#"{ run: {|| ^sh -c 'echo $$; exec sleep 1000' } }"#,
+    );
+    let owner = runs_on(&ds[0], "generator", "bot");
+    let o = index_of(&owner);
+    let other = (o + 1) % 3;
+    let pid_of = |d: &Daemon, f: &Value| -> u32 {
+        let hash = f["hash"].as_str().unwrap();
+        d.get(&format!("/cas/{hash}"))
+            .text()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let first = poll_until(Duration::from_secs(30), "the generator's pid", || {
+        ds[other].read("topic=bot.recv").first().cloned()
+    });
+    let child = pid_of(&ds[other], &first);
+    assert!(alive(child));
+    // Only one copy runs: one pid frame.
+    assert_eq!(ds[other].read("topic=bot.recv").len(), 1);
+    ds[o].kill9();
+    poll_until(
+        Duration::from_secs(10),
+        "the child to die with its owner",
+        || (!alive(child)).then_some(()),
+    );
+    let second = poll_until(Duration::from_secs(30), "it runs again elsewhere", || {
+        ds[other].read("topic=bot.recv").get(1).cloned()
+    });
+    let again = pid_of(&ds[other], &second);
+    assert_ne!(again, child);
+    assert!(alive(again));
+    assert_ne!(runs_on(&ds[other], "generator", "bot"), owner);
+}
+
+#[test]
+fn an_action_called_while_its_owner_is_dead_is_answered_once() {
+    let Some((mut ds, _c)) = three_daemons() else {
+        return;
+    };
+    register(
+        &ds[0],
+        "action",
+        "echo",
+        r#"{ run: {|frame| $in | str upcase } }"#,
+    );
+    let owner = runs_on(&ds[0], "action", "echo");
+    let o = index_of(&owner);
+    let other = (o + 1) % 3;
+    let call = ds[other].append("echo.call", b"one");
+    poll_until(Duration::from_secs(20), "the first answer", || {
+        (!ds[other].read("topic=echo.response").is_empty()).then_some(())
+    });
+    ds[o].kill9();
+    // Called while nobody runs it.
+    let late = ds[other].append("echo.call", b"two");
+    let answers = poll_until(Duration::from_secs(30), "the late call's answer", || {
+        let a = ds[other].read("topic=echo.response");
+        (a.len() >= 2).then_some(a)
+    });
+    // Once the new owner has settled, still one answer per call.
+    let next = runs_on(&ds[other], "action", "echo");
+    assert_ne!(next, owner);
+    let answers2 = ds[other].read("topic=echo.response");
+    let by: Vec<&str> = answers2
+        .iter()
+        .map(|a| a["meta"]["frame_id"].as_str().unwrap())
+        .collect();
+    let unique: HashSet<&str> = by.iter().copied().collect();
+    assert_eq!(by.len(), unique.len(), "{answers:?}");
+    assert_eq!(
+        unique,
+        HashSet::from([call["id"].as_str().unwrap(), late["id"].as_str().unwrap()])
+    );
+}
