@@ -25,7 +25,6 @@ mod tls;
 mod webhook;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use daemon::{Daemon, Shared};
@@ -190,7 +189,7 @@ pub(crate) async fn open_nats(
         o.token = Some(t.trim().to_string());
     }
     let backend = JetStreamBackend::open(state, local, o).await?;
-    Ok(Store::new(Arc::new(backend)))
+    Ok(Store::new(std::sync::Arc::new(backend)))
 }
 
 #[cfg(not(feature = "nats"))]
