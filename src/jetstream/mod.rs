@@ -245,6 +245,16 @@ impl JetStreamBackend {
             ),
             None => 0,
         };
+        let end = stream.cached_info().state.last_sequence;
+        if applied > end {
+            return Err(Error::invalid(format!(
+                "the local copy applied stream {} up to sequence {applied}, but the stream ends at \
+                 {end}: it is a copy of an earlier stream of that name; delete the copy ({}) to \
+                 rebuild it",
+                opts.stream,
+                copy.path().display()
+            )));
+        }
         writer::wait_writable(&client, &prefix).await?;
         let (wtx, wrx) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
