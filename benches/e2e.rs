@@ -9,6 +9,11 @@
 //! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`),
 //! handler_first_100k (frames/s through a handler with a trivial closure, from the first frame).
 //! `--quick` uses a 100k store and names the restart figure `start_time_quick` instead.
+//! `--nats` adds, in the same run, the figures of two daemons A and B on a 3-node JetStream
+//! cluster on loopback (`tests/helper/nats.rs`: `sync_interval: always`, replicas 3):
+//! nats_append_1conn, nats_append_32conn (on A), nats_follow_latency_p50/_p99 (appended on A,
+//! seen by a follower on B), nats_build_store (through A), nats_replay_all (from B's local
+//! copy), nats_copy_rebuild (B restarted with its copy deleted, until the copy holds the store).
 //! `XS_BENCH_DIR` picks the parent directory of the temp store (default: the system temp dir);
 //! `XS_BENCH_KEEP=1` keeps it (store and daemon logs) for a look afterwards.
 
@@ -27,6 +32,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
+
+#[path = "../tests/helper/nats.rs"]
+mod cluster;
 
 const BODY: &[u8; 100] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmnopqrstuvwxyzAB";
 /// Numbers every body, so no two frames share content (the CAS would dedupe them).
@@ -55,6 +63,13 @@ const FIGURES: &[&str] = &[
     "start_time_1m",
     "daemon_rss_peak",
     "handler_first_100k",
+    "nats_append_1conn",
+    "nats_append_32conn",
+    "nats_follow_latency_p50",
+    "nats_follow_latency_p99",
+    "nats_build_store",
+    "nats_replay_all",
+    "nats_copy_rebuild",
 ];
 const CONNS: usize = 32;
 /// Frames per request and connections of the `append_batch` figure.
@@ -105,10 +120,12 @@ impl Selection {
 
 fn main() {
     let mut quick = false;
+    let mut nats = false;
     let mut names = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--nats" => nats = true,
             // `cargo bench` passes `--bench`; other harness flags mean nothing here.
             a if a.starts_with('-') => {}
             a => {
@@ -124,13 +141,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("building the tokio runtime");
-    if let Err(e) = rt.block_on(run(Selection(names), Sizes::new(quick), quick)) {
+    // Naming a `nats_` figure asks for the cluster too.
+    nats |= names.iter().any(|n| n.starts_with("nats"));
+    if let Err(e) = rt.block_on(run(Selection(names), Sizes::new(quick), quick, nats)) {
         eprintln!("e2e: {e}");
         std::process::exit(1);
     }
 }
 
-async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
+async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()> {
     let parent = std::env::var_os("XS_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
@@ -171,7 +190,7 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         }
     }
 
-    let (daemon, _) = Daemon::start(&store, tmp.path().join("daemon1.log")).await?;
+    let (daemon, _) = Daemon::start(&store, tmp.path().join("daemon1.log"), &[]).await?;
     let sock = store.join("sock");
 
     if sel.wants("append_1conn") {
@@ -287,9 +306,9 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
         replay_figure(&sock, daemon.pid(), "replay_prefix", q, what, &mut summary).await?;
     }
     if sel.wants("follow_latency") {
-        let mut lat = follow_latency(&sock, sizes.follow).await?;
+        let mut lat = follow_latency(&sock, &sock, sizes.follow).await?;
         lat.sort_unstable();
-        let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+        let p = |q: f64| percentile_us(&lat, q);
         if sel.wants("follow_latency_p50") {
             report("follow_latency_p50", p(0.50), "us");
         }
@@ -324,7 +343,7 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
 
     if sel.wants("start_time_1m") {
         let frames = if needs_store { sizes.store } else { 0 };
-        let (daemon, el) = Daemon::start(&store, tmp.path().join("daemon2.log")).await?;
+        let (daemon, el) = Daemon::start(&store, tmp.path().join("daemon2.log"), &[]).await?;
         let name = if quick {
             "start_time_quick"
         } else {
@@ -345,7 +364,7 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
     if sel.wants("handler_first_100k") {
         let n = 100_000;
         let store2 = tmp.path().join("store-handler");
-        let (daemon, _) = Daemon::start(&store2, tmp.path().join("daemon3.log")).await?;
+        let (daemon, _) = Daemon::start(&store2, tmp.path().join("daemon3.log"), &[]).await?;
         let el = handler_throughput(&store2.join("sock"), n).await?;
         report(
             "handler_first_100k",
@@ -356,6 +375,10 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool) -> Result<()> {
             "handler_first_100k: {n} imported frames (meta {{i}}) through `{{|frame, state| {{next: ($state + 1)}}}}` from start: first, checkpointed, in {el:.2?} (from the create frame to the last frame's checkpoint)"
         ));
         daemon.stop()?;
+    }
+
+    if nats {
+        nats_figures(&sel, &sizes, tmp.path(), &mut summary).await?;
     }
 
     if std::env::var_os("XS_BENCH_KEEP").is_some() {
@@ -547,7 +570,8 @@ struct Daemon {
 
 impl Daemon {
     /// Starts `xs serve <store>` and returns once `GET /version` answers, with the time it took.
-    async fn start(store: &Path, log: PathBuf) -> Result<(Daemon, Duration)> {
+    /// `args` follow the store (e.g. `--nats URLS`).
+    async fn start(store: &Path, log: PathBuf, args: &[&str]) -> Result<(Daemon, Duration)> {
         let log_file = std::fs::File::create(&log)?;
         let t = Instant::now();
         // XS_BENCH_BIN runs another build of the daemon (to compare two builds in one sitting).
@@ -555,6 +579,7 @@ impl Daemon {
         let child = Command::new(bin)
             .arg("serve")
             .arg(store)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -1030,10 +1055,11 @@ async fn replay(sock: &Path, path: &str) -> Result<(usize, usize, Duration)> {
     Ok((lines, bytes, t.elapsed()))
 }
 
-/// Follows `GET /?follow=true&new=true` while appending `n` frames one at a time; each latency
+/// Follows `GET /?follow=true&new=true` on `follow_sock` while appending `n` frames one at a
+/// time through `append_sock` (the same daemon, or another on the same stream); each latency
 /// runs from just before the append is sent to the follower receiving that frame's line.
-async fn follow_latency(sock: &Path, n: usize) -> Result<Vec<Duration>> {
-    let mut follower = Conn::open(sock, false).await?;
+async fn follow_latency(append_sock: &Path, follow_sock: &Path, n: usize) -> Result<Vec<Duration>> {
+    let mut follower = Conn::open(follow_sock, false).await?;
     let res = follower
         .request(Method::GET, "/?follow=true&new=true", None)
         .await?;
@@ -1069,7 +1095,7 @@ async fn follow_latency(sock: &Path, n: usize) -> Result<Vec<Duration>> {
         }
     });
 
-    let mut writer = Conn::open(sock, false).await?;
+    let mut writer = Conn::open(append_sock, false).await?;
     // Warm up until the follower is live (its subscription may start after the headers).
     let warm = Instant::now();
     'warm: loop {
@@ -1116,6 +1142,135 @@ async fn follow_latency(sock: &Path, n: usize) -> Result<Vec<Duration>> {
     }
     reader.abort();
     Ok(lat)
+}
+
+/// The `q` quantile of sorted latencies, in microseconds.
+fn percentile_us(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6
+}
+
+/// The `--nats` figures: daemons A and B on one stream in a 3-node JetStream cluster on
+/// loopback, every node fsyncing each write (`sync_interval: always`), replicas 3.
+async fn nats_figures(
+    sel: &Selection,
+    sizes: &Sizes,
+    dir: &Path,
+    summary: &mut Vec<String>,
+) -> Result<()> {
+    let cluster = cluster::NatsCluster::start().ok_or(
+        "--nats needs nats-server >= 2.12.3: run scripts/nats-server.sh (or set XS_NATS_SERVER)",
+    )?;
+    let urls = cluster.urls();
+    let args = ["--nats", urls.as_str()];
+    let (dir_a, dir_b) = (dir.join("nats-a"), dir.join("nats-b"));
+    let (a, _) = Daemon::start(&dir_a, dir.join("nats-a.log"), &args).await?;
+    let (b, _) = Daemon::start(&dir_b, dir.join("nats-b.log"), &args).await?;
+    let (sock_a, sock_b) = (dir_a.join("sock"), dir_b.join("sock"));
+    for (name, conns, n) in [
+        ("nats_append_1conn", 1, sizes.append_1conn),
+        ("nats_append_32conn", CONNS, sizes.append_32conn),
+    ] {
+        if sel.wants(name) {
+            let cpu = CpuMeter::start(a.pid());
+            let el = append_load(&sock_a, conns, n, |_| "bench.one").await?;
+            report(name, n as f64 / el.as_secs_f64(), "frames/s");
+            summary.push(format!(
+                "{name}: {n} frames through A in {el:.2?}, each answered once the cluster stored it and A's copy applied it; A: {}",
+                cpu.describe(el)
+            ));
+        }
+    }
+    if sel.wants("nats_follow_latency") {
+        let mut lat = follow_latency(&sock_a, &sock_b, sizes.follow).await?;
+        lat.sort_unstable();
+        for (name, q) in [
+            ("nats_follow_latency_p50", 0.5),
+            ("nats_follow_latency_p99", 0.99),
+        ] {
+            if sel.wants(name) {
+                report(name, percentile_us(&lat, q), "us");
+            }
+        }
+        summary.push(format!(
+            "nats_follow_latency: {} frames appended on A, seen by a follower on B: min {:.0} us, p90 {:.0} us, max {:.0} us",
+            lat.len(),
+            percentile_us(&lat, 0.0),
+            percentile_us(&lat, 0.9),
+            percentile_us(&lat, 1.0)
+        ));
+    }
+    let needs_store = ["nats_build_store", "nats_replay_all", "nats_copy_rebuild"]
+        .iter()
+        .any(|f| sel.wants(f));
+    if !needs_store {
+        return Ok(());
+    }
+    let n = sizes.store;
+    let cpu = CpuMeter::start(a.pid());
+    let el = append_load(&sock_a, CONNS, n, |_| "bench.common").await?;
+    report("nats_build_store", n as f64 / el.as_secs_f64(), "frames/s");
+    summary.push(format!(
+        "nats_build_store: {n} frames through A from {CONNS} connections in {el:.2?}; A: {}",
+        cpu.describe(el)
+    ));
+    // Everything A stored is in B's copy once B has this frame (a copy applies in order).
+    let end = Conn::open(&sock_a, false)
+        .await?
+        .append("/append/bench.end")
+        .await?;
+    let end = frame_id(&end).ok_or("append answered no id")?;
+    let t = Instant::now();
+    wait_for_frame(&sock_b, "bench.end", &end, Duration::from_secs(600)).await?;
+    summary.push(format!(
+        "B's copy held A's last frame {:.2?} after A answered it",
+        t.elapsed()
+    ));
+    if sel.wants("nats_replay_all") {
+        let what = "from B's local copy: ";
+        replay_figure(&sock_b, b.pid(), "nats_replay_all", "/", what, summary).await?;
+    }
+    if sel.wants("nats_copy_rebuild") {
+        b.stop()?;
+        let copy = dir_b.join("copy");
+        std::fs::remove_dir_all(&copy).map_err(|e| format!("removing {}: {e}", copy.display()))?;
+        let t = Instant::now();
+        let (b, answered) = Daemon::start(&dir_b, dir.join("nats-b2.log"), &args).await?;
+        wait_for_frame(&sock_b, "bench.end", &end, Duration::from_secs(1800)).await?;
+        let el = t.elapsed();
+        report("nats_copy_rebuild", el.as_secs_f64(), "s");
+        summary.push(format!(
+            "nats_copy_rebuild: B restarted with its copy deleted answered in {answered:.2?}, held all ~{n} frames after {el:.2?} ({:.0} frames/s); B: VmHWM {:.1} MiB",
+            n as f64 / el.as_secs_f64(),
+            vm_hwm_mib(b.pid())?
+        ));
+        b.stop()?;
+    }
+    a.stop()?;
+    Ok(())
+}
+
+/// Polls `GET /last/{topic}` on `sock` until it answers the frame `id`.
+async fn wait_for_frame(sock: &Path, topic: &str, id: &[u8; 25], timeout: Duration) -> Result<()> {
+    let t = Instant::now();
+    let mut conn = Conn::open(sock, false).await?;
+    loop {
+        let res = conn
+            .request(Method::GET, &format!("/last/{topic}"), None)
+            .await?;
+        let ok = res.status() == StatusCode::OK;
+        let body = res.into_body().collect().await?.to_bytes();
+        if ok && frame_id(&body).as_ref() == Some(id) {
+            return Ok(());
+        }
+        if t.elapsed() > timeout {
+            return Err(format!(
+                "{} never showed {topic} frame within {timeout:?}",
+                sock.display()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The 25-character id from a frame's JSON (`"id":"..."`), without parsing the JSON.

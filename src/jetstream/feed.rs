@@ -42,6 +42,11 @@ async fn follow(inner: &Weak<Inner>, stream: &stream::Stream, applied: &mut u64)
         })
         .await
         .map_err(super::unavailable)?;
+    if consumer.cached_info().num_pending == 0 {
+        if let Some(inner) = inner.upgrade() {
+            inner.current.send_replace(true);
+        }
+    }
     let msgs = consumer.messages().await.map_err(super::unavailable)?;
     let mut chunks = msgs.ready_chunks(CHUNK);
     while let Some(chunk) = chunks.next().await {
@@ -50,10 +55,13 @@ async fn follow(inner: &Weak<Inner>, stream: &stream::Stream, applied: &mut u64)
         };
         let mut changes = Vec::with_capacity(chunk.len());
         let mut failed = None;
+        let mut pending = None;
         for m in chunk {
             match m {
                 Ok(m) => {
-                    let seq = m.info().map_err(super::unavailable)?.stream_sequence;
+                    let info = m.info().map_err(super::unavailable)?;
+                    let seq = info.stream_sequence;
+                    pending = Some(info.pending);
                     if seq <= *applied {
                         continue;
                     }
@@ -72,6 +80,9 @@ async fn follow(inner: &Weak<Inner>, stream: &stream::Stream, applied: &mut u64)
             }
         }
         apply(&inner, changes, applied).await?;
+        if pending == Some(0) {
+            inner.current.send_replace(true);
+        }
         if let Some(e) = failed {
             return Err(e);
         }

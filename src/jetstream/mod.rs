@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) eph_prefix: String,
     /// The last stream sequence the copy has applied.
     pub(crate) applied: watch::Sender<u64>,
+    /// Whether the feed has reached the end of the stream once since the daemon started.
+    pub(crate) current: watch::Sender<bool>,
     pub(crate) write_timeout: Duration,
     /// The largest id a writer gave that this daemon knows of: its own (ephemeral frames' ids
     /// are never stored), and those of the frames its feed applied or relayed.
@@ -111,6 +113,32 @@ impl Drop for Inner {
             .drain(..)
         {
             t.abort();
+        }
+    }
+}
+
+/// How long a daemon keeps asking a cluster it reached to set up the stream and buckets: a
+/// cluster that just started can refuse placement ("no suitable peers") or time out for a
+/// few seconds.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one setup step until it succeeds, or answers its last error after [`SETUP_TIMEOUT`].
+async fn set_up<T, E: std::fmt::Display, F>(
+    what: &str,
+    mut step: impl FnMut() -> F,
+) -> std::result::Result<T, String>
+where
+    F: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what}: retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
 }
@@ -163,46 +191,57 @@ impl JetStreamBackend {
             .map_err(|e| cluster("cannot connect", &e))?;
         let js = jetstream::new(client.clone());
         let prefix = opts.stream.to_lowercase();
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: opts.stream.clone(),
-                subjects: vec![format!("{prefix}.>")],
-                num_replicas: opts.replicas,
-                storage: stream::StorageType::File,
-                allow_message_ttl: true,
-                allow_atomic_publish: true,
-                allow_rollup: true,
-                allow_direct: true,
-                ..Default::default()
-            })
+        let stream_config = stream::Config {
+            name: opts.stream.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            num_replicas: opts.replicas,
+            storage: stream::StorageType::File,
+            allow_message_ttl: true,
+            allow_atomic_publish: true,
+            allow_rollup: true,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let what = format!("opening stream {}", opts.stream);
+        let stream = set_up(&what, || js.get_or_create_stream(stream_config.clone()))
             .await
-            .map_err(|e| cluster(&format!("opening stream {}", opts.stream), &e))?;
+            .map_err(|e| cluster(&what, &e))?;
         let bucket = format!("{}_content", opts.stream);
-        let objects = match js.get_object_store(&bucket).await {
-            Ok(o) => o,
-            Err(_) => js
-                .create_object_store(object_store::Config {
-                    bucket: bucket.clone(),
-                    num_replicas: opts.replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| cluster(&format!("opening object store {bucket}"), &e))?,
-        };
+        let what = format!("opening object store {bucket}");
+        let objects = set_up(&what, || async {
+            match js.get_object_store(&bucket).await {
+                Ok(o) => Ok(o),
+                Err(_) => js
+                    .create_object_store(object_store::Config {
+                        bucket: bucket.clone(),
+                        num_replicas: opts.replicas,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+        })
+        .await
+        .map_err(|e| cluster(&what, &e))?;
         let kv_bucket = format!("{}_consumers", opts.stream);
-        let consumers = match js.get_key_value(&kv_bucket).await {
-            Ok(s) => s,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: kv_bucket.clone(),
-                    history: 1,
-                    num_replicas: opts.replicas,
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| cluster(&format!("opening key-value bucket {kv_bucket}"), &e))?,
-        };
+        let what = format!("opening key-value bucket {kv_bucket}");
+        let consumers = set_up(&what, || async {
+            match js.get_key_value(&kv_bucket).await {
+                Ok(s) => Ok(s),
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: kv_bucket.clone(),
+                        history: 1,
+                        num_replicas: opts.replicas,
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+        })
+        .await
+        .map_err(|e| cluster(&what, &e))?;
         let applied = match copy.checkpoint_value(APPLIED)? {
             Some(v) => u64::from_be_bytes(
                 v.as_slice()
@@ -211,6 +250,16 @@ impl JetStreamBackend {
             ),
             None => 0,
         };
+        let end = stream.cached_info().state.last_sequence;
+        if applied > end {
+            return Err(Error::invalid(format!(
+                "the local copy applied stream {} up to sequence {applied}, but the stream ends at \
+                 {end}: it is a copy of an earlier stream of that name; delete the copy ({}) to \
+                 rebuild it",
+                opts.stream,
+                copy.path().display()
+            )));
+        }
         writer::wait_writable(&client, &prefix).await?;
         let (wtx, wrx) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
@@ -224,6 +273,7 @@ impl JetStreamBackend {
             stream_name: opts.stream.clone(),
             replicas: opts.replicas,
             applied: watch::channel(applied).0,
+            current: watch::channel(false).0,
             write_timeout: opts.write_timeout,
             assigned: Mutex::new(None),
             writes: Mutex::new(Some(wtx)),
@@ -241,7 +291,35 @@ impl JetStreamBackend {
             tokio::spawn(writer::run(weak, wrx)),
         ];
         *inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
-        Ok(JetStreamBackend { inner })
+        let backend = JetStreamBackend { inner };
+        backend.catch_up().await?;
+        Ok(backend)
+    }
+
+    /// Waits until the copy has applied the whole stream once, so that a daemon answers from a
+    /// current copy: one that was down for a while, or whose copy was deleted (rebuilt here),
+    /// starts serving only then. Logs its progress every 5 s.
+    async fn catch_up(&self) -> Result<()> {
+        let mut current = self.inner.current.subscribe();
+        let started = std::time::Instant::now();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), current.wait_for(|c| *c)).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(_)) => return Err(Error::Closed),
+                Err(_) => tracing::info!(
+                    applied = *self.inner.applied.borrow(),
+                    "catching the local copy up with the stream"
+                ),
+            }
+        }
+        if started.elapsed() >= Duration::from_secs(1) {
+            tracing::info!(
+                applied = *self.inner.applied.borrow(),
+                took = ?started.elapsed(),
+                "the local copy caught up with the stream"
+            );
+        }
+        Ok(())
     }
 
     /// The local copy (for tests: sweeping and checking it).

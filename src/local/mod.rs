@@ -221,6 +221,11 @@ impl Keyspaces {
 }
 
 impl Local {
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
     /// Opens (creating if missing) the store in `path`: `fjall/`, `cacache/`, and a `lock`
     /// file held for as long as the store is open, so a second daemon is refused.
     pub fn open(path: impl AsRef<Path>, opts: LocalOptions) -> Result<Local> {

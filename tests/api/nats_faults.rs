@@ -278,11 +278,15 @@ fn a_daemon_restarted_without_its_copy_rebuilds_it() {
     assert!(copy.is_dir(), "the copy is in <state>/copy");
     std::fs::remove_dir_all(&copy).unwrap();
     a.restart();
-    // Every frame back, same ids, same JSON, same order (the restart's own xs.start after).
-    let after = poll_until(Duration::from_secs(20), "the copy rebuilt", || {
-        let now = a.frames();
-        (now.len() > before.len()).then_some(now)
-    });
+    // The daemon answers once its copy caught up with the stream: its first read has every
+    // frame back, same ids, same JSON, same order (the restart's own xs.start after).
+    let after = a.frames();
+    assert!(
+        after.len() > before.len(),
+        "the restarted daemon answered before its copy was rebuilt: {} of {} frames",
+        after.len(),
+        before.len()
+    );
     assert_eq!(after[..before.len()], before[..]);
     assert_eq!(stored(&a), stored(&b));
     let big_frame = before.iter().find(|f| f["topic"] == "big").unwrap();
@@ -405,4 +409,45 @@ fn appends_answer_503_while_the_cluster_is_down_and_resume_when_it_is_back() {
     }
     a.assert_no_panic();
     b.assert_no_panic();
+}
+
+#[test]
+fn a_copy_of_an_earlier_stream_of_the_same_name_is_refused_with_what_to_do() {
+    let Some(first) = NatsCluster::start() else {
+        return;
+    };
+    let mut a = start(&nats_args(&first, "AGAIN"));
+    for i in 0..3 {
+        a.append("t", format!("frame {i}").as_bytes());
+    }
+    assert!(a.stop().success());
+    drop(first);
+    // A new stream of the same name (here: on a new cluster); the state dir keeps the old copy.
+    let second = NatsCluster::start().unwrap();
+    let out = Command::new(XS)
+        .arg("serve")
+        .arg(&a.store)
+        .args(nats_args(&second, "AGAIN"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let copy = a.store.join("copy").join("AGAIN");
+    let said: Vec<&str> = err.lines().filter(|l| l.starts_with("xs: ")).collect();
+    assert_eq!(said.len(), 1, "one line: {err:?}");
+    assert!(
+        said[0].contains("copy of an earlier stream")
+            && said[0].contains(&format!("delete the copy ({})", copy.display())),
+        "{err:?}"
+    );
+    // Deleted, the copy is rebuilt from the new stream.
+    std::fs::remove_dir_all(a.store.join("copy")).unwrap();
+    a.args = nats_args(&second, "AGAIN");
+    a.restart();
+    assert!(
+        a.frames().iter().all(|f| f["topic"] != "t"),
+        "the old stream's frames are gone with its copy"
+    );
 }

@@ -65,8 +65,8 @@ pub struct Daemon {
     pub store: PathBuf,
     child: Option<Child>,
     starts: usize,
-    /// Extra `xs serve` arguments (`--expose`, ...).
-    args: Vec<String>,
+    /// Extra `xs serve` arguments (`--expose`, ...), used again by `restart`.
+    pub args: Vec<String>,
 }
 
 impl Daemon {

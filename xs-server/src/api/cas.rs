@@ -1,6 +1,10 @@
 //! The content store over HTTP: `POST /cas` stores a body and answers its hash;
 //! `GET /cas/{hash}` streams content back. Also the body → content reader appends use.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH};
@@ -55,25 +59,30 @@ pub async fn get(store: Store, hash: &str) -> ApiResult {
     Ok(res)
 }
 
-/// Content as a response body, streamed chunk by chunk.
-pub fn content_body(mut content: ContentReader) -> body::Body {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        while let Some(chunk) = content.chunk().await {
-            match chunk {
-                Ok(b) => {
-                    if tx.send(b).await.is_err() {
-                        return;
-                    }
-                }
+/// Content as a response body, streamed chunk by chunk. The length was promised: a read
+/// error aborts the body, so the client sees it truncated.
+pub fn content_body(content: ContentReader) -> body::Body {
+    ContentBody(content.chunks).boxed()
+}
+
+struct ContentBody(mpsc::Receiver<xs::Result<Bytes>>);
+
+impl hyper::body::Body for ContentBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| {
+            chunk.map(|r| match r {
+                Ok(b) => Ok(hyper::body::Frame::data(b)),
                 Err(e) => {
-                    // The length was promised; ending early makes the client see a truncated
-                    // body.
                     tracing::error!(error = %e, "reading content failed");
-                    return;
+                    Err(std::io::Error::other(e.to_string()))
                 }
-            }
-        }
-    });
-    body::channel(rx)
+            })
+        })
+    }
 }
