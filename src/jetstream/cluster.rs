@@ -50,22 +50,25 @@ impl JetStreamBackend {
         let replicas = self.inner.replicas;
         let bucket = async |suffix: &str, max_age: Duration| -> Result<kv::Store> {
             let bucket = format!("{name}_{suffix}");
-            match js.get_key_value(&bucket).await {
-                Ok(s) => Ok(s),
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket: bucket.clone(),
-                        history: 1,
-                        max_age,
-                        num_replicas: replicas,
-                        storage: stream::StorageType::File,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| {
-                        Error::Unavailable(format!("opening key-value bucket {bucket}: {e}"))
-                    }),
-            }
+            let what = format!("opening key-value bucket {bucket}");
+            super::set_up(&what, || async {
+                match js.get_key_value(&bucket).await {
+                    Ok(s) => Ok(s),
+                    Err(_) => js
+                        .create_key_value(kv::Config {
+                            bucket: bucket.clone(),
+                            history: 1,
+                            max_age,
+                            num_replicas: replicas,
+                            storage: stream::StorageType::File,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| e.to_string()),
+                }
+            })
+            .await
+            .map_err(|e| Error::Unavailable(format!("{what}: {e}")))
         };
         Ok(Cluster {
             members: bucket("members", MEMBER_TTL).await?,

@@ -123,7 +123,7 @@ impl Drop for Inner {
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs one setup step until it succeeds, or answers its last error after [`SETUP_TIMEOUT`].
-async fn set_up<T, E: std::fmt::Display, F>(
+pub(crate) async fn set_up<T, E: std::fmt::Display, F>(
     what: &str,
     mut step: impl FnMut() -> F,
 ) -> std::result::Result<T, String>
