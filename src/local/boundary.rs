@@ -226,8 +226,15 @@ impl Page {
     }
 }
 
+/// Small content (nearly every append) takes the synchronous path: boxing the large path's
+/// future for it allocated and freed a medium-sized block per append, and with the allocator
+/// returning freed pages at once, that was a page mapped and unmapped per append (−25% at 32
+/// connections).
 impl ContentSink for ContentWriter {
     fn write<'a>(&'a mut self, chunk: &'a [u8]) -> BoxFuture<'a, Result<()>> {
+        if self.buffer(chunk) {
+            return Box::pin(std::future::ready(Ok(())));
+        }
         Box::pin(ContentWriter::write(self, chunk))
     }
 
@@ -236,7 +243,10 @@ impl ContentSink for ContentWriter {
     }
 
     fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Content>> {
-        Box::pin(ContentWriter::finish(*self))
+        match self.into_inline() {
+            Ok(content) => Box::pin(std::future::ready(Ok(content))),
+            Err(large) => Box::pin(ContentWriter::finish(*large)),
+        }
     }
 }
 

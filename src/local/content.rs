@@ -85,7 +85,31 @@ impl ContentWriter {
         }
     }
 
+    /// Keeps `chunk` in memory while the content still fits inline (no I/O, no await);
+    /// false once it needs the content store ([`ContentWriter::write`] then).
+    pub(crate) fn buffer(&mut self, chunk: &[u8]) -> bool {
+        if self.large.is_some() || self.buf.len() + chunk.len() > INLINE_CONTENT_MAX {
+            return false;
+        }
+        self.len += chunk.len() as u64;
+        self.buf.extend_from_slice(chunk);
+        true
+    }
+
+    /// The content, if it stayed inline (nothing to make durable before its frame).
+    pub(crate) fn into_inline(
+        mut self: Box<Self>,
+    ) -> std::result::Result<Content, Box<ContentWriter>> {
+        match self.large {
+            None => Ok(Content::inline(std::mem::take(&mut self.buf))),
+            Some(_) => Err(self),
+        }
+    }
+
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.buffer(chunk) {
+            return Ok(());
+        }
         self.len += chunk.len() as u64;
         if let Some(w) = &mut self.large {
             // Streaming content must not eat the reserve the frame batches rely on.
@@ -98,10 +122,6 @@ impl ContentWriter {
                 .write_all(chunk)
                 .await
                 .map_err(|e| classify_io("writing content to the content store", e));
-        }
-        if self.buf.len() + chunk.len() <= INLINE_CONTENT_MAX {
-            self.buf.extend_from_slice(chunk);
-            return Ok(());
         }
         self.store.inner.ks.space.check(false)?;
         let mut w = cacache::WriteOpts::new()
