@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
 # End-to-end benchmark of the real daemon (benches/e2e.rs): one `bench <name> <value> <unit>`
-# line per figure. Usage: scripts/bench.sh [--quick] [FIGURE...]   e.g. scripts/bench.sh append_1conn
+# line per figure. Usage: scripts/bench.sh [--quick] [--nats] [FIGURE...]
+#   e.g. scripts/bench.sh append_1conn; scripts/bench.sh --quick --nats
+# `--nats` (or a `nats_` figure) also measures two daemons on a loopback JetStream cluster,
+# with the pinned nats-server that scripts/nats-server.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/xs-target}"
+for arg in "$@"; do
+  case "$arg" in
+    --nats | nats*)
+      if [ -z "${XS_NATS_SERVER:-}" ]; then
+        XS_NATS_SERVER="$(scripts/nats-server.sh)"
+        export XS_NATS_SERVER
+      fi
+      ;;
+  esac
+done
 exec cargo bench -p xs-cli --bench e2e -- "$@"
