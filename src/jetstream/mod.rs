@@ -462,7 +462,9 @@ impl ContentSink for JsContentWriter {
         Box::pin(async move {
             let content = local.finish().await?;
             if let Content::Stored { hash, .. } = &content {
-                inner.upload(hash).await?;
+                // Boxed apart, so that the future of every (small) append stays small (see
+                // the local `ContentSink`).
+                Box::pin(inner.upload(hash)).await?;
             }
             Ok(content)
         })
