@@ -268,11 +268,14 @@ fn a_generators_child_dies_with_its_owner_and_runs_again_elsewhere() {
             .parse()
             .unwrap()
     };
+    for d in &ds {
+        assert_eq!(runs_on(d, "generator", "bot"), owner);
+    }
     let first = poll_until(Duration::from_secs(30), "the generator's pid", || {
         ds[other].read("topic=bot.recv").first().cloned()
     });
     let child = pid_of(&ds[other], &first);
-    assert!(alive(child));
+    assert!(alive(child), "the first run of the generator was stopped");
     // Only one copy runs: one pid frame.
     assert_eq!(ds[other].read("topic=bot.recv").len(), 1);
     ds[o].kill9();
@@ -329,4 +332,58 @@ fn an_action_called_while_its_owner_is_dead_is_answered_once() {
         unique,
         HashSet::from([call["id"].as_str().unwrap(), late["id"].as_str().unwrap()])
     );
+}
+
+#[test]
+fn a_paused_generator_owner_appends_nothing_once_its_lease_lapsed() {
+    let Some((ds, _c)) = three_daemons() else {
+        return;
+    };
+    // Prints its pid every 50 ms: a frame's hash says which process printed it.
+    register(
+        &ds[0],
+        "generator",
+        "ticker",
+        r#"{ run: {|| ^sh -c 'while true; do echo $$; sleep 0.05; done' } }"#,
+    );
+    let owner = runs_on(&ds[0], "generator", "ticker");
+    let o = index_of(&owner);
+    let other = (o + 1) % 3;
+    let recv = |d: &Daemon| d.read("topic=ticker.recv");
+    let old = poll_until(Duration::from_secs(30), "the first output", || {
+        recv(&ds[other]).first().map(|f| f["hash"].clone())
+    });
+    // Paused past its lease: another daemon takes over with a process of its own, while the
+    // paused one's process goes on printing into the pipe.
+    send(ds[o].pid(), "-STOP");
+    let taken = poll_until(Duration::from_secs(30), "a new owner", || {
+        actives(&ds[other], "generator", "ticker")
+            .into_iter()
+            .rev()
+            .find(|a| a["meta"]["daemon"].as_str().is_some_and(|d| d != owner))
+    });
+    let new = poll_until(Duration::from_secs(30), "the new process's output", || {
+        recv(&ds[other])
+            .into_iter()
+            .map(|f| f["hash"].clone())
+            .find(|h| *h != old)
+    });
+    send(ds[o].pid(), "-CONT");
+    poll_until(Duration::from_secs(20), "the paused owner to stop", || {
+        let log = ds[o].log();
+        (log.contains("lease not renewed in time") || log.contains("lease lost")).then_some(())
+    });
+    // Twenty frames of the processes after the paused one, then: nothing the paused owner's
+    // process printed was appended after the takeover.
+    let after_takeover = format!("topic=ticker.recv&after={}", taken["id"].as_str().unwrap());
+    let after = poll_until(Duration::from_secs(30), "more output", || {
+        let after = ds[other].read(&after_takeover);
+        (after.iter().filter(|f| f["hash"] != old).count() >= 20).then_some(after)
+    });
+    let stale = after.iter().filter(|f| f["hash"] == old).count();
+    assert_eq!(
+        stale, 0,
+        "frames of the paused owner appended after the takeover"
+    );
+    assert!(after.iter().any(|f| f["hash"] == new));
 }

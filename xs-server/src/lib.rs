@@ -218,6 +218,11 @@ pub(crate) async fn open_nats(
                 return Err(e.into());
             }
         };
+        // Announced before it serves: a processor registered once this daemon answers is
+        // placed knowing it (not placed elsewhere and moved a second later).
+        if let Err(e) = cluster.beat(name).await {
+            tracing::warn!(error = %e, "announcing this daemon failed; retrying every second");
+        }
         let members = placement::cluster::Members::start(name.to_string(), cluster);
         Some(Placement::cluster(members))
     };

@@ -246,6 +246,8 @@ pub mod cluster {
         /// The revision it was taken at: with the daemon's name, the owner's fencing token.
         first: u64,
         rev: Arc<Mutex<u64>>,
+        /// When its last successful renewal (or the taking) was sent; `None` once lost.
+        sent: Arc<Mutex<Option<Instant>>>,
         lost: watch::Receiver<Option<Lost>>,
         renewer: JoinHandle<()>,
     }
@@ -254,11 +256,12 @@ pub mod cluster {
         fn start(members: Arc<Members>, key: &str, rev: u64, sent: Instant) -> Lease {
             let (tx, lost) = watch::channel(None);
             let shared = Arc::new(Mutex::new(rev));
+            let sent = Arc::new(Mutex::new(Some(sent)));
             let renewer = tokio::spawn(renew(
                 members.clone(),
                 key.to_string(),
                 shared.clone(),
-                sent,
+                sent.clone(),
                 tx,
             ));
             Lease {
@@ -266,6 +269,7 @@ pub mod cluster {
                 key: key.to_string(),
                 first: rev,
                 rev: shared,
+                sent,
                 lost,
                 renewer,
             }
@@ -274,6 +278,16 @@ pub mod cluster {
         /// This holding's fencing token: unique to this daemon and this taking of the lease.
         pub fn token(&self) -> String {
             format!("{}:{}", self.members.name, self.first)
+        }
+
+        /// The holding as the processor sees it: its token, and whether the lease is still
+        /// held on this daemon's clock.
+        pub fn owner(&self) -> crate::processor::Owner {
+            let sent = self.sent.clone();
+            crate::processor::Owner {
+                token: self.token(),
+                held: Arc::new(move || held(&sent)),
+            }
         }
 
         /// Resolves when the lease is lost or must move.
@@ -295,22 +309,33 @@ pub mod cluster {
         }
     }
 
+    /// Whether a lease whose last renewal was sent at `sent` still counts as held here.
+    fn held(sent: &Mutex<Option<Instant>>) -> bool {
+        sent.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() + LEASE_MARGIN < LEASE_TTL)
+    }
+
     async fn renew(
         members: Arc<Members>,
         key: String,
         rev: Arc<Mutex<u64>>,
-        mut sent: Instant,
+        sent: Arc<Mutex<Option<Instant>>>,
         lost: watch::Sender<Option<Lost>>,
     ) {
+        let lose = |why| {
+            *sent.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let _ = lost.send(Some(why));
+        };
         let mut tick = tokio::time::interval(BEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
             // Checked first: after a pause (SIGSTOP) the lease may have lapsed long ago.
-            if sent.elapsed() + LEASE_MARGIN >= LEASE_TTL {
+            if !held(&sent) {
                 tracing::warn!(key, "lease not renewed in time; stopping the processor");
-                let _ = lost.send(Some(Lost::Lost));
+                lose(Lost::Lost);
                 return;
             }
             if !members.wins(&key) && lost.borrow().is_none() {
@@ -321,11 +346,11 @@ pub mod cluster {
             match members.cluster.renew(&key, &members.name, r).await {
                 Ok(Some(new)) => {
                     *rev.lock().unwrap_or_else(|e| e.into_inner()) = new;
-                    sent = now;
+                    *sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
                 }
                 Ok(None) => {
                     tracing::warn!(key, "lease lost; stopping the processor");
-                    let _ = lost.send(Some(Lost::Lost));
+                    lose(Lost::Lost);
                     return;
                 }
                 Err(e) => tracing::warn!(key, error = %e, "renewing a lease failed; retrying"),

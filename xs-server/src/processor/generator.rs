@@ -120,7 +120,7 @@ fn supervise(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Outcome {
         let started = Instant::now();
         let result = run_once(inst, fed.clone());
         c.script.job.kill_externals();
-        if *inst.stop.borrow() || c.script.job.interrupted() {
+        if *inst.stop.borrow() || c.script.job.interrupted() || !inst.held() {
             return Outcome::Stopped;
         }
         match (result, c.restart) {
@@ -193,6 +193,11 @@ fn run_once(inst: &Instance<Config>, fed: Arc<Mutex<Option<Id>>>) -> Result<(), 
         }
         if let Value::Error { error, .. } = v {
             return Err(shell(*error));
+        }
+        // After a pause past the lease another daemon runs the generator: what this one's
+        // process printed meanwhile is dropped, not appended twice.
+        if !inst.held() {
+            return Err("its lease lapsed here (another daemon runs it now)".into());
         }
         let frame = output_frame(&c.ctx, &c.ret, &topic, v, &stamp).map_err(shell)?;
         c.ctx

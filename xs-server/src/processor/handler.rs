@@ -10,7 +10,7 @@
 //! or `.append`ed) and the checkpoint (position and state) are committed in one atomic batch.
 //! After a crash the handler resumes after the last committed frame with the committed state.
 //! On a shared stream the owner first writes a fencing checkpoint carrying its token
-//! (`Instance::fence`), then commits each burst only while the checkpoint is still the one it
+//! (`Instance::owner`), then commits each burst only while the checkpoint is still the one it
 //! wrote last: a deposed owner's late burst is refused whole (no output, no checkpoint).
 
 use std::sync::Arc;
@@ -263,7 +263,7 @@ fn run(inst: &Instance<Config>) -> Result<Outcome, String> {
     let span = Span::unknown();
     // What the checkpoint holds, as this owner wrote it (shared streams only).
     let mut held: Option<Vec<u8>> = None;
-    let (mut pos, state) = match &inst.fence {
+    let (mut pos, state) = match inst.fence() {
         Some(token) => match fence(inst, &ck, token)? {
             Some((pos, state, value)) => {
                 held = Some(value);
@@ -447,7 +447,7 @@ fn commit(
             ScriptError::shell(&c.script.engine, &e).0
         )
     })?;
-    let value = checkpoint_value(pos, state, inst.fence.as_deref());
+    let value = checkpoint_value(pos, state, inst.fence());
     let frames = c.batch.take();
     let r = c.ctx.rt.block_on(inst.store.append_batch(xs::Batch {
         frames,
@@ -456,7 +456,7 @@ fn commit(
     }));
     match r {
         Ok(_) => {
-            if inst.fence.is_some() {
+            if inst.fence().is_some() {
                 *held = Some(value);
             }
             Ok(true)

@@ -87,11 +87,34 @@ pub struct Instance<C> {
     pub status: Status,
     /// Tells the dispatcher the instance is up, for kinds with `SIGNALS_READY`.
     pub ready: Ready,
-    /// On a shared stream, this owner's fencing token (unique to this daemon and this taking
-    /// of the lease): a handler writes it in its checkpoint and commits only while the
-    /// checkpoint is still its own.
+    /// On a shared stream, this daemon's holding of the processor's lease.
     #[cfg_attr(not(feature = "nu"), allow(dead_code))]
-    pub fence: Option<String>,
+    pub owner: Option<Owner>,
+}
+
+/// This daemon's holding of a processor's lease on a shared stream.
+#[derive(Clone)]
+pub struct Owner {
+    /// The fencing token (unique to this daemon and this taking of the lease): a handler
+    /// writes it in its checkpoint and commits only while the checkpoint is still its own.
+    pub token: String,
+    /// Whether the lease is still held, on this daemon's clock (false at once after a pause
+    /// past the lease, before the renewal task has run): a generator appends only while it is.
+    pub held: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl<C> Instance<C> {
+    /// This owner's fencing token, on a shared stream.
+    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
+    pub fn fence(&self) -> Option<&str> {
+        self.owner.as_ref().map(|o| o.token.as_str())
+    }
+
+    /// Whether this daemon may still act for the processor (always, off a shared stream).
+    #[cfg_attr(not(feature = "nu"), allow(dead_code))]
+    pub fn held(&self) -> bool {
+        self.owner.as_ref().is_none_or(|o| (o.held)())
+    }
 }
 
 /// Sends "up" to the dispatcher, which then appends `active` (in order with `fin.*`).
@@ -680,7 +703,7 @@ impl<K: Kind> Starter<K> {
     fn run(
         &self,
         stop: watch::Receiver<bool>,
-        fence: Option<String>,
+        owner: Option<Owner>,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
         self.kind.run(Instance {
             name: self.name.clone(),
@@ -695,7 +718,7 @@ impl<K: Kind> Starter<K> {
                 name: self.name.clone(),
                 create_id: self.create_id,
             },
-            fence,
+            owner,
         })
     }
 
@@ -749,7 +772,7 @@ async fn placed<K: Kind>(
             s.tell(None);
         }
         let (halt, halted) = watch::channel(false);
-        let mut fut = s.run(halted, Some(lease.token()));
+        let mut fut = s.run(halted, Some(lease.owner()));
         let (outcome, lost) = tokio::select! {
             o = &mut fut => (o, None),
             _ = crate::daemon::stopped(&mut stop) => (Outcome::Stopped, None),
