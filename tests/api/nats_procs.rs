@@ -4,7 +4,8 @@
 //! past its lease) another takes over: a handler's output stays exactly-once frame by frame, a
 //! generator's child process dies with its owner, an action call is answered once, a
 //! webhook delivers every frame in order from its shared position (the one frame in flight
-//! at the kill may be delivered twice, in a row).
+//! at the kill may be delivered twice, in a row), and an `--http` gateway request taken by
+//! one daemon is answered by the handler that runs on another.
 
 use std::collections::{BTreeSet, HashSet};
 use std::process::Command;
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 use super::nats::cluster::NatsCluster;
 use super::webhooks::{create, dedupe, Receiver, PACED};
+use crate::helper::http::tcp_request;
 use crate::helper::{poll_until, Daemon};
 
 const NAMES: [&str; 3] = ["da", "db", "dc"];
@@ -414,4 +416,96 @@ fn a_webhook_delivers_every_frame_in_order_across_the_death_of_its_owner() {
     );
     assert_eq!(w["daemon"], next.as_str());
     assert_eq!(rx.delivered().len(), got.len());
+}
+
+/// A handler answering every `http.request`: `hello <name>`, or a 108 KB body for `/big`
+/// (large content travels through the object store).
+const WEB: &str = r#"{
+    topics: "http.request"
+    run: {|frame, state|
+        let body = if $frame.meta.path == "/big" {
+            seq 1 20000 | into string | str join ","
+        } else {
+            $"hello ($frame.meta.query.name)"
+        }
+        $body | .append http.response --meta {request_id: $frame.id, status: 200}
+        {next: ($state + 1)}
+    }
+    initial: 0
+}"#;
+
+#[test]
+fn a_gateway_request_is_answered_by_the_handler_on_another_daemon() {
+    let Some(c) = NatsCluster::start() else {
+        return;
+    };
+    let urls = c.urls();
+    let ds: Vec<Daemon> = NAMES
+        .iter()
+        .map(|n| {
+            Daemon::start_with(&[
+                "--nats",
+                &urls,
+                "--nats-stream",
+                "G",
+                "--name",
+                n,
+                "--http",
+                "127.0.0.1:0",
+            ])
+        })
+        .collect();
+    let gateways: Vec<String> = ds
+        .iter()
+        .zip(NAMES)
+        .map(|(d, n)| {
+            d.read("topic=xs.start")
+                .iter()
+                .find(|f| f["meta"]["daemon"] == n)
+                .and_then(|f| f["meta"]["http"].as_str().map(String::from))
+                .expect("xs.start names the gateway's address")
+        })
+        .collect();
+    register(&ds[0], "handler", "web", WEB);
+    let owner = runs_on(&ds[0], "handler", "web");
+    let o = index_of(&owner);
+    // Every gateway takes requests; the two that do not run the handler get their answer
+    // from the owner's `http.response` frames, through the stream.
+    let mut n = 0;
+    for (i, addr) in gateways.iter().enumerate() {
+        for k in 0..5 {
+            let name = format!("{}-{k}", NAMES[i]);
+            let r = tcp_request(addr, "GET", &format!("/?name={name}"), &[], b"").unwrap();
+            assert_eq!(r.status, 200, "via {}: {}", NAMES[i], r.text());
+            assert_eq!(r.text(), format!("hello {name}"));
+            n += 1;
+        }
+    }
+    let far = (o + 1) % 3;
+    let r = tcp_request(&gateways[far], "GET", "/big", &[], b"").unwrap();
+    if r.status != 200 {
+        for (d, name) in ds.iter().zip(NAMES) {
+            eprintln!("--- {name} (owner {owner}):\n{}", d.log());
+        }
+    }
+    assert_eq!(r.status, 200, "{}", r.text());
+    let big: Vec<String> = (1..=20000).map(|i| i.to_string()).collect();
+    assert!(r.text() == big.join(","), "{} bytes", r.body.len());
+    n += 1;
+    // The handler ran once per request, on its owner only: one response each.
+    let requests = ds[far].read("topic=http.request");
+    let responses = ds[far].read("topic=http.response");
+    assert_eq!(requests.len(), n);
+    let answered: HashSet<&str> = responses
+        .iter()
+        .map(|f| f["meta"]["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(responses.len(), n, "one response per request");
+    assert_eq!(
+        answered,
+        requests.iter().map(|f| f["id"].as_str().unwrap()).collect()
+    );
+    for d in &ds {
+        assert_eq!(runs_on(d, "handler", "web"), owner);
+    }
 }
