@@ -13,7 +13,10 @@
 //! cluster on loopback (`tests/helper/nats.rs`: `sync_interval: always`, replicas 3):
 //! nats_append_1conn, nats_append_32conn (on A), nats_follow_latency_p50/_p99 (appended on A,
 //! seen by a follower on B), nats_build_store (through A), nats_replay_all (from B's local
-//! copy), nats_copy_rebuild (B restarted with its copy deleted, until the copy holds the store).
+//! copy), nats_copy_rebuild (B restarted with its copy deleted, until the copy holds the store);
+//! and, each on its own stream, nats_handler_first_100k (handler_first_100k on one `--nats`
+//! daemon) and nats_takeover (seconds from kill -9 of a handler's owner to another daemon's
+//! `active` frame, two daemons).
 //! `XS_BENCH_DIR` picks the parent directory of the temp store (default: the system temp dir);
 //! `XS_BENCH_KEEP=1` keeps it (store and daemon logs) for a look afterwards.
 
@@ -70,6 +73,8 @@ const FIGURES: &[&str] = &[
     "nats_build_store",
     "nats_replay_all",
     "nats_copy_rebuild",
+    "nats_handler_first_100k",
+    "nats_takeover",
 ];
 const CONNS: usize = 32;
 /// Frames per request and connections of the `append_batch` figure.
@@ -615,6 +620,14 @@ impl Daemon {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// SIGKILL (kill -9), then reaps it.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then waits for a clean exit.
     fn stop(mut self) -> Result<()> {
         let mut child = self.child.take().ok_or("daemon already stopped")?;
@@ -761,7 +774,8 @@ async fn handler_throughput(sock: &Path, n: usize) -> Result<Duration> {
         for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let row: serde_json::Value = serde_json::from_slice(line)?;
             if row["name"] == "bench" {
-                if row["state"] != "active" {
+                // `waiting`: a `--nats` daemon has not taken its lease yet.
+                if row["state"] != "active" && row["state"] != "waiting" {
                     return Err(format!("the bench handler is {row}").into());
                 }
                 if row["position"] == last.as_str() {
@@ -1161,6 +1175,12 @@ async fn nats_figures(
         "--nats needs nats-server >= 2.12.3: run scripts/nats-server.sh (or set XS_NATS_SERVER)",
     )?;
     let urls = cluster.urls();
+    if sel.wants("nats_handler_first_100k") {
+        nats_handler_figure(&urls, dir, summary).await?;
+    }
+    if sel.wants("nats_takeover") {
+        nats_takeover_figure(&urls, dir, summary).await?;
+    }
     let args = ["--nats", urls.as_str()];
     let (dir_a, dir_b) = (dir.join("nats-a"), dir.join("nats-b"));
     let (a, _) = Daemon::start(&dir_a, dir.join("nats-a.log"), &args).await?;
@@ -1278,4 +1298,106 @@ fn frame_id(json: &[u8]) -> Option<[u8; 25]> {
     const KEY: &[u8] = b"\"id\":\"";
     let at = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     json.get(at..at + 25)?.try_into().ok()
+}
+
+/// `nats_handler_first_100k`: `handler_first_100k` on a `--nats` daemon alone on stream
+/// `HANDLER` (its checkpoints commit in the cluster).
+async fn nats_handler_figure(urls: &str, dir: &Path, summary: &mut Vec<String>) -> Result<()> {
+    let n = 100_000;
+    let store = dir.join("nats-h");
+    let args = ["--nats", urls, "--nats-stream", "HANDLER", "--name", "h"];
+    let (daemon, _) = Daemon::start(&store, dir.join("nats-h.log"), &args).await?;
+    let el = handler_throughput(&store.join("sock"), n)
+        .await
+        .map_err(|e| with_log(e, &dir.join("nats-h.log")))?;
+    report(
+        "nats_handler_first_100k",
+        n as f64 / el.as_secs_f64(),
+        "frames/s",
+    );
+    summary.push(format!(
+        "nats_handler_first_100k: as handler_first_100k, on one --nats daemon: {n} frames checkpointed in the cluster in {el:.2?}"
+    ));
+    daemon.stop()
+}
+
+/// `e` followed by the last lines of a daemon's log.
+fn with_log(
+    e: Box<dyn std::error::Error + Send + Sync>,
+    log: &Path,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(10).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    format!("{e}; the daemon's log ends with:\n{}", tail.join("\n")).into()
+}
+
+/// `nats_takeover`: two daemons on stream `TAKEOVER`, a handler running on one; seconds from
+/// kill -9 of its owner until the other appends the handler's `active` frame.
+async fn nats_takeover_figure(urls: &str, dir: &Path, summary: &mut Vec<String>) -> Result<()> {
+    let mut daemons = Vec::new();
+    for name in ["ta", "tb"] {
+        let store = dir.join(format!("nats-{name}"));
+        let args = ["--nats", urls, "--nats-stream", "TAKEOVER", "--name", name];
+        let (d, _) = Daemon::start(&store, dir.join(format!("nats-{name}.log")), &args).await?;
+        daemons.push((name, store.join("sock"), d));
+    }
+    let mut conn = Conn::open(&daemons[0].1, false).await?;
+    let script = r#"{ topics: "bench.t", run: {|frame, state| {next: $state} } }"#;
+    let res = conn
+        .request(
+            Method::POST,
+            "/append/xs.handler.takeover.create",
+            Some(Bytes::from_static(script.as_bytes())),
+        )
+        .await?;
+    res.into_body().collect().await?;
+    let t = Instant::now();
+    let owner = loop {
+        let res = conn.request(Method::GET, "/ps", None).await?;
+        let body = res.into_body().collect().await?.to_bytes();
+        let on = body
+            .split(|b| *b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .find(|r| r["name"] == "takeover" && r["state"] == "active")
+            .and_then(|r| r["daemon"].as_str().map(String::from));
+        if let Some(on) = on {
+            break on;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            return Err("the takeover handler did not start within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let o = daemons
+        .iter()
+        .position(|(n, _, _)| *n == owner)
+        .ok_or_else(|| format!("the handler runs on {owner}, not on ta or tb"))?;
+    let (_, sock, survivor) = daemons.remove(1 - o);
+    let (_, _, mut dead) = daemons.remove(0);
+    let t = Instant::now();
+    dead.kill9();
+    let mut conn = Conn::open(&sock, false).await?;
+    loop {
+        let res = conn
+            .request(Method::GET, "/last/xs.handler.takeover.active", None)
+            .await?;
+        let body = res.into_body().collect().await?.to_bytes();
+        let next = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|f| f["meta"]["daemon"].as_str().map(String::from));
+        if next.is_some_and(|n| n != owner) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            return Err("no other daemon took the handler over within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let el = t.elapsed();
+    report("nats_takeover", el.as_secs_f64(), "s");
+    summary.push(format!(
+        "nats_takeover: kill -9 of the handler's owner ({owner}) to the other daemon's active frame: {el:.2?} (2 daemons)"
+    ));
+    survivor.stop()
 }

@@ -21,4 +21,4 @@ mod read;
 mod routes;
 mod topics;
 mod ttl;
-mod webhooks;
+pub mod webhooks;

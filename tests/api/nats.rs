@@ -428,3 +428,33 @@ fn last_n_is_trimmed_in_the_cluster_too() {
         || (c.stream_messages("E2E") == Some(before + 2)).then_some(()),
     );
 }
+
+#[test]
+fn a_large_import_in_one_request_is_stored_whole() {
+    let Some((a, b, _c)) = two_daemons() else {
+        return;
+    };
+    // More lines than the writer's queue holds (1,024), in one body: queued as they commit,
+    // never refused with "too many writes queued".
+    let n = 5_000;
+    let ids: Vec<String> = (0..n).map(|_| scru128::new().to_string()).collect();
+    let body: String = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("{{\"topic\":\"imp\",\"id\":\"{id}\",\"meta\":{{\"i\":{i}}}}}\n"))
+        .collect();
+    let r = a.http("POST", "/import", &[], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let lines = r.ndjson();
+    assert!(
+        lines.iter().all(|l| l.get("error").is_none()),
+        "an error line"
+    );
+    let got: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(got, ids);
+    let on_b = poll_until(Duration::from_secs(30), "B to hold the import", || {
+        let f = b.read("topic=imp");
+        (f.len() == n).then_some(f)
+    });
+    assert_eq!(on_b.last().unwrap()["id"], ids[n - 1].as_str());
+}

@@ -361,6 +361,10 @@ fn appends_answer_503_while_the_cluster_is_down_and_resume_when_it_is_back() {
     let a = start(&args);
     let b = start(&args);
     let f = a.append("t", b"before");
+    // B sees it a moment later (read-your-writes holds on A only).
+    poll_until(Duration::from_secs(10), "B to apply the frame", || {
+        (b.get(&format!("/{}", id(&f))).status == 200).then_some(())
+    });
     for i in 0..c.len() {
         c.kill9(i);
     }

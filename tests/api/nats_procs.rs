@@ -2,7 +2,10 @@
 //! cluster. Each processor runs on one daemon (its lease holder), `xs ps` on any daemon says
 //! which, they spread over the daemons, and when the owner dies (kill -9) or stalls (SIGSTOP
 //! past its lease) another takes over: a handler's output stays exactly-once frame by frame, a
-//! generator's child process dies with its owner, an action call is answered once.
+//! generator's child process dies with its owner, an action call is answered once, a
+//! webhook delivers every frame in order from its shared position (the one frame in flight
+//! at the kill may be delivered twice, in a row), and an `--http` gateway request taken by
+//! one daemon is answered by the handler that runs on another.
 
 use std::collections::{BTreeSet, HashSet};
 use std::process::Command;
@@ -11,6 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::nats::cluster::NatsCluster;
+use super::webhooks::{create, dedupe, Receiver, PACED};
+use crate::helper::http::tcp_request;
 use crate::helper::{poll_until, Daemon};
 
 const NAMES: [&str; 3] = ["da", "db", "dc"];
@@ -386,4 +391,178 @@ fn a_paused_generator_owner_appends_nothing_once_its_lease_lapsed() {
         "frames of the paused owner appended after the takeover"
     );
     assert!(after.iter().any(|f| f["hash"] == new));
+}
+
+/// Whether `got` is `sent` with at most one frame delivered twice in a row (the frame whose
+/// 2xx the killed owner had received but not yet recorded in the shared position).
+fn in_order_with_one_repeat_at_most(got: &[Value], sent: &[Value]) {
+    assert_eq!(
+        dedupe(got),
+        crate::helper::ids(sent),
+        "every frame, in order, none skipped"
+    );
+    assert!(
+        got.len() <= sent.len() + 1,
+        "{} deliveries of {} frames: only the frame in flight at the kill may repeat",
+        got.len(),
+        sent.len()
+    );
+}
+
+#[test]
+fn a_webhook_delivers_every_frame_in_order_across_the_death_of_its_owner() {
+    let Some((mut ds, _c)) = three_daemons() else {
+        return;
+    };
+    // 20 ms per answer: a burst is still being delivered when the owner dies.
+    let rx = Receiver::start(PACED);
+    create(
+        &ds[0],
+        "w",
+        &serde_json::json!({"url": rx.url(), "topics": "t", "start": "first"}),
+    );
+    let owner = runs_on(&ds[0], "webhook", "w");
+    let o = index_of(&owner);
+    for d in &ds {
+        assert_eq!(runs_on(d, "webhook", "w"), owner);
+    }
+    let other = (o + 1) % 3;
+    let mut sent: Vec<Value> = (0..40)
+        .map(|i| ds[other].append("t", format!("f{i}").as_bytes()))
+        .collect();
+    // Delivered by one daemon: 40 requests, not 120.
+    let got = rx.wait_for(40, Duration::from_secs(30));
+    assert_eq!(crate::helper::ids(&got), crate::helper::ids(&sent));
+    sent.extend((40..200).map(|i| ds[other].append("t", format!("f{i}").as_bytes())));
+    // Killed mid-burst.
+    rx.wait_for(60, Duration::from_secs(30));
+    let killed = Instant::now();
+    ds[o].kill9();
+    let before = rx.delivered().len();
+    let survivor = &ds[other];
+    let next = poll_until(Duration::from_secs(30), "a new owner", || {
+        actives(survivor, "webhook", "w")
+            .last()
+            .and_then(|a| a["meta"]["daemon"].as_str().map(String::from))
+            .filter(|d| *d != owner)
+    });
+    eprintln!(
+        "webhook takeover after kill -9: {:?} ({owner} -> {next}, {before} of 200 delivered)",
+        killed.elapsed()
+    );
+    assert!(before < 200, "the kill was not mid-burst");
+    sent.extend((200..210).map(|i| survivor.append("t", format!("f{i}").as_bytes())));
+    let got = poll_until(Duration::from_secs(60), "210 frames delivered", || {
+        let got = rx.delivered();
+        (dedupe(&got).len() >= sent.len()).then_some(got)
+    });
+    in_order_with_one_repeat_at_most(&got, &sent);
+    if got.len() > sent.len() {
+        eprintln!("the frame in flight at the kill was delivered again by {next}");
+    }
+    assert_eq!(runs_on(survivor, "webhook", "w"), next);
+    // The new owner's `xs ps` shows where it got to; nothing more arrives.
+    let w = poll_until(
+        Duration::from_secs(10),
+        "ps to show the last position",
+        || {
+            ps(&ds[index_of(&next)])
+                .into_iter()
+                .find(|r| r["kind"] == "webhook" && r["position"] == sent[209]["id"])
+        },
+    );
+    assert_eq!(w["daemon"], next.as_str());
+    assert_eq!(rx.delivered().len(), got.len());
+}
+
+/// A handler answering every `http.request`: `hello <name>`, or a 108 KB body for `/big`
+/// (large content travels through the object store).
+const WEB: &str = r#"{
+    topics: "http.request"
+    run: {|frame, state|
+        let body = if $frame.meta.path == "/big" {
+            seq 1 20000 | into string | str join ","
+        } else {
+            $"hello ($frame.meta.query.name)"
+        }
+        $body | .append http.response --meta {request_id: $frame.id, status: 200}
+        {next: ($state + 1)}
+    }
+    initial: 0
+}"#;
+
+#[test]
+fn a_gateway_request_is_answered_by_the_handler_on_another_daemon() {
+    let Some(c) = NatsCluster::start() else {
+        return;
+    };
+    let urls = c.urls();
+    let ds: Vec<Daemon> = NAMES
+        .iter()
+        .map(|n| {
+            Daemon::start_with(&[
+                "--nats",
+                &urls,
+                "--nats-stream",
+                "G",
+                "--name",
+                n,
+                "--http",
+                "127.0.0.1:0",
+            ])
+        })
+        .collect();
+    let gateways: Vec<String> = ds
+        .iter()
+        .zip(NAMES)
+        .map(|(d, n)| {
+            d.read("topic=xs.start")
+                .iter()
+                .find(|f| f["meta"]["daemon"] == n)
+                .and_then(|f| f["meta"]["http"].as_str().map(String::from))
+                .expect("xs.start names the gateway's address")
+        })
+        .collect();
+    register(&ds[0], "handler", "web", WEB);
+    let owner = runs_on(&ds[0], "handler", "web");
+    let o = index_of(&owner);
+    // Every gateway takes requests; the two that do not run the handler get their answer
+    // from the owner's `http.response` frames, through the stream.
+    let mut n = 0;
+    for (i, addr) in gateways.iter().enumerate() {
+        for k in 0..5 {
+            let name = format!("{}-{k}", NAMES[i]);
+            let r = tcp_request(addr, "GET", &format!("/?name={name}"), &[], b"").unwrap();
+            assert_eq!(r.status, 200, "via {}: {}", NAMES[i], r.text());
+            assert_eq!(r.text(), format!("hello {name}"));
+            n += 1;
+        }
+    }
+    let far = (o + 1) % 3;
+    let r = tcp_request(&gateways[far], "GET", "/big", &[], b"").unwrap();
+    if r.status != 200 {
+        for (d, name) in ds.iter().zip(NAMES) {
+            eprintln!("--- {name} (owner {owner}):\n{}", d.log());
+        }
+    }
+    assert_eq!(r.status, 200, "{}", r.text());
+    let big: Vec<String> = (1..=20000).map(|i| i.to_string()).collect();
+    assert!(r.text() == big.join(","), "{} bytes", r.body.len());
+    n += 1;
+    // The handler ran once per request, on its owner only: one response each.
+    let requests = ds[far].read("topic=http.request");
+    let responses = ds[far].read("topic=http.response");
+    assert_eq!(requests.len(), n);
+    let answered: HashSet<&str> = responses
+        .iter()
+        .map(|f| f["meta"]["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(responses.len(), n, "one response per request");
+    assert_eq!(
+        answered,
+        requests.iter().map(|f| f["id"].as_str().unwrap()).collect()
+    );
+    for d in &ds {
+        assert_eq!(runs_on(d, "handler", "web"), owner);
+    }
 }

@@ -16,11 +16,12 @@ use crate::helper::{ids, poll_until, Daemon};
 
 const FAIL: u8 = 0;
 const SLOW: u8 = 1;
-const OK: u8 = 2;
+pub const OK: u8 = 2;
+pub const PACED: u8 = 3;
 
-/// A webhook receiver on 127.0.0.1: answers 500 (`FAIL`), 200 after 1.5 s (`SLOW`) or 200
-/// at once (`OK`), and records the bodies it answered 2xx to.
-struct Receiver {
+/// A webhook receiver on 127.0.0.1: answers 500 (`FAIL`), 200 after 1.5 s (`SLOW`), 200
+/// after 20 ms (`PACED`) or 200 at once (`OK`), and records the bodies it answered 2xx to.
+pub struct Receiver {
     port: u16,
     mode: Arc<AtomicU8>,
     delivered: Arc<Mutex<Vec<Value>>>,
@@ -29,7 +30,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(mode: u8) -> Receiver {
+    pub fn start(mode: u8) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the receiver");
         let r = Receiver {
             port: listener.local_addr().unwrap().port(),
@@ -60,7 +61,7 @@ impl Receiver {
         r
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook?x=1", self.port)
     }
 
@@ -68,12 +69,12 @@ impl Receiver {
         self.mode.store(mode, Ordering::SeqCst);
     }
 
-    fn delivered(&self) -> Vec<Value> {
+    pub fn delivered(&self) -> Vec<Value> {
         self.delivered.lock().unwrap().clone()
     }
 
     /// Waits until `n` bodies were answered 2xx.
-    fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
         poll_until(timeout, &format!("{n} deliveries"), || {
             let d = self.delivered();
             (d.len() >= n).then_some(d)
@@ -122,6 +123,9 @@ fn serve(
         if m == SLOW {
             std::thread::sleep(Duration::from_millis(1500));
         }
+        if m == PACED {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         seen_headers.lock().unwrap().push(headers);
         delivered
             .lock()
@@ -131,7 +135,7 @@ fn serve(
     }
 }
 
-fn create(d: &Daemon, name: &str, config: &Value) -> Value {
+pub fn create(d: &Daemon, name: &str, config: &Value) -> Value {
     d.append(
         &format!("xs.webhook.{name}.create"),
         config.to_string().as_bytes(),
@@ -148,7 +152,7 @@ fn ps(d: &Daemon) -> Vec<Value> {
 }
 
 /// Ids of `delivered` with repeats of the same frame in a row (retried requests) removed.
-fn dedupe(delivered: &[Value]) -> Vec<String> {
+pub fn dedupe(delivered: &[Value]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for id in ids(delivered) {
         if out.last() != Some(&id) {

@@ -86,15 +86,16 @@ struct Importer {
 }
 
 impl Importer {
-    /// Does one unit of work: queues the lines of the next body chunk, or waits for the oldest
-    /// import. Returns an imported frame's JSON line when one completes.
+    /// Does one unit of work: queues buffered lines, or the lines of the next body chunk, or
+    /// waits for the oldest import. Returns an imported frame's JSON line when one completes.
     async fn step(&mut self) -> Result<Option<Bytes>, ApiError> {
+        self.queue_lines()?;
         if !self.done && self.pending.len() < IN_FLIGHT {
             match self.body.frame().await {
                 Some(Ok(f)) => {
                     if let Ok(data) = f.into_data() {
                         self.buf.extend_from_slice(&data);
-                        self.queue_lines(false)?;
+                        self.queue_lines()?;
                     }
                 }
                 Some(Err(e)) => {
@@ -104,7 +105,7 @@ impl Importer {
                 }
                 None => {
                     self.done = true;
-                    self.queue_lines(true)?;
+                    self.queue_lines()?;
                 }
             }
             if self.pending.len() < IN_FLIGHT / 2 {
@@ -121,15 +122,24 @@ impl Importer {
         }
     }
 
-    fn queue_lines(&mut self, eof: bool) -> Result<(), ApiError> {
+    /// Queues the buffered complete lines (and, once the body ended, the last one) while
+    /// fewer than [`IN_FLIGHT`] imports are pending; the rest stays buffered. A backend's
+    /// write queue is bounded (JetStream: 1,024), so a large body must not be queued at once.
+    fn queue_lines(&mut self) -> Result<(), ApiError> {
         let mut start = 0;
-        while let Some(pos) = self.buf[start..].iter().position(|&b| b == b'\n') {
+        while self.pending.len() < IN_FLIGHT {
+            let Some(pos) = self.buf[start..].iter().position(|&b| b == b'\n') else {
+                break;
+            };
             let end = start + pos;
             self.queue_line(start, end)?;
             start = end + 1;
         }
         self.buf.drain(..start);
-        if eof && !self.buf.is_empty() {
+        if self.pending.len() >= IN_FLIGHT {
+            return Ok(());
+        }
+        if self.done && !self.buf.is_empty() {
             let end = self.buf.len();
             self.queue_line(0, end)?;
             self.buf.clear();
