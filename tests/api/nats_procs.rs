@@ -198,6 +198,53 @@ fn processors_spread_over_the_daemons_and_ps_shows_where_each_runs() {
 }
 
 #[test]
+fn processors_move_to_a_daemon_that_joins_and_still_run_once() {
+    let Some(c) = NatsCluster::start() else {
+        return;
+    };
+    let start = |name: &str| {
+        Daemon::start_with(&["--nats", &c.urls(), "--nats-stream", "J", "--name", name])
+    };
+    let ds = [start("da"), start("db")];
+    let names: Vec<String> = (0..8).map(|i| format!("h{i}")).collect();
+    for n in &names {
+        register(
+            &ds[0],
+            "handler",
+            n,
+            r#"{ topics: "ping", run: {|frame, state| {out: "pong", next: $state} } }"#,
+        );
+    }
+    for n in &names {
+        runs_on(&ds[0], "handler", n);
+    }
+    // A third daemon joins: the processors it wins move to it (the old owner stops each,
+    // then releases it), and every daemon agrees on where each runs.
+    let dc = start("dc");
+    poll_until(
+        Duration::from_secs(30),
+        "processors on dc, every daemon agreeing",
+        || {
+            let on: Vec<Vec<String>> = [&ds[0], &ds[1], &dc]
+                .iter()
+                .map(|d| names.iter().map(|n| runs_on(d, "handler", n)).collect())
+                .collect();
+            (on[0] == on[1] && on[1] == on[2] && on[2].iter().any(|d| d == "dc")).then_some(())
+        },
+    );
+    // Still once each: one pong per handler for one ping.
+    ds[1].append("ping", b"");
+    let pongs = poll_until(Duration::from_secs(30), "8 pongs", || {
+        let p: Vec<Value> = names
+            .iter()
+            .flat_map(|n| dc.read(&format!("topic={n}.out")))
+            .collect();
+        (p.len() >= 8).then_some(p)
+    });
+    assert_eq!(pongs.len(), 8, "{pongs:?}");
+}
+
+#[test]
 fn a_stale_owner_paused_past_its_lease_cannot_commit() {
     let Some((ds, _c)) = three_daemons() else {
         return;
