@@ -153,8 +153,11 @@ async fn a_nats_node_killed_under_a_32_writer_load_loses_and_duplicates_nothing(
             .any(|a| a.0 > killed_at + Duration::from_secs(8)),
         "no append acknowledged after the kill"
     );
+    // The stall is the cluster electing the stream's next leader: one round takes the
+    // server's 4-9 s election timeout, a split vote another (measured alone: 4-12 s; 25 s
+    // once beside other cluster tests).
     assert!(
-        stall < Duration::from_secs(15),
+        stall < Duration::from_secs(30),
         "appends stalled for {stall:?} after the kill"
     );
 

