@@ -112,22 +112,38 @@ async fn a_nats_node_killed_under_a_32_writer_load_loses_and_duplicates_nothing(
             }
         }));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The load runs (1,000 appends acknowledged) before the kill.
+    let t0 = Instant::now();
+    while acks.lock().unwrap().len() < 1_000 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "fewer than 1,000 appends acknowledged in 60 s before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = acks.lock().unwrap().len();
-    assert!(before > 0, "no append acknowledged before the kill");
     let victim = {
         let c = c.lock().unwrap();
         c.stream_leader("LOAD").expect("stream LOAD has a leader")
     };
     let killed_at = Instant::now();
     c.lock().unwrap().kill9(victim);
+    // The node stays down for 8 s (the fault's length, not a wait for anything), then comes
+    // back under the load, which goes on until 1,000 more appends are acknowledged.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    // The node comes back under the load.
     let c2 = c.clone();
     tokio::task::spawn_blocking(move || c2.lock().unwrap().restart(victim))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarted = acks.lock().unwrap().len();
+    let t1 = Instant::now();
+    while acks.lock().unwrap().len() < restarted + 1_000 {
+        assert!(
+            t1.elapsed() < Duration::from_secs(60),
+            "fewer than 1,000 appends acknowledged in 60 s after the node came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.expect("a writer failed");
