@@ -66,6 +66,8 @@ const FIGURES: &[&str] = &[
     "start_time_1m",
     "daemon_rss_peak",
     "handler_first_100k",
+    "stores_100_start",
+    "stores_100_rss",
     "nats_append_1conn",
     "nats_append_32conn",
     "nats_follow_latency_p50",
@@ -380,6 +382,10 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
             "handler_first_100k: {n} imported frames (meta {{i}}) through `{{|frame, state| {{next: ($state + 1)}}}}` from start: first, checkpointed, in {el:.2?} (from the create frame to the last frame's checkpoint)"
         ));
         daemon.stop()?;
+    }
+
+    if sel.wants("stores_100") {
+        stores_figures(tmp.path(), &mut summary).await?;
     }
 
     if nats {
@@ -731,6 +737,94 @@ impl Conn {
             return Err(format!("POST {path}: {status} {}", String::from_utf8_lossy(&body)).into());
         }
         Ok(body)
+    }
+}
+
+/// How many stores `stores_100_*` mounts in one daemon (issue 17: start under 3 s and RSS
+/// under 200 MiB on the 2-core machine).
+const STORES: usize = 100;
+
+/// One daemon with [`STORES`] stores mounted through its control stream: the time to add them
+/// until all are active, RSS, the SIGTERM stop, then the figures: a restart until every store
+/// is active again, and the RSS once each has taken an append and a follower.
+async fn stores_figures(dir: &Path, summary: &mut Vec<String>) -> Result<()> {
+    let ctl = dir.join("stores-ctl");
+    let (daemon, _) = Daemon::start(&ctl, dir.join("daemon-stores.log"), &[]).await?;
+    let sock = ctl.join("sock");
+    let idle = proc_status_mib(daemon.pid(), "VmRSS")?;
+    let mut conn = Conn::open(&sock, false).await?;
+    let t = Instant::now();
+    for i in 0..STORES {
+        let path = dir.join(format!("stores-{i}"));
+        let config = serde_json::json!({ "path": path }).to_string();
+        let res = conn
+            .request(
+                Method::POST,
+                &format!("/append/xs.store.s{i}.create"),
+                Some(Bytes::from(config)),
+            )
+            .await?;
+        if res.status() != StatusCode::OK {
+            return Err(format!("adding store s{i}: {}", res.status()).into());
+        }
+        res.into_body().collect().await?;
+    }
+    wait_stores_active(&sock).await?;
+    let added = t.elapsed();
+    let rss_added = proc_status_mib(daemon.pid(), "VmRSS")?;
+    let t = Instant::now();
+    daemon.stop()?;
+    let stopped = t.elapsed();
+
+    let t = Instant::now();
+    let (daemon, _) = Daemon::start(&ctl, dir.join("daemon-stores2.log"), &[]).await?;
+    wait_stores_active(&sock).await?;
+    let start = t.elapsed();
+    report("stores_100_start", start.as_secs_f64() * 1e3, "ms");
+    // Each store takes an append and keeps a live follower, as a store in use does.
+    let mut followers = Vec::new();
+    for i in 0..STORES {
+        let s = dir.join(format!("stores-{i}")).join("sock");
+        Conn::open(&s, false).await?.append("/append/note").await?;
+        let mut f = Conn::open(&s, false).await?;
+        let res = f
+            .request(Method::GET, "/?follow=true&new=true", None)
+            .await?;
+        if res.status() != StatusCode::OK {
+            return Err(format!("following store s{i}: {}", res.status()).into());
+        }
+        followers.push((f, res));
+    }
+    let rss = proc_status_mib(daemon.pid(), "VmRSS")?;
+    report("stores_100_rss", rss, "MiB");
+    let t = Instant::now();
+    daemon.stop()?;
+    summary.push(format!(
+        "stores: idle daemon {idle:.1} MiB; {STORES} stores added (one POST /append of xs.store.NAME.create each) and all active in {added:.2?}, RSS {rss_added:.1} MiB; SIGTERM stop {stopped:.2?}; restart until all active {start:.2?}; with one append and one follower each {rss:.1} MiB ({:.2} MiB a store over the idle daemon); stop {:.2?}",
+        (rss - idle) / STORES as f64,
+        t.elapsed()
+    ));
+    Ok(())
+}
+
+/// Polls `GET /stores` until [`STORES`] stores are active (60 s at most).
+async fn wait_stores_active(sock: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut conn = Conn::open(sock, true).await?;
+    loop {
+        let res = conn.request(Method::GET, "/stores", None).await?;
+        let body = res.into_body().collect().await?.to_bytes();
+        let active = body
+            .split(|&b| b == b'\n')
+            .filter(|l| find(l, b"\"state\":\"active\"").is_some())
+            .count();
+        if active >= STORES {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {active} of {STORES} stores active after 60 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

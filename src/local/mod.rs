@@ -521,10 +521,15 @@ impl Local {
                     tracing::warn!(error = %e, "syncing the journal at close failed");
                 }
             }
-            // Flush memtables so the next start has (almost) no journal to replay.
-            for k in self.inner.ks.all() {
-                if let Err(e) = k.rotate_memtable_and_wait() {
-                    tracing::warn!(error = %e, "flushing a memtable at close failed");
+            // Flush memtables so the next start has (almost) no journal to replay; a small
+            // journal replays faster than the flush takes (each keyspace's flush writes and
+            // syncs a table: with 100 stores mounted, stopping took 5.5 s instead of 2).
+            let journal = self.inner.ks.db.journal_disk_space().unwrap_or(u64::MAX);
+            if journal > FLUSH_AT_CLOSE_BYTES {
+                for k in self.inner.ks.all() {
+                    if let Err(e) = k.rotate_memtable_and_wait() {
+                        tracing::warn!(error = %e, "flushing a memtable at close failed");
+                    }
                 }
             }
         }
@@ -535,6 +540,10 @@ impl Local {
             .take();
     }
 }
+
+/// A journal larger than this is flushed into tables at close, so the next start does not
+/// replay it.
+const FLUSH_AT_CLOSE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// With `Fsync::Interval`: a thread that fdatasyncs the journal every `every`, until the
 /// returned sender is dropped.
