@@ -129,10 +129,15 @@ fn main() {
     let mut quick = false;
     let mut nats = false;
     let mut names = Vec::new();
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--nats" => nats = true,
+            "--fsync" => {
+                let mode = args.next().unwrap_or_default();
+                FSYNC.set(mode).expect("--fsync given once");
+            }
             // `cargo bench` passes `--bench`; other harness flags mean nothing here.
             a if a.starts_with('-') => {}
             a => {
@@ -170,8 +175,9 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
     let mut summary = Vec::new();
     let load_start = loadavg();
     summary.push(format!(
-        "mode: {}, store: {}, cpus: {}",
+        "mode: {}, --fsync {}, store: {}, cpus: {}",
         if quick { "quick" } else { "full" },
+        FSYNC.get().map_or("always", String::as_str),
         store.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
@@ -219,9 +225,11 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
         let el = append_load(&sock, 1, n, |_| "bench.one").await?;
         let rate = n as f64 / el.as_secs_f64();
         report("append_1conn", rate, "frames/s");
+        let ceiling = 1.0 / (sync + rtt).as_secs_f64();
         summary.push(format!(
-            "append_1conn: {n} frames in {el:.2?}{}; {}; {}",
+            "append_1conn: {n} frames in {el:.2?}{}, {:.0}% of the disk-floor ceiling; {}; {}",
             of_bare(rate, bare[0], "fjall_bare_1writer"),
+            100.0 * rate / ceiling,
             cpu.describe(el),
             describe_commits(c0, commits(&sock).await?, n)
         ));
@@ -574,6 +582,9 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// `--fsync MODE` of the bench: every daemon of the local figures runs with it.
+static FSYNC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// The daemon child process; killed when dropped (even on panic) unless stopped cleanly.
 struct Daemon {
     child: Option<Child>,
@@ -587,10 +598,12 @@ impl Daemon {
         let t = Instant::now();
         // XS_BENCH_BIN runs another build of the daemon (to compare two builds in one sitting).
         let bin = std::env::var_os("XS_BENCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_xs").into());
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(store)
-            .args(args)
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve").arg(store).args(args);
+        if let (Some(mode), false) = (FSYNC.get(), args.contains(&"--nats")) {
+            cmd.arg("--fsync").arg(mode);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)

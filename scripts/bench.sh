@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end benchmark of the real daemon (benches/e2e.rs): one `bench <name> <value> <unit>`
-# line per figure. Usage: scripts/bench.sh [--quick] [--nats] [FIGURE...]
-#   e.g. scripts/bench.sh append_1conn; scripts/bench.sh --quick --nats
+# line per figure. Usage: scripts/bench.sh [--quick] [--nats] [--fsync MODE] [FIGURE...]
+#   e.g. scripts/bench.sh append_1conn; scripts/bench.sh --quick --nats;
+#   scripts/bench.sh --fsync interval:1000 append (the local daemons run with xs serve --fsync MODE)
 # `--nats` (or a `nats_` figure) also measures two daemons on a loopback JetStream cluster,
 # with the pinned nats-server that scripts/nats-server.sh installs.
 set -euo pipefail
