@@ -50,9 +50,18 @@ impl Local {
         self.checkpoint(name)
     }
 
-    /// The newest id stored, if any.
+    /// The newest id stored, if any, durable or not yet (the JetStream writer plans on it).
     pub(crate) fn newest_id(&self) -> Result<Option<Id>> {
-        self.last_id()
+        self.inner
+            .ks
+            .frames
+            .last_key_value()
+            .map(|g| {
+                g.key()
+                    .map_err(crate::error::Error::from)
+                    .and_then(|k| codec::id_from_key(&k))
+            })
+            .transpose()
     }
 
     /// The frame an idempotency key on `topic` points at, if it is still stored and not
