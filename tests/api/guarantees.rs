@@ -158,3 +158,42 @@ async fn ids_strictly_increase_under_concurrent_writers() {
     sorted.sort();
     assert_eq!(stored, sorted);
 }
+
+/// The sync thread follows fjall's journal from file to file: appends go on being answered
+/// once fjall starts a new journal (after 64 MB), and every acknowledged one survives kill -9.
+#[test]
+fn appends_go_on_across_a_journal_rotation_and_survive_kill_9() {
+    let mut d = Daemon::start();
+    let fjall = d.dir().join("store").join("fjall");
+    let rotated = || fjall.join("1.jnl").exists();
+    let text = "j".repeat(1000);
+    let mut acked = 0;
+    // ~1.2 KB of journal a frame: a rotation within ~55 batches of 1,000; one batch after it.
+    let mut after = 0;
+    while after < 2 {
+        assert!(acked < 200_000, "no second journal after {acked} frames");
+        let mut body = Vec::new();
+        for i in 0..1000 {
+            let line = serde_json::json!({"topic": "rot", "text": format!("{acked} {i} {text}")});
+            body.extend(serde_json::to_vec(&line).unwrap());
+            body.push(b'\n');
+        }
+        let r = d.http("POST", "/append", &[], &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        acked += 1000;
+        if rotated() {
+            after += 1;
+        }
+    }
+    d.kill9();
+    d.restart();
+    let topics = d.get("/topics").ndjson();
+    let rot = topics
+        .iter()
+        .find(|t| t["topic"] == "rot")
+        .expect("topic rot");
+    assert_eq!(
+        rot["count"], acked,
+        "acknowledged frames lost across the rotation"
+    );
+}
