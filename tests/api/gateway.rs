@@ -292,11 +292,17 @@ fn gateway_requests_are_counted_by_status() {
     tcp_request(&addr, "GET", "/?a=%zz", &[], b"").unwrap();
     let text = d.get("/metrics").text();
     assert!(
-        text.contains("xs_http_requests_total{status=\"504\"} 1\n"),
+        text.contains(&format!(
+            "xs_http_requests_total{{store=\"{}\",status=\"504\"}} 1\n",
+            d.addr()
+        )),
         "{text}"
     );
     assert!(
-        text.contains("xs_http_requests_total{status=\"400\"} 1\n"),
+        text.contains(&format!(
+            "xs_http_requests_total{{store=\"{}\",status=\"400\"}} 1\n",
+            d.addr()
+        )),
         "{text}"
     );
 }

@@ -11,20 +11,37 @@ use xs::backend::Metric;
 use super::{respond, ApiResult};
 use crate::body;
 use crate::daemon::Daemon;
+use crate::error::ApiError;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// This store's figures, and on the control store those of every store mounted through it;
+/// every sample labelled `store="<its directory>"`.
 pub async fn handle(daemon: Daemon) -> ApiResult {
+    let mut all = store_metrics(&daemon).await?;
+    let mut mounted = crate::stores::mounted(&daemon.stores);
+    mounted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, entry) in mounted {
+        all.extend(store_metrics(&entry.daemon).await?);
+    }
+    // Each metric's samples together, under one HELP and TYPE.
+    all.sort_by_key(|(_, m)| m.name);
+    Ok(respond(
+        StatusCode::OK,
+        CONTENT_TYPE,
+        body::full(render(&all)),
+    ))
+}
+
+/// One store's figures, each with the store's directory.
+async fn store_metrics(daemon: &Daemon) -> Result<Vec<(String, Metric)>, ApiError> {
     let mut all = vec![Metric {
         name: "xs_build_info",
         kind: "gauge",
-        help: "The daemon's version and the store's directory (always 1)",
+        help: "The daemon's version, for each store it serves (always 1)",
         sample: None,
-        labels: vec![
-            ("version", xs::VERSION.to_string()),
-            ("store", daemon.state.display().to_string()),
-        ],
+        labels: vec![("version", xs::VERSION.to_string())],
         value: 1.0,
     }];
     all.extend(daemon.store.metrics().await?);
@@ -52,24 +69,23 @@ pub async fn handle(daemon: Daemon) -> ApiResult {
             value: n as f64,
         });
     }
-    Ok(respond(
-        StatusCode::OK,
-        CONTENT_TYPE,
-        body::full(render(&all)),
-    ))
+    let store = daemon.state.display().to_string();
+    Ok(all.into_iter().map(|m| (store.clone(), m)).collect())
 }
 
-/// The whole exposition: each metric's `# HELP` and `# TYPE` lines before its first sample.
-fn render(metrics: &[Metric]) -> String {
+/// The whole exposition: each metric's `# HELP` and `# TYPE` lines before its first sample,
+/// `store` the first label of every sample.
+fn render(metrics: &[(String, Metric)]) -> String {
     let mut out = String::new();
     let mut w = Writer(&mut out);
     let mut current = "";
-    for m in metrics {
+    for (store, m) in metrics {
         if m.name != current {
             w.head(m.name, m.kind, m.help);
             current = m.name;
         }
-        let labels: Vec<(&str, &str)> = m.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut labels: Vec<(&str, &str)> = vec![("store", store.as_str())];
+        labels.extend(m.labels.iter().map(|(k, v)| (*k, v.as_str())));
         w.value(m.sample.unwrap_or(m.name), &labels, m.value);
     }
     out
@@ -90,9 +106,6 @@ impl Writer<'_> {
 
     fn labels(&mut self, name: &str, labels: &[(&str, &str)]) {
         self.0.push_str(name);
-        if labels.is_empty() {
-            return;
-        }
         self.0.push('{');
         for (i, (k, v)) in labels.iter().enumerate() {
             if i > 0 {
@@ -142,16 +155,17 @@ mod tests {
             },
             value,
         };
+        let s = |m| ("/s".to_string(), m);
         let text = render(&[
-            m("h_bucket", "0.00005", 1.0),
-            m("h_bucket", "+Inf", 2.0),
-            m("h_sum", "", 1.5),
-            m("h_count", "", 2.0),
+            s(m("h_bucket", "0.00005", 1.0)),
+            s(m("h_bucket", "+Inf", 2.0)),
+            s(m("h_sum", "", 1.5)),
+            s(m("h_count", "", 2.0)),
         ]);
         assert_eq!(
             text,
-            "# HELP h a histogram\n# TYPE h histogram\nh_bucket{le=\"0.00005\"} 1\n\
-             h_bucket{le=\"+Inf\"} 2\nh_sum 1.5\nh_count 2\n"
+            "# HELP h a histogram\n# TYPE h histogram\nh_bucket{store=\"/s\",le=\"0.00005\"} 1\n\
+             h_bucket{store=\"/s\",le=\"+Inf\"} 2\nh_sum{store=\"/s\"} 1.5\nh_count{store=\"/s\"} 2\n"
         );
     }
 }
