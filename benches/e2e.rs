@@ -923,7 +923,7 @@ fn describe_commits(before: (f64, f64), after: (f64, f64), frames: usize) -> Str
         return "no commits counted".into();
     }
     format!(
-        "{:.1} frames per commit, a commit (planned, written, fdatasynced: xs_commit_duration_seconds) took {:.0} us on average",
+        "{:.1} frames per commit, a commit (write + fdatasync) took {:.0} us on average",
         frames as f64 / n,
         (after.1 - before.1) / n * 1e6
     )

@@ -3,8 +3,6 @@
 
 use std::future::Future;
 
-use fjall::Readable;
-
 use super::plan::{Ctx, Plan, WriteOp};
 use super::{codec, Local};
 use crate::consumer::{ConsumerInfo, LAG_CAP};
@@ -41,15 +39,14 @@ impl Local {
             });
             Ok(())
         };
-        let (ks, view) = (&self.inner.ks, self.inner.ks.view.get());
         match only {
             Some(name) => {
-                if let Some(v) = view.get(&ks.consumers, name.as_bytes())? {
+                if let Some(v) = self.inner.ks.consumers.get(name.as_bytes())? {
                     push(name.to_string(), &v)?;
                 }
             }
             None => {
-                for g in view.iter(&ks.consumers) {
+                for g in self.inner.ks.consumers.iter() {
                     let (k, v) = g.into_inner()?;
                     let name = String::from_utf8(k.to_vec())
                         .map_err(|_| Error::Corrupt("consumer name is not UTF-8".into()))?;
@@ -67,11 +64,11 @@ impl Local {
             Some(id) => std::ops::Bound::Excluded(codec::id_key(id)),
             None => std::ops::Bound::Unbounded,
         };
-        let ks = &self.inner.ks;
-        for g in ks
-            .view
-            .get()
-            .range::<[u8; 16], _>(&ks.frames, (lower, std::ops::Bound::Unbounded))
+        for g in self
+            .inner
+            .ks
+            .frames
+            .range::<[u8; 16], _>((lower, std::ops::Bound::Unbounded))
         {
             g.key()?;
             n += 1;

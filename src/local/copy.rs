@@ -50,18 +50,9 @@ impl Local {
         self.checkpoint(name)
     }
 
-    /// The newest id stored, if any, durable or not yet (the JetStream writer plans on it).
+    /// The newest id stored, if any.
     pub(crate) fn newest_id(&self) -> Result<Option<Id>> {
-        self.inner
-            .ks
-            .frames
-            .last_key_value()
-            .map(|g| {
-                g.key()
-                    .map_err(crate::error::Error::from)
-                    .and_then(|k| codec::id_from_key(&k))
-            })
-            .transpose()
+        self.last_id()
     }
 
     /// The frame an idempotency key on `topic` points at, if it is still stored and not

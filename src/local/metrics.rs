@@ -24,7 +24,7 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Records one batch commit: planned, written, durable.
+    /// Records one batch commit (journal write and fdatasync).
     pub(crate) fn commit(&self, took: Duration) {
         let secs = took.as_secs_f64();
         let i = COMMIT_BUCKETS
@@ -38,8 +38,7 @@ impl Metrics {
 }
 
 const COMMIT: &str = "xs_commit_duration_seconds";
-const COMMIT_HELP: &str =
-    "Time from planning one group-commit batch to its answer: its write, then the fdatasync that makes it durable";
+const COMMIT_HELP: &str = "Time to write and fdatasync one group-commit batch";
 const CAS: &str = "xs_cas_entries";
 const CAS_HELP: &str = "Content blobs: inline (in fjall, approximate) and file (cacache)";
 const CAS_BYTES: &str = "xs_cas_bytes";

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use ssri::Integrity;
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -177,10 +177,8 @@ struct Inner {
 #[derive(Clone)]
 pub(crate) struct Keyspaces {
     db: Database,
-    /// fjall's directory, where its journals are (the sync thread syncs the newest).
-    journal_dir: PathBuf,
-    /// What readers read: the store as of the last durable batch.
-    view: Arc<View>,
+    /// How each committed batch is persisted (from `LocalOptions::fsync`).
+    persist: PersistMode,
     /// Checked before every batch and while large content streams in (see `space`).
     space: Arc<space::Space>,
     /// Counters for `GET /metrics` (see `metrics`).
@@ -203,22 +201,6 @@ pub(crate) struct Keyspaces {
     idem: Keyspace,
     /// name → a processor's checkpoint (see `atomic`).
     checkpoints: Keyspace,
-}
-
-/// The read view: a snapshot of the store as of the last batch that is durable, replaced by
-/// the sync thread after each sync. Readers (scans, gets, topic stats) read through it, so
-/// they never see a frame that a crash could take back; the writer plans on the newest state.
-pub(crate) struct View(Mutex<Arc<fjall::Snapshot>>);
-
-impl View {
-    /// The current view; holding it keeps what it sees readable.
-    pub(crate) fn get(&self) -> Arc<fjall::Snapshot> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn publish(&self, snapshot: fjall::Snapshot) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
-    }
 }
 
 impl Keyspaces {
@@ -305,8 +287,10 @@ impl Local {
             refs: db.keyspace("refs", random_keyed)?,
             idem: db.keyspace("idem", ks_opts)?,
             checkpoints: db.keyspace("checkpoints", ks_opts)?,
-            view: Arc::new(View(Mutex::new(Arc::new(db.snapshot())))),
-            journal_dir: path.join("fjall"),
+            persist: match opts.fsync {
+                Fsync::Always => PersistMode::SyncData,
+                Fsync::Interval(_) | Fsync::Never => PersistMode::Buffer,
+            },
             db,
         };
         let live = LiveSenders::new();
@@ -320,7 +304,6 @@ impl Local {
             })
             .transpose()?;
         stats::build_if_missing(&ks)?;
-        ks.view.publish(ks.db.snapshot());
         let (failed, _) = watch::channel(None);
         let writer = Writer::spawn(
             ks.clone(),
@@ -328,7 +311,6 @@ impl Local {
             live.clone(),
             last_id,
             failed.clone(),
-            opts.fsync == Fsync::Always,
         )?;
         let local = Local {
             inner: Arc::new(Inner {
@@ -431,8 +413,7 @@ impl Local {
 
     /// A frame by id; `None` if absent or expired.
     fn get(&self, id: &Id) -> Result<Option<Frame>> {
-        let ks = &self.inner.ks;
-        let Some(v) = ks.view.get().get(&ks.frames, codec::id_key(id))? else {
+        let Some(v) = self.inner.ks.frames.get(codec::id_key(id))? else {
             return Ok(None);
         };
         let value = codec::decode_frame_value(id, &v)?;
@@ -455,10 +436,10 @@ impl Local {
 
     /// The newest id in the log, if any.
     fn last_id(&self) -> Result<Option<Id>> {
-        let ks = &self.inner.ks;
-        ks.view
-            .get()
-            .last_key_value(&ks.frames)
+        self.inner
+            .ks
+            .frames
+            .last_key_value()
             .map(|g| {
                 g.key()
                     .map_err(Error::from)

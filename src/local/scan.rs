@@ -3,8 +3,6 @@
 
 use std::ops::Bound;
 
-use fjall::Readable;
-
 use super::{codec, Local};
 use crate::backend::ScanEnd;
 use crate::error::{Error, Result};
@@ -31,8 +29,6 @@ impl Local {
         mut f: impl FnMut(RawFrame<'_>) -> bool,
     ) -> Result<ScanEnd> {
         let now = now_ms();
-        // Every read of this scan sees the store as of one durable batch.
-        let view = self.inner.ks.view.get();
         let mut end = ScanEnd::default();
         let limit = opts.limit.unwrap_or(usize::MAX);
         if limit == 0 {
@@ -73,7 +69,7 @@ impl Local {
             };
             let mut picked = Vec::with_capacity(n.min(4096));
             if n > 0 {
-                for item in self.frames_rev(&view, &opts.topic, lower)? {
+                for item in self.frames_rev(&opts.topic, lower)? {
                     let (id, value) = item?;
                     match codec::decode_frame_value(&id, &value) {
                         Ok(v) if v.is_expired(now) => continue,
@@ -94,8 +90,8 @@ impl Local {
 
         match &opts.topic {
             TopicFilter::All => {
-                let frames = &self.inner.ks.frames;
-                let iter = view.range::<[u8; 16], _>(frames, (map_bound(lower), Bound::Unbounded));
+                let ks = &self.inner.ks.frames;
+                let iter = ks.range::<[u8; 16], _>((map_bound(lower), Bound::Unbounded));
                 for g in iter {
                     let (k, v) = g.into_inner()?;
                     let id = codec::id_from_key(&k)?;
@@ -105,8 +101,8 @@ impl Local {
                 }
             }
             filter => {
-                let mut log = LogCursor::new(&view, &self.inner.ks.frames);
-                for id in self.index_ids(&view, filter, lower, false)? {
+                let mut log = LogCursor::new(&self.inner.ks.frames);
+                for id in self.index_ids(filter, lower, false)? {
                     let id = id?;
                     let Some(v) = log.get(id)? else {
                         continue; // removed between index and log read
@@ -121,48 +117,35 @@ impl Local {
     }
 
     /// Matching frames, newest first (for `last`).
-    fn frames_rev<'a>(
-        &'a self,
-        view: &'a fjall::Snapshot,
-        topic: &TopicFilter,
-        lower: Bound<Id>,
-    ) -> Result<FrameIter<'a>> {
+    fn frames_rev(&self, topic: &TopicFilter, lower: Bound<Id>) -> Result<FrameIter<'_>> {
         let frames = &self.inner.ks.frames;
         Ok(match topic {
             TopicFilter::All => Box::new(
-                view.range::<[u8; 16], _>(frames, (map_bound(lower), Bound::Unbounded))
+                frames
+                    .range::<[u8; 16], _>((map_bound(lower), Bound::Unbounded))
                     .rev()
                     .map(|g| {
                         let (k, v) = g.into_inner()?;
                         Ok((codec::id_from_key(&k)?, v))
                     }),
             ),
-            filter => Box::new(
-                self.index_ids(view, filter, lower, true)?
-                    .filter_map(move |id| {
-                        let id = match id {
-                            Ok(id) => id,
-                            Err(e) => return Some(Err(e)),
-                        };
-                        match view.get(frames, codec::id_key(&id)) {
-                            Ok(Some(v)) => Some(Ok((id, v))),
-                            Ok(None) => None,
-                            Err(e) => Some(Err(e.into())),
-                        }
-                    }),
-            ),
+            filter => Box::new(self.index_ids(filter, lower, true)?.filter_map(move |id| {
+                let id = match id {
+                    Ok(id) => id,
+                    Err(e) => return Some(Err(e)),
+                };
+                match frames.get(codec::id_key(&id)) {
+                    Ok(Some(v)) => Some(Ok((id, v))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e.into())),
+                }
+            })),
         })
     }
 
     /// Ids from the topic index for each pattern of `filter`, merged in id order
     /// (descending if `rev`), each id once.
-    fn index_ids(
-        &self,
-        view: &fjall::Snapshot,
-        filter: &TopicFilter,
-        lower: Bound<Id>,
-        rev: bool,
-    ) -> Result<MergedIds> {
+    fn index_ids(&self, filter: &TopicFilter, lower: Bound<Id>, rev: bool) -> Result<MergedIds> {
         let TopicFilter::Any(patterns) = filter else {
             return Err(Error::invalid("index scan needs topic patterns"));
         };
@@ -176,7 +159,7 @@ impl Local {
                     Bound::Unbounded => Bound::Included(codec::topic_key(key, &Id::from_u128(0))),
                 };
                 let hi = Bound::Included(codec::topic_key(key, &Id::from_u128(u128::MAX)));
-                let it = view.range::<Vec<u8>, _>(&self.inner.ks.idx_topic, (lo, hi));
+                let it = self.inner.ks.idx_topic.range::<Vec<u8>, _>((lo, hi));
                 let it: IdIter = if rev {
                     Box::new(it.rev().map(|g| codec::id_from_topic_key(&g.key()?)))
                 } else {
@@ -198,7 +181,6 @@ impl Local {
 /// `?topic=bench.*` over a 1M-frame store 2.1 s → 0.8 s); where they are sparse it falls back
 /// to point reads.
 struct LogCursor<'a> {
-    view: &'a fjall::Snapshot,
     frames: &'a fjall::Keyspace,
     iter: Option<fjall::Iter>,
     /// The entry a walk stopped at, past the id it was looking for.
@@ -214,9 +196,8 @@ impl<'a> LogCursor<'a> {
     /// Overshoots in a row after which this scan only does point reads.
     const GIVE_UP: u32 = 3;
 
-    fn new(view: &'a fjall::Snapshot, frames: &'a fjall::Keyspace) -> Self {
+    fn new(frames: &'a fjall::Keyspace) -> Self {
         LogCursor {
-            view,
             frames,
             iter: None,
             ahead: None,
@@ -235,13 +216,13 @@ impl<'a> LogCursor<'a> {
             self.iter = None;
         }
         if self.overshoots >= Self::GIVE_UP {
-            return Ok(self.view.get(self.frames, codec::id_key(&id))?);
+            return Ok(self.frames.get(codec::id_key(&id))?);
         }
         // (Re)start the walk at `id`: its first entry is `id` or past it.
-        self.iter = Some(self.view.range::<[u8; 16], _>(
-            self.frames,
-            (Bound::Included(id.to_bytes()), Bound::Unbounded),
-        ));
+        self.iter = Some(
+            self.frames
+                .range::<[u8; 16], _>((Bound::Included(id.to_bytes()), Bound::Unbounded)),
+        );
         Ok(self.walk(id, 1)?.flatten())
     }
 
@@ -346,15 +327,14 @@ mod tests {
         wanted.extend((41..200).step_by(3).map(|i| ids[i]));
         wanted.extend([ids[260], missing(261), ids[262], ids[330], ids[399]]);
         wanted.push(missing(399));
-        let view = store.inner.ks.view.get();
-        let mut cursor = LogCursor::new(&view, frames);
+        let mut cursor = LogCursor::new(frames);
         for id in &wanted {
             let got = cursor.get(*id).unwrap().map(|v| v.to_vec());
             let want = frames.get(codec::id_key(id)).unwrap().map(|v| v.to_vec());
             assert_eq!(got, want, "{id}");
         }
         // Sparse ids: after a few overshoots the cursor only does point reads.
-        let mut cursor = LogCursor::new(&view, frames);
+        let mut cursor = LogCursor::new(frames);
         for i in (0..400).step_by(50) {
             assert!(cursor.get(ids[i]).unwrap().is_some());
         }

@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use fjall::Readable;
-
 use super::{codec, content::cas_key, Keyspaces, Local};
 use crate::backend::TopicInfo;
 use crate::error::{Error, Result};
@@ -326,7 +324,6 @@ impl Local {
             }
         };
         let ks = &self.inner.ks;
-        let view = ks.view.get();
         let mut all: Vec<TopicInfo> = Vec::new();
         let mut push = |k: &[u8], v: &[u8]| -> Result<()> {
             let s = decode_stat(k, v)?;
@@ -340,16 +337,16 @@ impl Local {
         };
         match prefix {
             None => {
-                for g in view.iter(&ks.topics) {
+                for g in ks.topics.iter() {
                     let (k, v) = g.into_inner()?;
                     push(&k, &v)?;
                 }
             }
             Some(p) => {
-                if let Some(v) = view.get(&ks.topics, p.as_bytes())? {
+                if let Some(v) = ks.topics.get(p.as_bytes())? {
                     push(p.as_bytes(), &v)?;
                 }
-                for g in view.prefix(&ks.topics, format!("{p}.")) {
+                for g in ks.topics.prefix(format!("{p}.")) {
                     let (k, v) = g.into_inner()?;
                     push(&k, &v)?;
                 }

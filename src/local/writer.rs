@@ -1,15 +1,10 @@
-//! The single writer thread and its sync thread. The writer takes every pending change, lets
-//! each feature plan it into one [`Plan`] and writes it as one fjall batch (handed to the OS,
-//! not synced), then passes the batch on and plans the next one. The sync thread fdatasyncs
-//! fjall's journal once for every batch that arrived meanwhile (group commit, pipelined: the
-//! next batch is written while this one syncs), then publishes the durable read view, answers
-//! each change on its own reply and broadcasts the new frames in id order.
+//! The single writer thread: takes every pending change, lets each feature plan it into one
+//! [`Plan`], writes one fjall batch, fsyncs it once (group commit), then answers each change
+//! on its own reply and broadcasts the new frames in id order.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::path::PathBuf;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -27,43 +22,24 @@ const MAX_BATCH: usize = 1024;
 pub(crate) struct Writer {
     tx: Option<mpsc::Sender<WriteOp>>,
     thread: Option<JoinHandle<()>>,
-    /// Joined after the writer: it answers what the writer passed on.
-    syncer: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the writer and its sync thread; `fsync`: whether each batch is fdatasynced
-    /// before it is answered (`--fsync always`), else answered once handed to the OS.
     pub(crate) fn spawn(
         ks: Keyspaces,
         cacache_dir: PathBuf,
         live: LiveSenders,
         last_id: Option<Id>,
         failed: watch::Sender<Option<String>>,
-        fsync: bool,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel();
-        let (written_tx, written) = mpsc::channel();
-        let journal = ActiveJournal::open(&ks.journal_dir)
-            .map_err(|e| Error::io("opening fjall's journal", e))?;
-        let syncer = Syncer {
-            journal,
-            fsync,
-            ks: ks.clone(),
-            live,
-            failed: failed.clone(),
-        };
-        let syncer = std::thread::Builder::new()
-            .name("xs-sync".into())
-            .spawn(move || syncer.run(written))
-            .map_err(|e| Error::io("starting the sync thread", e))?;
         let mut state = WriterState {
             cx: Ctx {
                 ks,
                 cacache_dir,
                 last_id,
             },
-            written: written_tx,
+            live,
             failed,
         };
         let thread = std::thread::Builder::new()
@@ -90,7 +66,6 @@ impl Writer {
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
-            syncer: Some(syncer),
         })
     }
 
@@ -112,9 +87,6 @@ impl Writer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if let Some(t) = self.syncer.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -126,23 +98,8 @@ impl Drop for Writer {
 
 struct WriterState {
     cx: Ctx,
-    /// To the sync thread.
-    written: mpsc::Sender<Written>,
+    live: LiveSenders,
     failed: watch::Sender<Option<String>>,
-}
-
-/// A batch written to fjall (or refused), on its way to be answered.
-struct Written {
-    answers: Vec<Answer>,
-    /// What each drop request freed, or why the batch was refused.
-    result: Result<Vec<GcReport>>,
-    /// The frames to broadcast once it is durable.
-    live: Vec<Arc<crate::backend::LiveFrame>>,
-    /// Content files to remove once the purges that dropped them are durable.
-    drops: Option<gc::Drops>,
-    /// The read view with this batch in it (`None`: it wrote nothing).
-    view: Option<fjall::Snapshot>,
-    started: Instant,
 }
 
 /// An op's reply and what planning answered, sent once the batch is durable (or refused).
@@ -238,10 +195,9 @@ impl WriterState {
         }
     }
 
-    /// Writes one batch and passes it to the sync thread. Errors are answered to each op;
-    /// `Err` only when the store is unusable from now on.
+    /// Commits one batch. Errors are answered to each op; `Err` only when the store is
+    /// unusable from now on.
     fn commit(&mut self, ops: Vec<WriteOp>) -> std::result::Result<(), String> {
-        let started = Instant::now();
         let mut plan = Plan::default();
         let mut answers: Vec<Answer> = Vec::with_capacity(ops.len());
         // Ids above this are new: no stored frame has them (see `stats::account`).
@@ -250,51 +206,33 @@ impl WriterState {
             answers.push(self.plan(&mut plan, op));
         }
         let live = std::mem::take(&mut plan.live);
-        let written =
+        let result =
             append::plan_trims(&self.cx, &mut plan).and_then(|()| self.write(plan, fresh_above));
-        let fatal = match &written {
-            Err(e @ Error::Failed(_)) => Some(e.to_string()),
-            _ => None,
-        };
-        let batch = match written {
-            Ok((freed, drops, view)) => Written {
-                answers,
-                result: Ok(freed),
-                live,
-                drops: Some(drops),
-                view,
-                started,
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "write batch failed; nothing in it was stored");
-                Written {
-                    answers,
-                    result: Err(e),
-                    live: Vec::new(),
-                    drops: None,
-                    view: None,
-                    started,
+        match result {
+            Ok(freed) => {
+                for a in answers {
+                    a.send(Ok(&freed));
+                }
+                for f in live {
+                    self.live.send(f);
                 }
             }
-        };
-        if let Err(mpsc::SendError(batch)) = self.written.send(batch) {
-            // The sync thread stopped: a sync failed, nothing more can be made durable.
-            let e = Error::Failed("the store's journal could not be synced".into());
-            for a in batch.answers {
-                a.send(Err(&e));
+            Err(e) => {
+                tracing::error!(error = %e, "write batch failed; nothing in it was stored");
+                for a in answers {
+                    a.send(Err(&e));
+                }
+                if matches!(e, Error::Failed(_)) {
+                    return Err(e.to_string());
+                }
             }
-            return Err(e.to_string());
         }
-        fatal.map_or(Ok(()), Err)
+        Ok(())
     }
 
-    /// Writes the plan as one fjall batch, handed to the OS; answers what each drop request
-    /// freed, the content files to remove once it is durable, and the read view with it.
-    fn write(
-        &self,
-        plan: Plan,
-        fresh_above: Option<Id>,
-    ) -> Result<(Vec<GcReport>, gc::Drops, Option<fjall::Snapshot>)> {
+    /// Writes the plan as one fjall batch with one fdatasync; answers what each drop request
+    /// freed.
+    fn write(&self, plan: Plan, fresh_above: Option<Id>) -> Result<Vec<GcReport>> {
         // Refuse before fjall is touched: a failed journal write would poison it.
         let deletes_only = plan.inserts.iter().all(|i| i.skip) && plan.content.is_empty();
         let ks = &self.cx.ks;
@@ -306,8 +244,9 @@ impl WriterState {
             fresh_above,
         )?;
         let (drops, freed) = gc::drops(&self.cx, &plan, &changes)?;
-        // Handed to the OS; the sync thread makes it durable (see `Fsync`).
-        let mut batch = ks.db.batch().durability(Some(fjall::PersistMode::Buffer));
+        // `--fsync always`: fdatasync (the journal's data and what is needed to read it back,
+        // not its mtime); else handed to the OS (see `Fsync`).
+        let mut batch = ks.db.batch().durability(Some(ks.persist));
         for (id, (topic, exp)) in &plan.deletes {
             batch.remove(&ks.frames, codec::id_key(id).to_vec());
             for p in index_prefixes(topic) {
@@ -362,128 +301,15 @@ impl WriterState {
             batch.remove(&ks.cas, key.clone());
         }
         if batch.is_empty() {
-            return Ok((freed, drops, None));
+            return Ok(freed);
         }
+        let started = std::time::Instant::now();
         batch.commit()?;
-        // The writer is fjall's only writer: this snapshot is the store just after the batch.
-        Ok((freed, drops, Some(ks.db.snapshot())))
-    }
-}
-
-/// The sync thread's state.
-struct Syncer {
-    journal: ActiveJournal,
-    /// fdatasync before answering (`--fsync always`).
-    fsync: bool,
-    ks: Keyspaces,
-    live: LiveSenders,
-    failed: watch::Sender<Option<String>>,
-}
-
-impl Syncer {
-    /// Until the writer stops: takes every batch written meanwhile, syncs them with one
-    /// fdatasync, then publishes the newest view and answers them in order. A failed sync
-    /// fails the store: fjall holds batches that may not be on disk.
-    fn run(mut self, written: mpsc::Receiver<Written>) {
-        while let Ok(first) = written.recv() {
-            let mut group = vec![first];
-            while let Ok(next) = written.try_recv() {
-                group.push(next);
-            }
-            let wrote = group.iter().any(|b| b.view.is_some());
-            if self.fsync && wrote {
-                if let Err(e) = self.journal.sync() {
-                    let e = Error::Failed(format!("syncing fjall's journal failed: {e}"));
-                    tracing::error!(error = %e, "storage failed; no more writes are accepted");
-                    for b in group {
-                        for a in b.answers {
-                            a.send(Err(&e));
-                        }
-                    }
-                    let _ = self.failed.send(Some(e.to_string()));
-                    return;
-                }
-            }
-            if let Some(view) = group.iter_mut().rev().find_map(|b| b.view.take()) {
-                self.ks.view.publish(view);
-            }
-            for b in group {
-                self.answer(b);
-            }
+        ks.metrics.commit(started.elapsed());
+        if let Err(e) = drops.remove_files() {
+            // The frames are gone for good; the files stay for the next `gc`.
+            tracing::warn!(error = %e, "removing purged content files failed");
         }
+        Ok(freed)
     }
-
-    fn answer(&self, b: Written) {
-        match &b.result {
-            Ok(freed) => {
-                self.ks.metrics.commit(b.started.elapsed());
-                if let Some(Err(e)) = b.drops.map(|d| d.remove_files()) {
-                    // The frames are gone for good; the files stay for the next `gc`.
-                    tracing::warn!(error = %e, "removing purged content files failed");
-                }
-                for a in b.answers {
-                    a.send(Ok(freed));
-                }
-                for f in b.live {
-                    self.live.send(f);
-                }
-            }
-            Err(e) => {
-                for a in b.answers {
-                    a.send(Err(e));
-                }
-            }
-        }
-    }
-}
-
-/// fjall's active journal, fdatasynced through a handle of our own, so that the writer can
-/// write the next batch while this one syncs (fjall's own sync holds its journal lock). fjall
-/// names its journals `<n>.jnl`, and starts journal n+1 only after syncing journal n (fjall
-/// 3.1, `journal::writer::Writer::rotate`): syncing the newest journal, found after the batches
-/// were written, makes every one of them durable.
-struct ActiveJournal {
-    dir: PathBuf,
-    n: u64,
-    file: File,
-}
-
-impl ActiveJournal {
-    fn open(dir: &Path) -> std::io::Result<ActiveJournal> {
-        let n = newest_journal(dir)?;
-        let file = File::open(dir.join(format!("{n}.jnl")))?;
-        Ok(ActiveJournal {
-            dir: dir.to_path_buf(),
-            n,
-            file,
-        })
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        let n = newest_journal(&self.dir)?;
-        if n != self.n {
-            self.file = File::open(self.dir.join(format!("{n}.jnl")))?;
-            self.n = n;
-        }
-        self.file.sync_data()
-    }
-}
-
-/// The number of the newest `<n>.jnl` in `dir`.
-fn newest_journal(dir: &Path) -> std::io::Result<u64> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let n = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".jnl"))
-            .and_then(|n| n.parse::<u64>().ok());
-        newest = newest.max(n);
-    }
-    newest.ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no journal in {}", dir.display()),
-        )
-    })
 }

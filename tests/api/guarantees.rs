@@ -159,8 +159,8 @@ async fn ids_strictly_increase_under_concurrent_writers() {
     assert_eq!(stored, sorted);
 }
 
-/// The sync thread follows fjall's journal from file to file: appends go on being answered
-/// once fjall starts a new journal (after 64 MB), and every acknowledged one survives kill -9.
+/// Appends go on being answered once fjall starts a new journal (after 64 MB), and every
+/// acknowledged one survives kill -9.
 #[test]
 fn appends_go_on_across_a_journal_rotation_and_survive_kill_9() {
     let mut d = Daemon::start();
