@@ -49,6 +49,23 @@ fn add(d: &Daemon, name: &str, path: &Path) -> Value {
         .json()
 }
 
+/// `xs store add` refused: its report (exit code 1).
+fn add_refused(d: &Daemon, name: &str, path: &Path, more: &[&str]) -> String {
+    let mut args = vec!["store", "add", d.addr(), name, s(path)];
+    args.extend_from_slice(more);
+    xs(&args, b"").report()
+}
+
+/// The `state` of `xs stores`' row `name`, once that row says `state` (the rows are rebuilt
+/// as the daemon replays its control stream).
+fn wait_state(d: &Daemon, name: &str, state: &str) -> Value {
+    poll_until(Duration::from_secs(10), &format!("{name} {state}"), || {
+        stores(d)
+            .into_iter()
+            .find(|r| r["name"] == name && r["state"] == state)
+    })
+}
+
 #[test]
 fn stores_two_mounted_each_full_and_independent_then_removed_and_restarted() {
     let mut d = Daemon::start();
@@ -165,8 +182,8 @@ fn stores_unusable_paths_and_locked_stores_are_answered_invalid() {
 }
 
 #[test]
-fn stores_a_vanished_directory_fails_alone() {
-    let d = Daemon::start();
+fn stores_a_vanished_directory_fails_alone_and_stays_failed_after_a_restart() {
+    let mut d = Daemon::start();
     let (gone, kept) = (d.dir().join("gone"), d.dir().join("kept"));
     add(&d, "gone", &gone);
     add(&d, "kept", &kept);
@@ -188,6 +205,164 @@ fn stores_a_vanished_directory_fails_alone() {
     append(&kept.join("sock"), "note", b"fine");
     assert_eq!(d.get("/version").status, 200);
     d.append("note", b"control fine");
+
+    // After a restart it is still listed as failed, with its error, and not mounted again.
+    assert!(d.stop().success());
+    d.restart();
+    wait_state(&d, "kept", "active");
+    let r = row(&d, "gone");
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("storage failed")),
+        "{r}"
+    );
+    assert!(!gone.exists(), "the vanished store was created again");
+    d.assert_no_panic();
+}
+
+/// A restart mounts again the stores that were active, and only those: creates answered
+/// `invalid` (a path already mounted under another name, a store another daemon held) stay
+/// invalid even once their reason is gone, are not answered again, and do not knock the
+/// active store out by racing it for its lock.
+#[test]
+fn stores_a_restart_mounts_only_the_stores_that_were_active() {
+    let mut d = Daemon::start();
+    let a = d.dir().join("a");
+    assert_eq!(add(&d, "a", &a)["topic"], "xs.store.a.active");
+    let report = add_refused(&d, "dup", &a, &[]);
+    assert!(report.contains("already mounted as a"), "{report}");
+    let mut other = Daemon::start();
+    let report = add_refused(&d, "lk", &other.store, &[]);
+    assert!(report.contains("locked by another daemon"), "{report}");
+    assert!(other.stop().success());
+    for _ in 0..2 {
+        assert!(d.stop().success());
+        d.restart();
+        wait_state(&d, "a", "active");
+        for (name, why) in [
+            ("dup", "already mounted as a"),
+            ("lk", "locked by another daemon"),
+        ] {
+            let r = row(&d, name);
+            assert_eq!(r["state"], "invalid", "{r}");
+            assert!(r["last_error"].as_str().unwrap().contains(why), "{r}");
+            assert_eq!(d.read(&format!("topic=xs.store.{name}.invalid")).len(), 1);
+            assert!(d.read(&format!("topic=xs.store.{name}.active")).is_empty());
+        }
+        append(&a.join("sock"), "note", b"a is served");
+    }
+    assert!(d.read("topic=xs.store.a.fin.error").is_empty());
+    // The other daemon's store was left alone: it is served on its own again.
+    other.restart();
+    assert_eq!(other.get("/version").status, 200);
+    d.assert_no_panic();
+}
+
+/// `xs store add` answers at once when the store cannot come up: a directory that cannot be
+/// created, a NATS cluster that cannot be reached. Such a create never became active: it is
+/// answered `invalid` with the reason (not `fin.error`), exit code 1.
+#[test]
+fn stores_add_that_cannot_come_up_is_answered_invalid_at_once() {
+    let d = Daemon::start();
+    let t0 = Instant::now();
+    let report = add_refused(&d, "bad", Path::new("/proc/nope/x"), &[]);
+    assert!(
+        report.contains("store bad is invalid")
+            && report.contains("path unusable")
+            && report.contains("/proc/nope/x"),
+        "{report}"
+    );
+    let far = d.dir().join("far");
+    let report = add_refused(&d, "far", &far, &["--nats", "nats://127.0.0.1:1"]);
+    assert!(
+        report.contains("store far is invalid") && report.contains("127.0.0.1:1"),
+        "{report}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    for name in ["bad", "far"] {
+        assert_eq!(row(&d, name)["state"], "invalid");
+        assert_eq!(d.read(&format!("topic=xs.store.{name}.invalid")).len(), 1);
+        assert!(d
+            .read(&format!("topic=xs.store.{name}.fin.error"))
+            .is_empty());
+    }
+    d.assert_no_panic();
+}
+
+/// A store's create appended to a mounted store is answered `invalid`: stores are added
+/// through the control store. Served on its own later, that store is a control store, and the
+/// create stays invalid (not mounted).
+#[test]
+fn stores_a_create_on_a_mounted_store_is_answered_invalid_and_never_mounted() {
+    let d = Daemon::start();
+    let m = d.dir().join("m");
+    add(&d, "m", &m);
+    let x = d.dir().join("x");
+    let report = xs(&["store", "add", s(&m), "x", s(&x)], b"").report();
+    assert!(
+        report.contains("stores are added through the control store")
+            && report.contains(s(&d.store)),
+        "{report}"
+    );
+    assert!(!x.exists(), "a mounted store mounted a store");
+    xs(&["store", "remove", d.addr(), "m"], b"").ok();
+    let mut alone = Daemon::start_on(tempfile::tempdir().unwrap(), m.clone());
+    let r = wait_state(&alone, "x", "invalid");
+    assert!(
+        r["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("added through the control store"),
+        "{r}"
+    );
+    assert!(
+        !x.exists(),
+        "served on its own, it mounted the refused store"
+    );
+    assert_eq!(alone.read("topic=xs.store.x.invalid").len(), 1);
+    // Served on its own, it is a control store: a create there mounts.
+    let y = alone.dir().join("y");
+    assert_eq!(add(&alone, "y", &y)["topic"], "xs.store.y.active");
+    assert!(alone.stop().success());
+    alone.assert_no_panic();
+    d.assert_no_panic();
+}
+
+/// A store's `lock` file says who holds it (pid, and for a mount its name and control store),
+/// and so do the errors of whoever finds it locked: `xs serve PATH`, `xs store add`.
+#[test]
+fn stores_the_lock_says_who_holds_it() {
+    let d = Daemon::start();
+    let a = d.dir().join("a");
+    add(&d, "a", &a);
+    let held = format!(
+        "pid {}: mounted as a by the xs serve of control store {}",
+        d.pid(),
+        s(&d.store)
+    );
+    let note = std::fs::read_to_string(a.join("lock")).unwrap();
+    assert_eq!(note.trim(), held);
+    let out = xs(&["serve", s(&a)], b"");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains(&held), "{}", out.stderr);
+
+    let other = Daemon::start();
+    let held = format!("pid {}: xs serve {}", other.pid(), s(&other.store));
+    let note = std::fs::read_to_string(other.store.join("lock")).unwrap();
+    assert_eq!(note.trim(), held);
+    let out = xs(&["serve", s(&other.store)], b"");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains(&held), "{}", out.stderr);
+    let report = add_refused(&d, "lk", &other.store, &[]);
+    assert!(
+        report.contains("locked by another daemon") && report.contains(&held),
+        "{report}"
+    );
+    // Both are still served by their holders.
+    append(&a.join("sock"), "note", b"a");
+    other.append("note", b"other");
     d.assert_no_panic();
 }
 

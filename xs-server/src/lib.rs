@@ -157,12 +157,23 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .clone();
     let (store, placement) = match &opts.nats {
         Some(n) => open_nats(&store_path, store_opts, n, &name).await?,
-        None => (
-            tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
+        None => {
+            let dir = store_path.clone();
+            let store = tokio::task::spawn_blocking(move || Store::open_local(&dir, store_opts))
                 .await
-                .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??,
-            Some(Placement::here(&name)),
-        ),
+                .map_err(|e| ServeError::Internal(format!("opening store: {e}")))?
+                .map_err(|e| match e {
+                    xs::Error::Locked { path } => ServeError::Config(format!(
+                        "store {} is locked by another xs process{}",
+                        path.display(),
+                        stores::held_by(&path)
+                    )),
+                    e => e.into(),
+                })?;
+            let shown = std::path::absolute(&store_path).unwrap_or(store_path);
+            stores::hold(&shown, &format!("xs serve {}", shown.display()));
+            (store, Some(Placement::here(&name)))
+        }
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -344,6 +355,7 @@ async fn run_placed(
             }),
             tag: tag.clone(),
             placement: placement.clone(),
+            control: None,
         },
     )
     .await?;

@@ -33,6 +33,9 @@ pub struct MountOptions {
     pub tag: orphans::Tag,
     /// Where the processors run (`None`: not in this daemon, `--no-processors`).
     pub placement: Option<Placement>,
+    /// For a store mounted through a control store: that store, named in the `invalid`
+    /// answering a store's create appended here.
+    pub control: Option<PathBuf>,
 }
 
 /// A mounted store: serving until [`Mount::stop`].
@@ -79,7 +82,7 @@ impl Mount {
             );
         }
         let processors = match &opts.placement {
-            Some(p) => start_processors(&daemon, p),
+            Some(p) => start_processors(&daemon, p, opts.control),
             None => {
                 tracing::info!("processors are off (--no-processors)");
                 Vec::new()
@@ -164,12 +167,16 @@ impl Mount {
 
 /// Starts the dispatcher of every kind of processor (ours and cross.stream's words), and the
 /// one answering creates of unknown kinds.
-fn start_processors(d: &Daemon, at: &Placement) -> Vec<processor::Dispatcher> {
+fn start_processors(
+    d: &Daemon,
+    at: &Placement,
+    control: Option<PathBuf>,
+) -> Vec<processor::Dispatcher> {
     use xs::lifecycle as words;
     let (store, ps) = (&d.store, &d.ps);
     #[allow(unused_mut)]
     let mut all = vec![
-        processor::unknown::start(store.clone()),
+        processor::unknown::start(store.clone(), control),
         processor::start(
             crate::webhook::Webhook,
             &words::WEBHOOK,

@@ -133,7 +133,22 @@ impl Kind for Stores {
                     let opened =
                         tokio::task::spawn_blocking(move || Store::open_local(&p, local)).await;
                     match opened {
-                        Ok(Ok(s)) => (s, Some(Placement::here(&self_name))),
+                        Ok(Ok(s)) => {
+                            let control = default_store.display();
+                            hold(
+                                &path,
+                                &format!(
+                                    "mounted as {name} by the xs serve of control store {control}"
+                                ),
+                            );
+                            (s, Some(Placement::here(&self_name)))
+                        }
+                        Ok(Err(xs::Error::Locked { path: p })) => {
+                            return Outcome::Failed(locked_by_another(&p))
+                        }
+                        Ok(Err(e @ xs::Error::Io { .. })) => {
+                            return Outcome::Failed(format!("path unusable: {e}"))
+                        }
                         Ok(Err(e)) => return Outcome::Failed(e.to_string()),
                         Err(e) => return Outcome::Failed(format!("opening the store: {e}")),
                     }
@@ -150,6 +165,10 @@ impl Kind for Stores {
                 }),
                 tag,
                 placement,
+                // Creates of stores appended here are answered: not through this store. On a
+                // shared stream they are left alone: another daemon may serve it as its
+                // control store.
+                control: config.nats.is_none().then(|| default_store.clone()),
             };
             let mount = match Mount::start(store.clone(), &shared, opts).await {
                 Ok(m) => m,
@@ -232,10 +251,7 @@ impl Stores {
                     })?;
                     return match f.try_lock() {
                         Ok(()) => Ok(()),
-                        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-                            "locked by another daemon: {} is being served by another xs process",
-                            path.display()
-                        )),
+                        Err(std::fs::TryLockError::WouldBlock) => Err(locked_by_another(path)),
                         Err(std::fs::TryLockError::Error(e)) => Err(format!(
                             "path unusable: locking {}: {e}",
                             lock_file.display()
@@ -274,6 +290,42 @@ impl Stores {
                 Err(format!("path unusable: {}", path.display()))
             }
         }
+    }
+}
+
+/// Why the store in `dir` cannot be mounted: another process holds its lock (which says who,
+/// see [`hold`]).
+fn locked_by_another(dir: &Path) -> String {
+    format!(
+        "locked by another daemon: {} is being served by another xs process{}",
+        dir.display(),
+        held_by(dir)
+    )
+}
+
+/// Writes who holds the store in `dir` into its `lock` file, for whoever finds it locked: the
+/// lock itself is the file's `flock`, taken by the store; the content is only a note.
+pub(crate) fn hold(dir: &Path, who: &str) {
+    let note = format!("pid {}: {who}\n", std::process::id());
+    if let Err(e) = std::fs::write(dir.join("lock"), note) {
+        tracing::warn!(store = %dir.display(), error = %e, "could not write who holds the lock");
+    }
+}
+
+/// ` (pid N: ...)`: who holds the store in `dir`, as its `lock` file says (its first line,
+/// cut at 500 characters); empty if it says nothing (held by an older xs).
+pub(crate) fn held_by(dir: &Path) -> String {
+    let note = std::fs::read_to_string(dir.join("lock")).unwrap_or_default();
+    let note: String = note
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(500)
+        .collect();
+    match note.trim() {
+        "" => String::new(),
+        note => format!(" ({note})"),
     }
 }
 

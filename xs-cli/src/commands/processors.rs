@@ -159,25 +159,27 @@ async fn create(vocab: &Vocab, c: Create) -> Result<()> {
     created(vocab, addr, name, Bytes::from(script)).await
 }
 
-/// Appends `xs.<kind>.<name>.create` with `content`, waits for `active` (printed) or
-/// `invalid` (an error with the daemon's reason).
+/// Appends `xs.<kind>.<name>.create` with `content`, waits for `active` (printed), or
+/// `invalid` or `fin.error` (an error with the daemon's reason).
 pub(crate) async fn created(vocab: &Vocab, addr: Addr, name: &str, content: Bytes) -> Result<()> {
     let kind = vocab.word;
     let client = Client::new(addr);
     let topic = format!("xs.{kind}.{name}.create");
     let created = append(&client, &topic, content, None).await?;
     let id = frame_id(&created)?;
-    let answers = format!("xs.{kind}.{name}.active,xs.{kind}.{name}.invalid");
-    let answer = wait_for(&client, &answers, &id, |f| {
+    let answers = ["active", "invalid", "fin.error"].map(|e| format!("xs.{kind}.{name}.{e}"));
+    let answer = wait_for(&client, &answers.join(","), &id, |f| {
         meta_str(f, vocab.create_key()) == Some(&id)
     })
     .await?;
-    if answer["topic"]
-        .as_str()
-        .is_some_and(|t| t.ends_with(".invalid"))
-    {
+    let topic = answer["topic"].as_str().unwrap_or_default();
+    if topic.ends_with(".invalid") {
         let error = meta_str(&answer, vocab.invalid_error).unwrap_or("invalid");
         return Err(client::Report(format!("{kind} {name} is invalid:\n{error}")).into());
+    }
+    if topic.ends_with(".fin.error") {
+        let error = meta_str(&answer, vocab.fin_error).unwrap_or("failed");
+        return Err(client::Report(format!("{kind} {name} failed:\n{error}")).into());
     }
     client::write_stdout(format!("{answer}\n").as_bytes())
 }

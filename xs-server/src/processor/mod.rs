@@ -27,7 +27,7 @@ pub mod unknown;
 #[cfg(feature = "nu")]
 pub use nu_config::Env;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -212,6 +212,7 @@ pub fn start<K: Kind>(
         table,
         names: BTreeMap::new(),
         answered: HashSet::new(),
+        invalid: HashMap::new(),
         pending: Vec::new(),
         replaying: true,
         ended_tx,
@@ -275,6 +276,10 @@ struct State<K: Kind> {
     names: BTreeMap<String, Live<K::Config>>,
     /// `(create id, event)` answers already in the stream.
     answered: HashSet<(Id, String)>,
+    /// While replaying: the creates the stream already answers `invalid`, with the error.
+    /// They are not parsed again (a reason that held then, like a path another daemon had,
+    /// may be gone now): `invalid` is final, a restart never runs them.
+    invalid: HashMap<Id, String>,
     /// Answers owed while replaying, appended once replay is done (unless already there).
     pending: Vec<(String, &'static str, Id, serde_json::Value)>,
     replaying: bool,
@@ -300,6 +305,7 @@ impl<K: Kind> State<K> {
                 return self.shutdown().await;
             }
         };
+        self.invalid = self.answered_invalid(&topic).await;
         let mut reader = self.store.read_quiet(ReadOptions {
             follow: Follow::On,
             topic,
@@ -403,42 +409,82 @@ impl<K: Kind> State<K> {
                 }
             }
             other => {
-                let create = ev
-                    .frame
-                    .meta
-                    .as_ref()
-                    .and_then(|m| m.get(self.vocab.create_key()))
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| xs::frame::parse_id(s).ok());
-                if let Some(c) = create {
-                    self.answered.insert((c, other.to_string()));
-                    // A processor that finished (or failed) before a restart stays finished.
-                    if matches!(other, "fin.ok" | "fin.error")
-                        && self.names.get(&name).is_some_and(|l| l.create_id == c)
-                    {
-                        if let Some(old) = self.names.remove(&name) {
-                            let detail = K::detail(&old.config);
-                            old.halt().await;
-                            if !self.replaying {
-                                // Another daemon ran it to its end.
-                                let state = if other == "fin.ok" {
-                                    "finished"
-                                } else {
-                                    "failed"
-                                };
-                                self.set_row(&name, c, state, detail, None);
-                            }
-                        }
+                let Some(c) = self.create_of(&ev.frame) else {
+                    return;
+                };
+                self.answered.insert((c, other.to_string()));
+                // A processor that finished (or failed) stays finished across restarts, and
+                // listed so.
+                let state = match other {
+                    "fin.ok" => "finished",
+                    "fin.error" => "failed",
+                    _ => return,
+                };
+                if self.names.get(&name).is_some_and(|l| l.create_id == c) {
+                    if let Some(old) = self.names.remove(&name) {
+                        let detail = K::detail(&old.config);
+                        old.halt().await;
+                        // Replayed, or another daemon ran it to its end.
+                        let error = ev.frame.meta.as_ref().and_then(|m| {
+                            m.get(self.vocab.fin_error)
+                                .and_then(|v| v.as_str())
+                                .map(str::to_string)
+                        });
+                        self.set_row(&name, c, state, detail, error);
                     }
                 }
             }
         }
     }
 
+    /// The create a lifecycle answer points at.
+    fn create_of(&self, frame: &Frame) -> Option<Id> {
+        let meta = frame.meta.as_ref()?.get(self.vocab.create_key())?;
+        xs::frame::parse_id(meta.as_str()?).ok()
+    }
+
+    /// The creates answered `invalid` in the stream so far (before replay: the answer comes
+    /// after its create), with their errors.
+    async fn answered_invalid(&self, topic: &TopicFilter) -> HashMap<Id, String> {
+        let mut out = HashMap::new();
+        let mut reader = self.store.read_quiet(ReadOptions {
+            topic: topic.clone(),
+            ..ReadOptions::default()
+        });
+        while let Some(batch) = reader.next_batch().await {
+            let events = match batch {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::error!(kind = self.vocab.word, error = %e, "reading lifecycle frames");
+                    break;
+                }
+            };
+            for e in events {
+                let ReadEvent::Frame(r) = e else { continue };
+                let Ok(f) = r.frame() else { continue };
+                if f.ttl == Some(xs::Ttl::Ephemeral)
+                    || !matches!(parse_topic(&self.prefix(), &f.topic), Some((_, "invalid")))
+                {
+                    continue;
+                }
+                if let Some(c) = self.create_of(&f) {
+                    let error = f
+                        .meta
+                        .as_ref()
+                        .and_then(|m| m.get(self.vocab.invalid_error));
+                    let error = error.and_then(|v| v.as_str()).unwrap_or("invalid");
+                    out.insert(c, error.to_string());
+                }
+            }
+        }
+        out
+    }
+
     /// After replay: appends the answers the stream still lacks (e.g. for frames appended
     /// while the daemon was down), then starts every live processor.
     async fn finish_replay(&mut self) {
         self.replaying = false;
+        self.invalid = HashMap::new();
         for (name, event, create_id, extra) in std::mem::take(&mut self.pending) {
             if !self.answered.contains(&(create_id, event.to_string())) {
                 self.append(&name, event, create_id, extra).await;
@@ -529,9 +575,19 @@ impl<K: Kind> State<K> {
         {
             return;
         }
+        let never_active = !self.answered.contains(&(create_id, "active".to_string()));
         let (event, state, extra, error) = match outcome {
             Outcome::Stopped => return,
             Outcome::Done => ("fin.ok", "finished", serde_json::json!({}), None),
+            // A kind that says when it is up (a store) and failed before it ever was: its
+            // create is `invalid` (a path that cannot be created, a cluster that cannot be
+            // reached), final like any `invalid`; the user sends the create again.
+            Outcome::Failed(e) if K::SIGNALS_READY && never_active => (
+                "invalid",
+                "invalid",
+                serde_json::json!({ self.vocab.invalid_error: e }),
+                Some(e),
+            ),
             Outcome::Failed(e) => (
                 "fin.error",
                 "failed",
@@ -664,6 +720,12 @@ impl<K: Kind> State<K> {
             return Lifecycle {
                 frame,
                 config: None,
+            };
+        }
+        if let Some(error) = self.invalid.get(&frame.id) {
+            return Lifecycle {
+                frame,
+                config: Some(Err(error.clone())),
             };
         }
         let (kind, store, f) = (self.kind.clone(), self.store.clone(), frame.clone());

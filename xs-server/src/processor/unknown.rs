@@ -1,9 +1,13 @@
 //! Creates of kinds nobody runs: `xs.<word>.<name>.create` where `<word>` is neither one of
 //! ours nor cross.stream's (nor `xs.start`, `xs.module.*`, ...) is answered
 //! `xs.<word>.<name>.invalid` naming the known kinds, never silence. Creates appended while
-//! the daemon was down are answered at start, once.
+//! the daemon was down are answered at start, once. In a store mounted through a control
+//! store, `xs.store.<name>.create` is answered `invalid` too: stores are added through the
+//! control store (a create some earlier daemon answered, when the store was served on its own,
+//! is left alone).
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
 use xs::lifecycle::{self, Vocab, NOT_KINDS};
@@ -12,24 +16,28 @@ use xs::{Follow, Frame, Id, NewFrame, ReadOptions, Store, TopicFilter};
 
 use super::Dispatcher;
 
-/// `xs.<word>.<name>.create` with an unknown `<word>` → `(word, name)`.
-fn unknown_create(topic: &str) -> Option<(&str, &str)> {
+/// `xs.<word>.<name>.create` with an unknown `<word>` (or `store`, in a store mounted
+/// through a control store) → `(word, name)`.
+fn unknown_create(topic: &str, mounted: bool) -> Option<(&str, &str)> {
     let rest = topic.strip_prefix("xs.")?.strip_suffix(".create")?;
     let (word, name) = rest.split_once('.')?;
     let known = Vocab::of(word).is_some() || NOT_KINDS.contains(&word);
+    let known = known && !(mounted && word == "store");
     (!known && !name.is_empty()).then_some((word, name))
 }
 
-/// Answers unknown kinds' creates until stopped.
-pub fn start(store: Store) -> Dispatcher {
+/// Answers unknown kinds' creates until stopped; `control`: this store is mounted through
+/// that control store.
+pub fn start(store: Store, control: Option<PathBuf>) -> Dispatcher {
     let (stop, stop_rx) = watch::channel(false);
     Dispatcher {
         stop,
-        task: tokio::spawn(run(store, stop_rx)),
+        task: tokio::spawn(run(store, control, stop_rx)),
     }
 }
 
-async fn run(store: Store, mut stop: watch::Receiver<bool>) {
+async fn run(store: Store, control: Option<PathBuf>, mut stop: watch::Receiver<bool>) {
+    let mounted = control.is_some();
     let Ok(topic) = TopicFilter::parse("xs.*") else {
         return;
     };
@@ -54,13 +62,16 @@ async fn run(store: Store, mut stop: watch::Receiver<bool>) {
             match e {
                 Event::Frame(r) => {
                     let Ok(f) = r.frame() else { continue };
-                    if unknown_create(&f.topic).is_some() {
+                    if unknown_create(&f.topic, mounted).is_some() {
                         if replaying {
                             creates.push(f);
                         } else {
-                            answer(&store, &f).await;
+                            answer(&store, &f, control.as_deref()).await;
                         }
-                    } else if replaying && f.topic.ends_with(".invalid") {
+                    } else if replaying
+                        && (f.topic.ends_with(".invalid")
+                            || (mounted && f.topic.starts_with("xs.store.")))
+                    {
                         let c = f.meta.as_ref().and_then(|m| m.get("create_id"));
                         if let Some(id) = c.and_then(|v| v.as_str()) {
                             if let Ok(id) = xs::frame::parse_id(id) {
@@ -73,7 +84,7 @@ async fn run(store: Store, mut stop: watch::Receiver<bool>) {
                     replaying = false;
                     for f in std::mem::take(&mut creates) {
                         if !answered.contains(&f.id) {
-                            answer(&store, &f).await;
+                            answer(&store, &f, control.as_deref()).await;
                         }
                     }
                     answered.clear();
@@ -84,11 +95,17 @@ async fn run(store: Store, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn answer(store: &Store, create: &Frame) {
-    let Some((word, name)) = unknown_create(&create.topic) else {
+async fn answer(store: &Store, create: &Frame, control: Option<&Path>) {
+    let Some((word, name)) = unknown_create(&create.topic, control.is_some()) else {
         return;
     };
-    let error = lifecycle::unknown_kind(word);
+    let error = match control {
+        Some(c) if word == "store" => format!(
+            "stores are added through the control store {}, not through a store it mounts",
+            c.display()
+        ),
+        _ => lifecycle::unknown_kind(word),
+    };
     tracing::warn!(topic = %create.topic, %error, "create of an unknown kind");
     let frame = NewFrame {
         meta: Some(serde_json::json!({ "create_id": create.id, "error": error })),
