@@ -14,6 +14,7 @@ mod content;
 #[cfg_attr(not(feature = "nats"), allow(dead_code))]
 pub(crate) mod copy;
 pub(crate) mod gc;
+mod journal;
 mod metrics;
 mod plan;
 mod scan;
@@ -532,10 +533,19 @@ impl Local {
                     tracing::warn!(error = %e, "syncing the journal at close failed");
                 }
             }
-            // Flush memtables so the next start has (almost) no journal to replay.
+            // Flush memtables, then empty the journal: the next start has nothing to replay,
+            // and the store on disk is its tables (see `journal`).
+            let mut flushed = true;
             for k in self.inner.ks.all() {
                 if let Err(e) = k.rotate_memtable_and_wait() {
                     tracing::warn!(error = %e, "flushing a memtable at close failed");
+                    flushed = false;
+                }
+            }
+            if flushed {
+                let fjall_dir = self.inner.path.join("fjall");
+                if let Err(e) = journal::empty_after_flush(&self.inner.ks, &fjall_dir) {
+                    tracing::warn!(error = %e, "emptying the journal at close failed");
                 }
             }
         }
