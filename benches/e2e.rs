@@ -7,7 +7,9 @@
 //! of 100 B per request from 4 connections, durable frames/s), build_store, replay_all, replay_topic,
 //! replay_prefix (`?topic=bench.*`, dense through the index),
 //! follow_latency_p50, follow_latency_p99, start_time_1m, daemon_rss_peak (+ `_restart`),
-//! handler_first_100k (frames/s through a handler with a trivial closure, from the first frame).
+//! handler_first_100k (frames/s through a handler with a trivial closure, from the first frame),
+//! disk_100k (MB on disk after 100,000 appends of 100 B from 32 connections on a fresh store and
+//! a clean stop, `du`-like: allocated blocks; + `_stop`, the SIGTERM stop in ms).
 //! `--quick` uses a 100k store and names the restart figure `start_time_quick` instead.
 //! `--nats` adds, in the same run, the figures of two daemons A and B on a 3-node JetStream
 //! cluster on loopback (`tests/helper/nats.rs`: `sync_interval: always`, replicas 3):
@@ -68,6 +70,8 @@ const FIGURES: &[&str] = &[
     "handler_first_100k",
     "stores_100_start",
     "stores_100_rss",
+    "disk_100k",
+    "disk_100k_stop",
     "nats_append_1conn",
     "nats_append_32conn",
     "nats_follow_latency_p50",
@@ -396,6 +400,10 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
         stores_figures(tmp.path(), &mut summary).await?;
     }
 
+    if sel.wants("disk_100k") {
+        disk_figure(tmp.path(), &mut summary).await?;
+    }
+
     if nats {
         nats_figures(&sel, &sizes, tmp.path(), &mut summary).await?;
     }
@@ -563,6 +571,94 @@ fn journal_size(store: &Path) -> (usize, f64) {
         .filter_map(|e| e.metadata().ok().map(|m| m.len()))
         .collect();
     (sizes.len(), sizes.iter().sum::<u64>() as f64 / MIB)
+}
+
+/// `disk_100k`: a fresh store, 100,000 appends of 100 B from [`CONNS`] connections, a clean
+/// stop (SIGTERM); then the store directory's size on disk against the raw bytes (the frames'
+/// JSON as `GET /` answers it, plus their content), and the SIGTERM stop time.
+async fn disk_figure(dir: &Path, summary: &mut Vec<String>) -> Result<()> {
+    const MB: f64 = 1e6;
+    let n = 100_000;
+    let store = dir.join("store-disk");
+    let (daemon, _) = Daemon::start(&store, dir.join("daemon-disk.log"), &[]).await?;
+    let sock = store.join("sock");
+    append_load(&sock, CONNS, n, |_| "bench.disk").await?;
+    let (frames, json, _) = replay(&sock, "/").await?;
+    let raw = json + n * BODY.len();
+    let t = Instant::now();
+    daemon.stop()?;
+    let stop = t.elapsed();
+    let size = DiskUse::of(&store);
+    report("disk_100k", size.total.0 as f64 / MB, "MB");
+    report("disk_100k_stop", stop.as_secs_f64() * 1e3, "ms");
+    let mb = |(blocks, _): (u64, u64)| blocks as f64 / MB;
+    summary.push(format!(
+        "disk_100k: {n} frames of {} B from {CONNS} connections, then SIGTERM → exit in {stop:.2?}: the store takes {:.1} MB on disk ({:.1} MB apparent): fjall journal {:.1} MB ({} file(s), {:.1} MB apparent), keyspaces {:.1} MB, other {:.1} MB; raw {:.1} MB ({frames} frames' JSON as GET / answers them, {:.1} MB, + content {:.1} MB): store/raw {:.2}",
+        BODY.len(),
+        mb(size.total),
+        size.total.1 as f64 / MB,
+        mb(size.journal),
+        size.journals,
+        size.journal.1 as f64 / MB,
+        mb(size.keyspaces),
+        mb(size.other),
+        raw as f64 / MB,
+        json as f64 / MB,
+        (n * BODY.len()) as f64 / MB,
+        size.total.0 as f64 / raw as f64
+    ));
+    Ok(())
+}
+
+/// A store directory's size, like `du` (allocated blocks) and apparent (file lengths), each as
+/// (allocated, apparent) bytes: in total, fjall's journals (`fjall/*.jnl`), its keyspaces
+/// (`fjall/keyspaces/`), and everything else.
+#[derive(Default)]
+struct DiskUse {
+    total: (u64, u64),
+    journal: (u64, u64),
+    journals: usize,
+    keyspaces: (u64, u64),
+    other: (u64, u64),
+}
+
+impl DiskUse {
+    fn of(store: &Path) -> DiskUse {
+        let mut d = DiskUse::default();
+        d.walk(store, store);
+        d
+    }
+
+    fn walk(&mut self, store: &Path, dir: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if m.is_dir() {
+                self.walk(store, &path);
+                continue;
+            }
+            let size = (m.blocks() * 512, m.len());
+            let add = |a: &mut (u64, u64)| {
+                a.0 += size.0;
+                a.1 += size.1;
+            };
+            add(&mut self.total);
+            let rel = path.strip_prefix(store).unwrap_or(&path);
+            if rel.starts_with("fjall/keyspaces") {
+                add(&mut self.keyspaces);
+            } else if rel.parent() == Some(Path::new("fjall"))
+                && path.extension().is_some_and(|x| x == "jnl")
+            {
+                add(&mut self.journal);
+                self.journals += 1;
+            } else {
+                add(&mut self.other);
+            }
+        }
+    }
 }
 
 /// One `kB` field of /proc/meminfo, in MiB (0 if missing).

@@ -1,6 +1,8 @@
-//! A full filesystem: the daemon's store on a small tmpfs (needs root to mount; skipped with a
-//! message otherwise). Appends on a full disk answer 507 and store nothing, the daemon keeps
-//! serving, and appends work again as soon as space is back, without a restart.
+//! The store on disk. A full filesystem: the daemon's store on a small tmpfs (needs root to
+//! mount; skipped with a message otherwise). Appends on a full disk answer 507 and store
+//! nothing, the daemon keeps serving, and appends work again as soon as space is back, without
+//! a restart. A clean stop leaves a small store: no journal to replay, at most twice the raw
+//! bytes of the frames.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -110,4 +112,85 @@ fn free_bytes(p: &Path) -> u64 {
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
         .expect("df prints the free bytes")
+}
+
+/// Bytes a directory takes on disk, like `du` (allocated blocks), and the largest fjall journal
+/// (`fjall/*.jnl`) in it.
+fn disk_use(store: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut total, mut journal) = (0, 0);
+    let mut dirs = vec![store.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir)
+            .expect("reading the store")
+            .flatten()
+        {
+            let m = std::fs::symlink_metadata(e.path()).expect("a file's metadata");
+            if m.is_dir() {
+                dirs.push(e.path());
+                continue;
+            }
+            total += m.blocks() * 512;
+            if e.path().extension().is_some_and(|x| x == "jnl") {
+                journal = journal.max(m.blocks() * 512);
+            }
+        }
+    }
+    (total, journal)
+}
+
+#[test]
+fn a_clean_stop_leaves_no_journal_and_a_store_under_twice_the_raw_bytes() {
+    const FRAMES: usize = 20_000;
+    const PER_REQUEST: usize = 1_000;
+    let mut d = Daemon::start();
+    for r in 0..FRAMES / PER_REQUEST {
+        let mut body = Vec::new();
+        for i in 0..PER_REQUEST {
+            // 100 bytes of content each, as hex: distinct, and as hard to compress as text is.
+            let seed = (r * PER_REQUEST + i) as u64;
+            let text: String = random_bytes(50, seed)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            body.extend_from_slice(
+                format!("{{\"topic\":\"disk\",\"text\":\"{text}\"}}\n").as_bytes(),
+            );
+        }
+        let res = d.http("POST", "/append", &[], &body);
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    let all = d.get("/");
+    let raw = (all.body.len() + FRAMES * 100) as u64;
+    let before = d.frames().len();
+    assert!(d.stop().success(), "{}", d.log());
+
+    let (total, journal) = disk_use(&d.store);
+    eprintln!("after a clean stop: {total} bytes on disk, largest journal {journal}; raw {raw}");
+    assert!(
+        journal <= 64 * 1024,
+        "a clean stop left a fjall journal of {journal} bytes to replay"
+    );
+    assert!(
+        total <= 2 * raw,
+        "the store takes {total} bytes on disk, more than twice the raw {raw}"
+    );
+
+    // The emptied journal takes new appends, and they survive a kill -9.
+    d.restart();
+    assert_eq!(
+        d.frames().len(),
+        before + 2,
+        "every frame, then xs.stopping and xs.start"
+    );
+    let f = d.append("after", b"after the clean stop");
+    d.kill9();
+    d.restart();
+    let frames = d.frames();
+    assert_eq!(frames.len(), before + 4);
+    assert!(
+        frames.iter().any(|g| g["id"] == f["id"]),
+        "the acknowledged append survived kill -9"
+    );
+    d.assert_no_panic();
 }
