@@ -127,6 +127,9 @@ fn stores_two_mounted_each_full_and_independent_then_removed_and_restarted() {
     assert!(m.contains(&format!("store=\"{}\"", s(&b))), "{m}");
 
     // Remove a: its socket goes, its data stays; b goes on.
+    let e = xs(&["store", "remove", d.addr(), "nosuch"], b"").error();
+    assert!(e.contains("no store named nosuch"), "{e}");
+    assert!(d.read("topic=xs.store.nosuch.*").is_empty());
     xs(&["store", "remove", d.addr(), "a"], b"").ok();
     assert!(!sa.exists(), "a's socket is still there");
     assert!(a.join("fjall").is_dir(), "a's data is gone");

@@ -186,6 +186,10 @@ fn the_cli_speaks_both_vocabularies() {
     wait_for(&d, "xs.service.hi.fin.term", 1);
     cli("actor", &["unregister", "counter"], b"").ok();
     wait_for(&d, "xs.actor.counter.fin.term", 1);
+    // A name that was never created: an error, and no `.term` appended.
+    let e = cli("service", &["terminate", "nosuch"], b"").error();
+    assert!(e.contains("no service named nosuch"), "{e}");
+    assert!(d.read("topic=xs.service.nosuch.*").is_empty());
 }
 
 #[test]

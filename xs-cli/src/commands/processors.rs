@@ -188,6 +188,17 @@ async fn term(vocab: &Vocab, n: Named) -> Result<()> {
     let kind = vocab.word;
     let (addr, args) = split(n.args, 1)?;
     let client = Client::new(addr);
+    let rows = listed(&client, "/ps").await?;
+    if !rows
+        .iter()
+        .any(|r| r["kind"] == kind && r["name"] == args[0].as_str())
+    {
+        return Err(client::Report(format!(
+            "no {kind} named {} in this store (`xs ps` lists them)",
+            args[0]
+        ))
+        .into());
+    }
     let frame = append(
         &client,
         &format!("xs.{kind}.{}.term", args[0]),
@@ -236,6 +247,18 @@ async fn call(c: Call) -> Result<()> {
         }
         None => client::write_stdout(format!("{}\n", answer["meta"]).as_bytes()),
     }
+}
+
+/// The NDJSON rows a listing (`/ps`, `/stores`) answers.
+pub(crate) async fn listed(client: &Client, path: &str) -> Result<Vec<serde_json::Value>> {
+    let resp = client
+        .send(Request::get(path).body(client::empty())?)
+        .await?;
+    let rows = resp.into_body().collect().await?.to_bytes();
+    Ok(rows
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect())
 }
 
 pub(crate) fn frame_id(frame: &serde_json::Value) -> Result<String> {

@@ -4,8 +4,7 @@
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::{Method, Request};
+use hyper::Method;
 
 use super::processors::{self, Named};
 use crate::addr::AddrArg;
@@ -86,19 +85,15 @@ async fn remove(n: Named) -> Result<()> {
     let (addr, args) = processors::split(n.args, 1)?;
     let name = &args[0];
     let client = Client::new(addr);
-    let resp = client
-        .send(Request::get("/stores").body(client::empty())?)
-        .await?;
-    let rows = resp.into_body().collect().await?.to_bytes();
-    let mounted = rows
-        .split(|b| *b == b'\n')
-        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
-        .any(|r| {
-            r["name"].as_str() == Some(name)
-                && r["state"] != "invalid"
-                && r["state"] != "terminated"
-                && r["state"] != "failed"
-        });
+    let rows = processors::listed(&client, "/stores").await?;
+    let Some(row) = rows.iter().find(|r| r["name"].as_str() == Some(name)) else {
+        return Err(client::Report(format!(
+            "no store named {name} in this control store (`xs stores` lists them)"
+        ))
+        .into());
+    };
+    let mounted =
+        !["invalid", "terminated", "failed"].contains(&row["state"].as_str().unwrap_or(""));
     let topic = format!("xs.store.{name}.term");
     let term = processors::append(&client, &topic, Bytes::new(), None).await?;
     if mounted {
