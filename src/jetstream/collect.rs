@@ -125,14 +125,13 @@ impl Inner {
         if self.copy.references(hash)? {
             return Ok(None);
         }
-        let name = hash.to_string();
-        let Ok(info) = self.objects.info(&name).await else {
+        let Some(info) = self.object(hash).await else {
             return Ok(None);
         };
-        if info.deleted {
-            return Ok(None);
-        }
-        self.objects.delete(&name).await.map_err(unavailable)?;
+        self.objects
+            .delete(hash.to_string())
+            .await
+            .map_err(unavailable)?;
         Ok(Some(info.size as u64))
     }
 
@@ -175,13 +174,7 @@ impl Inner {
         if let Some(r) = Backend::content(&self.copy, hash.clone()).await? {
             return Ok(Some(r.len));
         }
-        Ok(self
-            .objects
-            .info(hash.to_string())
-            .await
-            .ok()
-            .filter(|i| !i.deleted)
-            .map(|i| i.size as u64))
+        Ok(self.object(hash).await.map(|i| i.size as u64))
     }
 
     /// Collects the copy, then every object no frame of the caught-up copy references.

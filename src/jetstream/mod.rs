@@ -373,10 +373,10 @@ impl Inner {
 
     /// Makes content stored in the copy durable in the object store too (no-op if there).
     pub(crate) async fn upload(&self, hash: &Integrity) -> Result<()> {
-        let name = hash.to_string();
-        if self.objects.info(&name).await.is_ok() {
+        if self.object(hash).await.is_some() {
             return Ok(());
         }
+        let name = hash.to_string();
         let path = self.copy.content_path(hash);
         let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
@@ -437,7 +437,20 @@ impl Inner {
         if self.copy.has_content(hash)? {
             return Ok(true);
         }
-        Ok(self.objects.info(hash.to_string()).await.is_ok())
+        Ok(self.object(hash).await.is_some())
+    }
+
+    /// The object store's entry for `hash`, if it holds the object. A deleted object keeps an
+    /// entry, marked deleted: that is no object.
+    pub(crate) async fn object(
+        &self,
+        hash: &Integrity,
+    ) -> Option<async_nats::jetstream::object_store::ObjectInfo> {
+        self.objects
+            .info(hash.to_string())
+            .await
+            .ok()
+            .filter(|i| !i.deleted)
     }
 }
 

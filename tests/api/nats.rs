@@ -257,6 +257,15 @@ fn purge_and_gc_reach_every_daemon_and_the_cluster() {
         "gone from a's copy and the object store"
     );
     assert_eq!(cas(&b, &f1).status, 404);
+    // The same content appended again after its purge is stored again, for every daemon (the
+    // purged object's entry, marked deleted, once passed for the object).
+    let f5 = a.append("p2", &big);
+    poll_until(Duration::from_secs(10), "b has the new frame", || {
+        (b.get(&format!("/{}", id(&f5))).status == 200).then_some(())
+    });
+    let r = cas(&b, &f5);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.body == big, "b reads the content appended again");
     // Inline content the same way.
     assert_eq!(
         b.http("DELETE", &format!("/{}?purge=true", id(&f2)), &[], b"")
