@@ -839,7 +839,12 @@ impl Conn {
 
     /// Appends one frame with a distinct 100-byte body and returns the answer (the frame JSON).
     async fn append(&mut self, path: &str) -> Result<Bytes> {
-        let res = self.request(Method::POST, path, Some(body())).await?;
+        self.post(path, body()).await
+    }
+
+    /// `POST path` with `body`; answers the response body, an error unless 200.
+    async fn post(&mut self, path: &str, body: Bytes) -> Result<Bytes> {
+        let res = self.request(Method::POST, path, Some(body)).await?;
         let status = res.status();
         let body = res.into_body().collect().await?.to_bytes();
         if status != StatusCode::OK {
@@ -866,17 +871,11 @@ async fn stores_figures(dir: &Path, summary: &mut Vec<String>) -> Result<()> {
     for i in 0..STORES {
         let path = dir.join(format!("stores-{i}"));
         let config = serde_json::json!({ "path": path }).to_string();
-        let res = conn
-            .request(
-                Method::POST,
-                &format!("/append/xs.store.s{i}.create"),
-                Some(Bytes::from(config)),
-            )
-            .await?;
-        if res.status() != StatusCode::OK {
-            return Err(format!("adding store s{i}: {}", res.status()).into());
-        }
-        res.into_body().collect().await?;
+        conn.post(
+            &format!("/append/xs.store.s{i}.create"),
+            Bytes::from(config),
+        )
+        .await?;
     }
     wait_stores_active(&sock).await?;
     let added = t.elapsed();
@@ -952,25 +951,15 @@ async fn handler_throughput(sock: &Path, n: usize) -> Result<Duration> {
             ));
             i += 1;
         }
-        let res = conn
-            .request(Method::POST, "/import", Some(Bytes::from(body)))
-            .await?;
-        let status = res.status();
-        res.into_body().collect().await?;
-        if status != StatusCode::OK {
-            return Err(format!("POST /import: {status}").into());
-        }
+        conn.post("/import", Bytes::from(body)).await?;
     }
     let script = r#"{ start: "first", topics: "bench.h", initial: 0, run: {|frame, state| {next: ($state + 1)} } }"#;
     let t = Instant::now();
-    let res = conn
-        .request(
-            Method::POST,
-            "/append/xs.handler.bench.create",
-            Some(Bytes::from_static(script.as_bytes())),
-        )
-        .await?;
-    res.into_body().collect().await?;
+    conn.post(
+        "/append/xs.handler.bench.create",
+        Bytes::from_static(script.as_bytes()),
+    )
+    .await?;
     loop {
         let res = conn.request(Method::GET, "/ps", None).await?;
         let body = res.into_body().collect().await?.to_bytes();
@@ -1547,14 +1536,11 @@ async fn nats_takeover_figure(urls: &str, dir: &Path, summary: &mut Vec<String>)
     }
     let mut conn = Conn::open(&daemons[0].1, false).await?;
     let script = r#"{ topics: "bench.t", run: {|frame, state| {next: $state} } }"#;
-    let res = conn
-        .request(
-            Method::POST,
-            "/append/xs.handler.takeover.create",
-            Some(Bytes::from_static(script.as_bytes())),
-        )
-        .await?;
-    res.into_body().collect().await?;
+    conn.post(
+        "/append/xs.handler.takeover.create",
+        Bytes::from_static(script.as_bytes()),
+    )
+    .await?;
     let t = Instant::now();
     let owner = loop {
         let res = conn.request(Method::GET, "/ps", None).await?;

@@ -38,10 +38,12 @@ pub enum Error {
         name: String,
     },
     /// Another daemon holds the store.
-    #[error("store {path} is locked by another xs process (is `xs serve` already running on it?)")]
+    #[error("store {path} is locked by another xs process ({})", locked_hint(.holder))]
     Locked {
         /// The store's directory.
         path: PathBuf,
+        /// Who holds it, as its `lock` file says (`pid N: ...`); empty if it says nothing.
+        holder: String,
     },
     /// A value read back from disk does not decode: reported, never a panic.
     #[error("corrupt data in store: {0}")]
@@ -109,6 +111,15 @@ fn expect_failed_message(
     format!(
         "conflict on topic {topic}: expected last frame {expected}, but {now} (read it and retry)"
     )
+}
+
+/// What a `Locked` error says in parentheses: who holds the store, or a hint.
+fn locked_hint(holder: &str) -> &str {
+    if holder.is_empty() {
+        "is `xs serve` already running on it?"
+    } else {
+        holder
+    }
 }
 
 /// Adds context to an `std::io::Result`.

@@ -24,6 +24,7 @@ mod writer;
 
 use std::fs::File;
 use std::future::Future;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -135,6 +136,9 @@ pub struct LocalOptions {
     pub fsync: Fsync,
     /// How often expired (`time:`) frames are removed.
     pub ttl_sweep: std::time::Duration,
+    /// Who holds the store while it is open (e.g. `xs serve /path`): written into its `lock`
+    /// file after the pid, for whoever finds it locked.
+    pub holder: String,
 }
 
 impl Default for LocalOptions {
@@ -148,6 +152,7 @@ impl Default for LocalOptions {
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             fsync: Fsync::Always,
             ttl_sweep: std::time::Duration::from_secs(1),
+            holder: String::new(),
         }
     }
 }
@@ -228,7 +233,8 @@ impl Local {
     }
 
     /// Opens (creating if missing) the store in `path`: `fjall/`, `cacache/`, and a `lock`
-    /// file held for as long as the store is open, so a second daemon is refused.
+    /// file held for as long as the store is open, so a second daemon is refused (its content,
+    /// `pid N: <opts.holder>`, says who holds it).
     pub fn open(path: impl AsRef<Path>, opts: LocalOptions) -> Result<Local> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path)
@@ -241,8 +247,19 @@ impl Local {
             .open(&lock_path)
             .context(|| format!("opening lock file {}", lock_path.display()))?;
         match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path }),
+            Ok(()) => {
+                let note = format!("pid {}: {}\n", std::process::id(), opts.holder);
+                if let Err(e) = lock
+                    .set_len(0)
+                    .and_then(|()| (&lock).write_all(note.as_bytes()))
+                {
+                    tracing::warn!(error = %e, "could not write who holds the lock");
+                }
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = lock_holder(&path);
+                return Err(Error::Locked { path, holder });
+            }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(Error::io(format!("locking {}", lock_path.display()), e))
             }
@@ -560,6 +577,14 @@ impl Local {
             .unwrap_or_else(|e| e.into_inner())
             .take();
     }
+}
+
+/// Who holds the store in `dir`, as its `lock` file says (its first line, at most 500
+/// characters); empty if it says nothing.
+pub fn lock_holder(dir: &Path) -> String {
+    let note = std::fs::read_to_string(dir.join("lock")).unwrap_or_default();
+    let first = note.lines().next().unwrap_or("").trim();
+    first.chars().take(500).collect()
 }
 
 /// A journal larger than this is flushed into tables and emptied at close, so the next start

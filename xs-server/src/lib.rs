@@ -155,23 +155,18 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .name
         .get_or_insert_with(placement::default_name)
         .clone();
+    let shown = std::path::absolute(&store_path).unwrap_or(store_path.clone());
+    let store_opts = LocalOptions {
+        holder: format!("xs serve {}", shown.display()),
+        ..store_opts
+    };
     let (store, placement) = match &opts.nats {
         Some(n) => open_nats(&store_path, store_opts, n, &name).await?,
         None => {
-            let dir = store_path.clone();
-            let store = tokio::task::spawn_blocking(move || Store::open_local(&dir, store_opts))
-                .await
-                .map_err(|e| ServeError::Internal(format!("opening store: {e}")))?
-                .map_err(|e| match e {
-                    xs::Error::Locked { path } => ServeError::Config(format!(
-                        "store {} is locked by another xs process{}",
-                        path.display(),
-                        stores::held_by(&path)
-                    )),
-                    e => e.into(),
-                })?;
-            let shown = std::path::absolute(&store_path).unwrap_or(store_path);
-            stores::hold(&shown, &format!("xs serve {}", shown.display()));
+            let store =
+                tokio::task::spawn_blocking(move || Store::open_local(&store_path, store_opts))
+                    .await
+                    .map_err(|e| ServeError::Internal(format!("opening store: {e}")))??;
             (store, Some(Placement::here(&name)))
         }
     };

@@ -123,6 +123,13 @@ impl Kind for Stores {
                 ..
             } = inst;
             let path = config.path.clone();
+            let local = LocalOptions {
+                holder: format!(
+                    "mounted as {name} by the xs serve of control store {}",
+                    default_store.display()
+                ),
+                ..local
+            };
             let (store, placement) = match &config.nats {
                 Some(n) => match crate::open_nats(&path, local, n, &self_name).await {
                     Ok(s) => s,
@@ -133,17 +140,8 @@ impl Kind for Stores {
                     let opened =
                         tokio::task::spawn_blocking(move || Store::open_local(&p, local)).await;
                     match opened {
-                        Ok(Ok(s)) => {
-                            let control = default_store.display();
-                            hold(
-                                &path,
-                                &format!(
-                                    "mounted as {name} by the xs serve of control store {control}"
-                                ),
-                            );
-                            (s, Some(Placement::here(&self_name)))
-                        }
-                        Ok(Err(xs::Error::Locked { path: p })) => {
+                        Ok(Ok(s)) => (s, Some(Placement::here(&self_name))),
+                        Ok(Err(xs::Error::Locked { path: p, .. })) => {
                             return Outcome::Failed(locked_by_another(&p))
                         }
                         Ok(Err(e @ xs::Error::Io { .. })) => {
@@ -293,40 +291,18 @@ impl Stores {
     }
 }
 
-/// Why the store in `dir` cannot be mounted: another process holds its lock (which says who,
-/// see [`hold`]).
+/// Why the store in `dir` cannot be mounted: another process holds its lock (which says who).
 fn locked_by_another(dir: &Path) -> String {
+    let holder = xs::local::lock_holder(dir);
+    let holder = if holder.is_empty() {
+        String::new()
+    } else {
+        format!(" ({holder})")
+    };
     format!(
-        "locked by another daemon: {} is being served by another xs process{}",
-        dir.display(),
-        held_by(dir)
+        "locked by another daemon: {} is being served by another xs process{holder}",
+        dir.display()
     )
-}
-
-/// Writes who holds the store in `dir` into its `lock` file, for whoever finds it locked: the
-/// lock itself is the file's `flock`, taken by the store; the content is only a note.
-pub(crate) fn hold(dir: &Path, who: &str) {
-    let note = format!("pid {}: {who}\n", std::process::id());
-    if let Err(e) = std::fs::write(dir.join("lock"), note) {
-        tracing::warn!(store = %dir.display(), error = %e, "could not write who holds the lock");
-    }
-}
-
-/// ` (pid N: ...)`: who holds the store in `dir`, as its `lock` file says (its first line,
-/// cut at 500 characters); empty if it says nothing (held by an older xs).
-pub(crate) fn held_by(dir: &Path) -> String {
-    let note = std::fs::read_to_string(dir.join("lock")).unwrap_or_default();
-    let note: String = note
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(500)
-        .collect();
-    match note.trim() {
-        "" => String::new(),
-        note => format!(" ({note})"),
-    }
 }
 
 fn lock(r: &Registry) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
