@@ -292,6 +292,8 @@ impl Local {
         // The topic index is alike: each frame adds a key under its topic and under each
         // prefix, so every flushed table overlaps the last ones in as many places (fjall's
         // worker CPU -28% over a `--quick` run, replays within noise: README, Benchmarks).
+        // Stores created before keep 4 for it (fjall keeps a keyspace's options from its
+        // creation).
         let scattered = || {
             ks_opts().compaction_strategy(Arc::new(
                 fjall::compaction::Leveled::default().with_l0_threshold(16),
