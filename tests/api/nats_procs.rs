@@ -320,7 +320,7 @@ fn a_generators_child_dies_with_its_owner_and_runs_again_elsewhere() {
     let Some((mut ds, _c)) = three_daemons() else {
         return;
     };
-    let (_, _, other) = place(
+    let (_, _, reader) = place(
         &ds,
         "generator",
         "bot",
@@ -344,7 +344,7 @@ fn a_generators_child_dies_with_its_owner_and_runs_again_elsewhere() {
     };
     // ... and the daemon it runs under (its parent process) is the owner everyone names.
     let (child, printed, o) = poll_until(Duration::from_secs(30), "the generator's pid", || {
-        let p = pids(&ds[other]);
+        let p = pids(&ds[reader]);
         let c = p.last().copied().filter(|&c| alive(c))?;
         let o = ds.iter().position(|d| Some(d.pid()) == parent(c))?;
         let agreed = ds
@@ -354,8 +354,12 @@ fn a_generators_child_dies_with_its_owner_and_runs_again_elsewhere() {
     });
     let owner = NAMES[o];
     let other = (o + 1) % 3;
-    // Only one copy runs: no other pid it printed is alive.
-    let running: Vec<u32> = pids(&ds[other]).into_iter().filter(|&p| alive(p)).collect();
+    // Only one copy runs: no other pid it printed is alive (read on the daemon polled above:
+    // another's copy may not have the newest pid yet).
+    let running: Vec<u32> = pids(&ds[reader])
+        .into_iter()
+        .filter(|&p| alive(p))
+        .collect();
     assert_eq!(running, vec![child]);
     ds[o].kill9();
     poll_until(
