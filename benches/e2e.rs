@@ -1,7 +1,8 @@
 //! End-to-end benchmark: starts the real `xs serve` on a temp store and drives it over the Unix
 //! socket with a hyper HTTP/1.1 client, printing one `bench <name> <value> <unit>` line per figure.
 //!
-//! Usage: `scripts/bench.sh [--quick] [NAME_PREFIX...]`, e.g. `scripts/bench.sh append_1conn`.
+//! Usage: `scripts/bench.sh [--quick] [--nats] [--fsync MODE] [NAME_PREFIX...]`, e.g.
+//! `scripts/bench.sh append_1conn`.
 //! Figures: fjall_bare_1writer, fjall_bare_batch32 (what the disk allows: a bare fjall loop),
 //! append_1conn, append_32conn, append_expect_32conn, append_batch (`POST /append`, 1,000 frames
 //! of 100 B per request from 4 connections, durable frames/s), build_store, replay_all, replay_topic,
@@ -21,6 +22,19 @@
 //! `active` frame, two daemons).
 //! `XS_BENCH_DIR` picks the parent directory of the temp store (default: the system temp dir);
 //! `XS_BENCH_KEEP=1` keeps it (store and daemon logs) for a look afterwards.
+//! `XS_BENCH_BIN=path/to/xs` runs another build of our daemon instead of this one.
+//! `XS_BENCH_PEER=path/to/xs` also measures, in the same run and by the same load functions, a
+//! cross.stream release binary (0.14.2) on a store of its own, started as
+//! `PEER serve STORE --fsync MODE` in the mode ours runs in (cross.stream 0.14 takes the same
+//! `always`, `interval:<ms>`, `never`; its default is `interval:1000`, ours `always`; the
+//! summary says which mode both ran in), and no other flag: after our daemon's
+//! figures come `bench peer_<figure> ...` lines for append_1conn, append_32conn, build_store,
+//! replay_all/_topic/_prefix, follow_latency_p50/_p99, daemon_rss_peak (+ `_restart`),
+//! start_time_*, disk_100k (+ `_stop`), and the summary gives the ratio ours/peer of each. A
+//! figure its wire API cannot do prints `# peer_<figure>: not measured: <why>` instead
+//! (`?expect=`, batch `POST /append`, handlers and `/ps`, mounted stores, `--nats`). The peer's
+//! store is as large as ours, built at its pace (0.14.2 `--fsync always` here: 100k frames from
+//! 32 connections in 30 s, so a full run's 1M takes about 5 min).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -181,7 +195,7 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
     summary.push(format!(
         "mode: {}, --fsync {}, store: {}, cpus: {}",
         if quick { "quick" } else { "full" },
-        FSYNC.get().map_or("always", String::as_str),
+        fsync_mode(),
         store.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     ));
@@ -207,56 +221,236 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
         }
     }
 
-    let (daemon, _) = Daemon::start(&store, tmp.path().join("daemon1.log"), &[]).await?;
+    let mut ours = Side::ours();
+    daemon_figures(
+        &mut ours,
+        &sel,
+        &sizes,
+        quick,
+        tmp.path(),
+        bare,
+        &mut summary,
+    )
+    .await?;
+    // XS_BENCH_PEER: the same figures of another daemon (cross.stream), printed as `peer_`.
+    let mut peer = std::env::var_os("XS_BENCH_PEER").map(|bin| Side {
+        peer: Some(bin.into()),
+        figures: Vec::new(),
+    });
+    if let Some(peer) = peer.as_mut() {
+        let figures = daemon_figures(peer, &sel, &sizes, quick, tmp.path(), bare, &mut summary);
+        if let Err(e) = figures.await {
+            println!("# peer: stopped: {e}");
+        }
+    }
+    let peer_skip = |wanted: bool, figure: &str, why: &str| {
+        if peer.is_some() && wanted {
+            not_measured(figure, why);
+        }
+    };
+    peer_skip(
+        sel.wants("handler_first_100k"),
+        "handler_first_100k",
+        "it needs our handlers (xs.handler.NAME.create), their checkpoints in GET /ps and an NDJSON POST /import; cross.stream has no /ps and imports one frame a request",
+    );
+    peer_skip(
+        sel.wants("stores_100"),
+        "stores_100",
+        "cross.stream serves one store: no xs.store.NAME.create, no GET /stores",
+    );
+    peer_skip(nats, "nats", "cross.stream has no --nats (JetStream)");
+
+    if sel.wants("handler_first_100k") {
+        let n = 100_000;
+        let store2 = tmp.path().join("store-handler");
+        let (daemon, _) = Daemon::start(None, &store2, tmp.path().join("daemon3.log"), &[]).await?;
+        let el = handler_throughput(&store2.join("sock"), n).await?;
+        report(
+            "handler_first_100k",
+            n as f64 / el.as_secs_f64(),
+            "frames/s",
+        );
+        summary.push(format!(
+            "handler_first_100k: {n} imported frames (meta {{i}}) through `{{|frame, state| {{next: ($state + 1)}}}}` from start: first, checkpointed, in {el:.2?} (from the create frame to the last frame's checkpoint)"
+        ));
+        daemon.stop()?;
+    }
+
+    if sel.wants("stores_100") {
+        stores_figures(tmp.path(), &mut summary).await?;
+    }
+
+    if sel.wants("disk_100k") {
+        disk_figure(&mut ours, tmp.path(), &mut summary).await?;
+        if let Some(peer) = peer.as_mut() {
+            if let Err(e) = disk_figure(peer, tmp.path(), &mut summary).await {
+                println!("# peer_disk_100k: stopped: {e}");
+            }
+        }
+    }
+
+    if nats {
+        nats_figures(&sel, &sizes, tmp.path(), &mut summary).await?;
+    }
+
+    if std::env::var_os("XS_BENCH_KEEP").is_some() {
+        let _ = tmp.keep();
+    }
+    if let Some(peer) = &peer {
+        let ratios: Vec<String> = ours
+            .figures
+            .iter()
+            .filter_map(|(name, v)| {
+                let (_, p) = peer.figures.iter().find(|(n, _)| n == name)?;
+                Some(format!("{name} {:.2}", v / p))
+            })
+            .collect();
+        summary.push(format!(
+            "ours/peer: {} (above 1 is more: better for frames/s, worse for us, ms, MiB, MB)",
+            ratios.join(", ")
+        ));
+    }
+    summary.push(format!(
+        "loadavg (1/5/15 min) at start: {load_start}, at end: {} (other work on the machine skews every figure)",
+        loadavg()
+    ));
+    println!("# summary");
+    for line in summary {
+        println!("#   {line}");
+    }
+    Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The daemon a run of figures measures, with the figures measured on it so far (for the
+/// ours/peer ratios of the summary).
+struct Side {
+    /// None: ours (this build, or `XS_BENCH_BIN`); else the peer's binary (`XS_BENCH_PEER`,
+    /// cross.stream), started as `PEER serve STORE` without our flags.
+    peer: Option<PathBuf>,
+    figures: Vec<(&'static str, f64)>,
+}
+
+impl Side {
+    fn ours() -> Side {
+        Side {
+            peer: None,
+            figures: Vec::new(),
+        }
+    }
+
+    /// A figure's (or file's) name for this side: `peer_` in front for the peer.
+    fn name(&self, figure: &str) -> String {
+        match self.peer {
+            Some(_) => format!("peer_{figure}"),
+            None => figure.to_string(),
+        }
+    }
+
+    /// Prints `bench <name> <value> <unit>` and keeps the figure.
+    fn report(&mut self, figure: &'static str, value: f64, unit: &str) {
+        report(&self.name(figure), value, unit);
+        self.figures.push((figure, value));
+    }
+
+    /// The daemon's commit count and time so far (`GET /metrics`), ours only.
+    async fn commits(&self, sock: &Path) -> Result<Option<(f64, f64)>> {
+        match self.peer {
+            Some(_) => Ok(None),
+            None => Ok(Some(commits(sock).await?)),
+        }
+    }
+}
+
+/// The figures of one daemon on a store of its own, from its start to a restart: the append
+/// figures, build_store, the replays, follow latency, RSS and start time. Run for ours, then
+/// for the peer, which skips what cross.stream's wire API lacks (`?expect=`, batch
+/// `POST /append`, our `/metrics` commit counters: its `/metrics` is JSON of other counts);
+/// `bare` are the yardsticks measured before.
+async fn daemon_figures(
+    side: &mut Side,
+    sel: &Selection,
+    sizes: &Sizes,
+    quick: bool,
+    dir: &Path,
+    bare: [Option<f64>; 2],
+    summary: &mut Vec<String>,
+) -> Result<()> {
+    let peer = side.peer.clone();
+    let store = dir.join(side.name("store"));
+    let log = dir.join(side.name("daemon1.log"));
+    let (daemon, _) = Daemon::start(peer.as_deref(), &store, log, &[]).await?;
     let sock = store.join("sock");
+    if let Some(bin) = &peer {
+        summary.push(format!(
+            "peer: {} (GET /version: {}), run as `serve STORE --fsync {}`, the mode ours ran in (cross.stream 0.14's default is interval:1000, ours always; give --fsync to pick another for both)",
+            bin.display(),
+            version(&sock).await?,
+            fsync_mode()
+        ));
+    }
 
     if sel.wants("append_1conn") {
-        let rtt = version_rtt_p50(&sock, 2_000).await?;
-        summary.push(format!(
-            "baseline: GET /version round trip p50 {:.0} us (HTTP + scheduling, no store)",
-            rtt.as_secs_f64() * 1e6
-        ));
-        let path = tmp.path().join("sync-write");
-        let sync = tokio::task::spawn_blocking(move || sync_write_p50(&path, 2_000)).await??;
-        summary.push(format!(
-            "baseline: pwrite + fdatasync of {SYNC_WRITE} bytes p50 {:.0} us; with the round trip above, one connection's ceiling is {:.0} appends/s",
-            sync.as_secs_f64() * 1e6,
-            1.0 / (sync + rtt).as_secs_f64()
-        ));
+        let mut ceiling = None;
+        if peer.is_none() {
+            let rtt = version_rtt_p50(&sock, 2_000).await?;
+            summary.push(format!(
+                "baseline: GET /version round trip p50 {:.0} us (HTTP + scheduling, no store)",
+                rtt.as_secs_f64() * 1e6
+            ));
+            let path = dir.join("sync-write");
+            let sync = tokio::task::spawn_blocking(move || sync_write_p50(&path, 2_000)).await??;
+            summary.push(format!(
+                "baseline: pwrite + fdatasync of {SYNC_WRITE} bytes p50 {:.0} us; with the round trip above, one connection's ceiling is {:.0} appends/s",
+                sync.as_secs_f64() * 1e6,
+                1.0 / (sync + rtt).as_secs_f64()
+            ));
+            ceiling = Some(1.0 / (sync + rtt).as_secs_f64());
+        }
         let n = sizes.append_1conn;
         let cpu = CpuMeter::start(daemon.pid());
-        let c0 = commits(&sock).await?;
+        let c0 = side.commits(&sock).await?;
         let el = append_load(&sock, 1, n, |_| "bench.one").await?;
         let rate = n as f64 / el.as_secs_f64();
-        report("append_1conn", rate, "frames/s");
-        let ceiling = 1.0 / (sync + rtt).as_secs_f64();
+        side.report("append_1conn", rate, "frames/s");
         summary.push(format!(
-            "append_1conn: {n} frames in {el:.2?}{}, {:.0}% of the disk-floor ceiling; {}; {}",
+            "{}: {n} frames in {el:.2?}{}{}; {}{}",
+            side.name("append_1conn"),
             of_bare(rate, bare[0], "fjall_bare_1writer"),
-            100.0 * rate / ceiling,
+            ceiling.map_or(String::new(), |c| format!(
+                ", {:.0}% of the disk-floor ceiling",
+                100.0 * rate / c
+            )),
             cpu.describe(el),
-            describe_commits(c0, commits(&sock).await?, n)
+            describe_commits(c0, side.commits(&sock).await?, n)
         ));
     }
     if sel.wants("append_32conn") {
         let n = sizes.append_32conn;
         let cpu = CpuMeter::start(daemon.pid());
-        let c0 = commits(&sock).await?;
+        let c0 = side.commits(&sock).await?;
         let el = append_load(&sock, CONNS, n, |_| "bench.one").await?;
         let rate = n as f64 / el.as_secs_f64();
-        report("append_32conn", rate, "frames/s");
+        side.report("append_32conn", rate, "frames/s");
         summary.push(format!(
-            "append_32conn: {n} frames in {el:.2?}{}; {}; {}",
+            "{}: {n} frames in {el:.2?}{}; {}{}",
+            side.name("append_32conn"),
             of_bare(rate, bare[1], "fjall_bare_batch32"),
             cpu.describe(el),
-            describe_commits(c0, commits(&sock).await?, n)
+            describe_commits(c0, side.commits(&sock).await?, n)
         ));
     }
-    if sel.wants("append_expect_32conn") {
+    if sel.wants("append_expect_32conn") && peer.is_some() {
+        not_measured(
+            "append_expect_32conn",
+            "cross.stream's POST /append/TOPIC has no ?expect= (it reads only ttl from the query)",
+        );
+    } else if sel.wants("append_expect_32conn") {
         let n = sizes.append_32conn;
         let cpu = CpuMeter::start(daemon.pid());
         let el = append_expect_load(&sock, CONNS, n).await?;
-        report(
+        side.report(
             "append_expect_32conn",
             n as f64 / el.as_secs_f64(),
             "frames/s",
@@ -266,17 +460,22 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
             cpu.describe(el)
         ));
     }
-    if sel.wants("append_batch") {
+    if sel.wants("append_batch") && peer.is_some() {
+        not_measured(
+            "append_batch",
+            "cross.stream has no batch POST /append (NDJSON of frames), only POST /append/TOPIC with one frame's content",
+        );
+    } else if sel.wants("append_batch") {
         let n = sizes.append_batch;
         let cpu = CpuMeter::start(daemon.pid());
-        let c0 = commits(&sock).await?;
+        let c0 = side.commits(&sock).await?;
         let el = append_batch_load(&sock, BATCH_CONNS, n / BATCH_FRAMES).await?;
         let rate = n as f64 / el.as_secs_f64();
-        report("append_batch", rate, "frames/s");
+        side.report("append_batch", rate, "frames/s");
         summary.push(format!(
-            "append_batch: {n} frames, {BATCH_FRAMES} a request (POST /append) from {BATCH_CONNS} connections, in {el:.2?}; {}; {}",
+            "append_batch: {n} frames, {BATCH_FRAMES} a request (POST /append) from {BATCH_CONNS} connections, in {el:.2?}; {}{}",
             cpu.describe(el),
-            describe_commits(c0, commits(&sock).await?, n)
+            describe_commits(c0, side.commits(&sock).await?, n)
         ));
     }
     let needs_store = [
@@ -301,18 +500,20 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
             }
         })
         .await?;
-        report("build_store", n as f64 / el.as_secs_f64(), "frames/s");
+        side.report("build_store", n as f64 / el.as_secs_f64(), "frames/s");
         summary.push(format!(
-            "build_store: {n} frames ({rare} bench.rare) from {CONNS} connections in {el:.2?}; {}",
+            "{}: {n} frames ({rare} bench.rare) from {CONNS} connections in {el:.2?}; {}",
+            side.name("build_store"),
             cpu.describe(el)
         ));
     }
     if sel.wants("replay_all") {
-        replay_figure(&sock, daemon.pid(), "replay_all", "/", "", &mut summary).await?;
+        replay_figure(side, &sock, daemon.pid(), "replay_all", "/", "", summary).await?;
     }
     if sel.wants("replay_topic") {
         let q = "/?topic=bench.rare";
-        let lines = replay_figure(&sock, daemon.pid(), "replay_topic", q, "", &mut summary).await?;
+        let lines =
+            replay_figure(side, &sock, daemon.pid(), "replay_topic", q, "", summary).await?;
         if needs_store && lines != rare {
             return Err(
                 format!("replay_topic: expected {rare} bench.rare frames, got {lines}").into(),
@@ -322,107 +523,85 @@ async fn run(sel: Selection, sizes: Sizes, quick: bool, nats: bool) -> Result<()
     if sel.wants("replay_prefix") {
         let what = "`?topic=bench.*` (every frame the bench appended, through the topic index): ";
         let q = "/?topic=bench.*";
-        replay_figure(&sock, daemon.pid(), "replay_prefix", q, what, &mut summary).await?;
+        replay_figure(side, &sock, daemon.pid(), "replay_prefix", q, what, summary).await?;
     }
     if sel.wants("follow_latency") {
         let mut lat = follow_latency(&sock, &sock, sizes.follow).await?;
         lat.sort_unstable();
         let p = |q: f64| percentile_us(&lat, q);
         if sel.wants("follow_latency_p50") {
-            report("follow_latency_p50", p(0.50), "us");
+            side.report("follow_latency_p50", p(0.50), "us");
         }
         if sel.wants("follow_latency_p99") {
-            report("follow_latency_p99", p(0.99), "us");
+            side.report("follow_latency_p99", p(0.99), "us");
         }
         summary.push(format!(
-            "follow_latency: {} frames, min {:.0} us, p90 {:.0} us, max {:.0} us",
+            "{}: {} frames, min {:.0} us, p90 {:.0} us, max {:.0} us",
+            side.name("follow_latency"),
             lat.len(),
             p(0.0),
             p(0.90),
             p(1.0)
         ));
     }
+    let (first, restarted) = match peer {
+        Some(_) => ("peer's first daemon", "restarted peer daemon"),
+        None => ("first daemon", "restarted daemon"),
+    };
     let hwm1 = vm_hwm_mib(daemon.pid())?;
     let rss1 = rss_now(daemon.pid());
     summary.push(format!(
-        "first daemon CPU by thread: {}",
+        "{first} CPU by thread: {}",
         cpu_by_thread(daemon.pid())
     ));
     if sel.wants("daemon_rss_peak") {
-        report("daemon_rss_peak", hwm1, "MiB");
+        side.report("daemon_rss_peak", hwm1, "MiB");
     }
     let t = Instant::now();
     daemon.stop()?;
     let dirty = meminfo_mib("Dirty") + meminfo_mib("Writeback");
     let (journals, journal_mib) = journal_size(&store);
     summary.push(format!(
-        "first daemon: VmHWM {hwm1:.1} MiB, {rss1}, SIGTERM → exit in {:.2?}; then {dirty:.0} MiB of the machine's page cache still dirty/under writeback; {journals} journal file(s) of {journal_mib:.1} MiB left to replay",
+        "{first}: VmHWM {hwm1:.1} MiB, {rss1}, SIGTERM → exit in {:.2?}; then {dirty:.0} MiB of the machine's page cache still dirty/under writeback; {journals} journal file(s) of {journal_mib:.1} MiB left to replay",
         t.elapsed()
     ));
 
     if sel.wants("start_time_1m") {
         let frames = if needs_store { sizes.store } else { 0 };
-        let (daemon, el) = Daemon::start(&store, tmp.path().join("daemon2.log"), &[]).await?;
+        let log = dir.join(side.name("daemon2.log"));
+        let (daemon, el) = Daemon::start(peer.as_deref(), &store, log, &[]).await?;
         let name = if quick {
             "start_time_quick"
         } else {
             "start_time_1m"
         };
-        report(name, el.as_secs_f64() * 1e3, "ms");
+        side.report(name, el.as_secs_f64() * 1e3, "ms");
         summary.push(format!(
-            "{name}: restart on a store of ~{frames} frames until GET /version answered: {el:.2?}"
+            "{}: restart on a store of ~{frames} frames until GET /version answered: {el:.2?}",
+            side.name(name)
         ));
         let hwm2 = vm_hwm_mib(daemon.pid())?;
         if sel.wants("daemon_rss_peak") {
-            report("daemon_rss_peak_restart", hwm2, "MiB");
+            side.report("daemon_rss_peak_restart", hwm2, "MiB");
         }
-        summary.push(format!("restarted daemon: VmHWM {hwm2:.1} MiB"));
+        summary.push(format!("{restarted}: VmHWM {hwm2:.1} MiB"));
         daemon.stop()?;
-    }
-
-    if sel.wants("handler_first_100k") {
-        let n = 100_000;
-        let store2 = tmp.path().join("store-handler");
-        let (daemon, _) = Daemon::start(&store2, tmp.path().join("daemon3.log"), &[]).await?;
-        let el = handler_throughput(&store2.join("sock"), n).await?;
-        report(
-            "handler_first_100k",
-            n as f64 / el.as_secs_f64(),
-            "frames/s",
-        );
-        summary.push(format!(
-            "handler_first_100k: {n} imported frames (meta {{i}}) through `{{|frame, state| {{next: ($state + 1)}}}}` from start: first, checkpointed, in {el:.2?} (from the create frame to the last frame's checkpoint)"
-        ));
-        daemon.stop()?;
-    }
-
-    if sel.wants("stores_100") {
-        stores_figures(tmp.path(), &mut summary).await?;
-    }
-
-    if sel.wants("disk_100k") {
-        disk_figure(tmp.path(), &mut summary).await?;
-    }
-
-    if nats {
-        nats_figures(&sel, &sizes, tmp.path(), &mut summary).await?;
-    }
-
-    if std::env::var_os("XS_BENCH_KEEP").is_some() {
-        let _ = tmp.keep();
-    }
-    summary.push(format!(
-        "loadavg (1/5/15 min) at start: {load_start}, at end: {} (other work on the machine skews every figure)",
-        loadavg()
-    ));
-    println!("# summary");
-    for line in summary {
-        println!("#   {line}");
     }
     Ok(())
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
+/// One line saying that the peer's figure was left out, and why.
+fn not_measured(figure: &str, why: &str) {
+    println!("# peer_{figure}: not measured: {why}");
+}
+
+/// The daemon's answer to `GET /version`.
+async fn version(sock: &Path) -> Result<String> {
+    let mut conn = Conn::open(sock, false).await?;
+    let res = conn.request(Method::GET, "/version", None).await?;
+    let body = res.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).trim().to_string())
+}
 
 /// The yardstick for appends: a bare fjall loop writing one 250-byte entry per frame
 /// (about a stored frame with its content), `per_commit` entries per batch, each batch
@@ -573,14 +752,16 @@ fn journal_size(store: &Path) -> (usize, f64) {
     (sizes.len(), sizes.iter().sum::<u64>() as f64 / MIB)
 }
 
-/// `disk_100k`: a fresh store, 100,000 appends of 100 B from [`CONNS`] connections, a clean
-/// stop (SIGTERM); then the store directory's size on disk against the raw bytes (the frames'
-/// JSON as `GET /` answers it, plus their content), and the SIGTERM stop time.
-async fn disk_figure(dir: &Path, summary: &mut Vec<String>) -> Result<()> {
+/// `disk_100k`: a fresh store of `side`'s daemon, 100,000 appends of 100 B from [`CONNS`]
+/// connections, a clean stop (SIGTERM); then the store directory's size on disk against the
+/// raw bytes (the frames' JSON as `GET /` answers it, plus their content), and the SIGTERM stop
+/// time.
+async fn disk_figure(side: &mut Side, dir: &Path, summary: &mut Vec<String>) -> Result<()> {
     const MB: f64 = 1e6;
     let n = 100_000;
-    let store = dir.join("store-disk");
-    let (daemon, _) = Daemon::start(&store, dir.join("daemon-disk.log"), &[]).await?;
+    let store = dir.join(side.name("store-disk"));
+    let log = dir.join(side.name("daemon-disk.log"));
+    let (daemon, _) = Daemon::start(side.peer.as_deref(), &store, log, &[]).await?;
     let sock = store.join("sock");
     append_load(&sock, CONNS, n, |_| "bench.disk").await?;
     let (frames, json, _) = replay(&sock, "/").await?;
@@ -589,11 +770,12 @@ async fn disk_figure(dir: &Path, summary: &mut Vec<String>) -> Result<()> {
     daemon.stop()?;
     let stop = t.elapsed();
     let size = DiskUse::of(&store);
-    report("disk_100k", size.total.0 as f64 / MB, "MB");
-    report("disk_100k_stop", stop.as_secs_f64() * 1e3, "ms");
+    side.report("disk_100k", size.total.0 as f64 / MB, "MB");
+    side.report("disk_100k_stop", stop.as_secs_f64() * 1e3, "ms");
     let mb = |(blocks, _): (u64, u64)| blocks as f64 / MB;
     summary.push(format!(
-        "disk_100k: {n} frames of {} B from {CONNS} connections, then SIGTERM → exit in {stop:.2?}: the store takes {:.1} MB on disk ({:.1} MB apparent): fjall journal {:.1} MB ({} file(s), {:.1} MB apparent), keyspaces {:.1} MB, other {:.1} MB; raw {:.1} MB ({frames} frames' JSON as GET / answers them, {:.1} MB, + content {:.1} MB): store/raw {:.2}",
+        "{}: {n} frames of {} B from {CONNS} connections, then SIGTERM → exit in {stop:.2?}: the store takes {:.1} MB on disk ({:.1} MB apparent): fjall journal {:.1} MB ({} file(s), {:.1} MB apparent), keyspaces {:.1} MB, other {:.1} MB; raw {:.1} MB ({frames} frames' JSON as GET / answers them, {:.1} MB, + content {:.1} MB): store/raw {:.2}",
+        side.name("disk_100k"),
         BODY.len(),
         mb(size.total),
         size.total.1 as f64 / MB,
@@ -681,6 +863,11 @@ fn loadavg() -> String {
 /// `--fsync MODE` of the bench: every daemon of the local figures runs with it.
 static FSYNC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The local daemons' fsync mode: the bench's `--fsync`, else our default.
+fn fsync_mode() -> &'static str {
+    FSYNC.get().map_or("always", String::as_str)
+}
+
 /// The daemon child process; killed when dropped (even on panic) unless stopped cleanly.
 struct Daemon {
     child: Option<Child>,
@@ -688,15 +875,30 @@ struct Daemon {
 
 impl Daemon {
     /// Starts `xs serve <store>` and returns once `GET /version` answers, with the time it took.
-    /// `args` follow the store (e.g. `--nats URLS`).
-    async fn start(store: &Path, log: PathBuf, args: &[&str]) -> Result<(Daemon, Duration)> {
+    /// `args` follow the store (e.g. `--nats URLS`). `peer`: run that binary instead, as
+    /// `PEER serve <store> --fsync MODE` (cross.stream 0.14's `serve` takes `--expose`,
+    /// `--fsync` with our modes, `--ttl-sweep`), in our mode rather than its default.
+    async fn start(
+        peer: Option<&Path>,
+        store: &Path,
+        log: PathBuf,
+        args: &[&str],
+    ) -> Result<(Daemon, Duration)> {
         let log_file = std::fs::File::create(&log)?;
         let t = Instant::now();
         // XS_BENCH_BIN runs another build of the daemon (to compare two builds in one sitting).
-        let bin = std::env::var_os("XS_BENCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_xs").into());
+        let bin: std::ffi::OsString = match peer {
+            Some(peer) => {
+                std::fs::create_dir_all(store)?;
+                peer.into()
+            }
+            None => std::env::var_os("XS_BENCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_xs").into()),
+        };
         let mut cmd = Command::new(bin);
         cmd.arg("serve").arg(store).args(args);
-        if let (Some(mode), false) = (FSYNC.get(), args.contains(&"--nats")) {
+        if peer.is_some() {
+            cmd.arg("--fsync").arg(fsync_mode());
+        } else if let (Some(mode), false) = (FSYNC.get(), args.contains(&"--nats")) {
             cmd.arg("--fsync").arg(mode);
         }
         let child = cmd
@@ -863,7 +1065,7 @@ const STORES: usize = 100;
 /// is active again, and the RSS once each has taken an append and a follower.
 async fn stores_figures(dir: &Path, summary: &mut Vec<String>) -> Result<()> {
     let ctl = dir.join("stores-ctl");
-    let (daemon, _) = Daemon::start(&ctl, dir.join("daemon-stores.log"), &[]).await?;
+    let (daemon, _) = Daemon::start(None, &ctl, dir.join("daemon-stores.log"), &[]).await?;
     let sock = ctl.join("sock");
     let idle = proc_status_mib(daemon.pid(), "VmRSS")?;
     let mut conn = Conn::open(&sock, false).await?;
@@ -885,7 +1087,7 @@ async fn stores_figures(dir: &Path, summary: &mut Vec<String>) -> Result<()> {
     let stopped = t.elapsed();
 
     let t = Instant::now();
-    let (daemon, _) = Daemon::start(&ctl, dir.join("daemon-stores2.log"), &[]).await?;
+    let (daemon, _) = Daemon::start(None, &ctl, dir.join("daemon-stores2.log"), &[]).await?;
     wait_stores_active(&sock).await?;
     let start = t.elapsed();
     report("stores_100_start", start.as_secs_f64() * 1e3, "ms");
@@ -1001,14 +1203,22 @@ async fn commits(sock: &Path) -> Result<(f64, f64)> {
     ))
 }
 
-/// "N frames per commit, commits took X us on average" over a phase of `frames` appends.
-fn describe_commits(before: (f64, f64), after: (f64, f64), frames: usize) -> String {
+/// "; N frames per commit, commits took X us on average" over a phase of `frames` appends
+/// (nothing for a daemon without our `/metrics`).
+fn describe_commits(
+    before: Option<(f64, f64)>,
+    after: Option<(f64, f64)>,
+    frames: usize,
+) -> String {
+    let (Some(before), Some(after)) = (before, after) else {
+        return String::new();
+    };
     let n = after.0 - before.0;
     if n <= 0.0 {
-        return "no commits counted".into();
+        return "; no commits counted".into();
     }
     format!(
-        "{:.1} frames per commit, a commit (write + fdatasync) took {:.0} us on average",
+        "; {:.1} frames per commit, a commit (write + fdatasync) took {:.0} us on average",
         frames as f64 / n,
         (after.1 - before.1) / n * 1e6
     )
@@ -1221,20 +1431,23 @@ async fn append_expect_load(sock: &Path, conns: usize, n: usize) -> Result<Durat
     Ok(t.elapsed())
 }
 
-/// Replays `path` as figure `name` (frames/s), with its summary line; returns the frames read.
+/// Replays `path` as `side`'s figure `name` (frames/s), with its summary line; returns the
+/// frames read.
 async fn replay_figure(
+    side: &mut Side,
     sock: &Path,
     pid: u32,
-    name: &str,
+    name: &'static str,
     path: &str,
     what: &str,
     summary: &mut Vec<String>,
 ) -> Result<usize> {
     let cpu = CpuMeter::start(pid);
     let (lines, bytes, el) = replay(sock, path).await?;
-    report(name, lines as f64 / el.as_secs_f64(), "frames/s");
+    side.report(name, lines as f64 / el.as_secs_f64(), "frames/s");
     summary.push(format!(
-        "{name}: {what}{lines} frames, {:.1} MiB in {el:.2?}; {}",
+        "{}: {what}{lines} frames, {:.1} MiB in {el:.2?}; {}",
+        side.name(name),
         bytes as f64 / MIB,
         cpu.describe(el)
     ));
@@ -1375,8 +1588,8 @@ async fn nats_figures(
     }
     let args = ["--nats", urls.as_str()];
     let (dir_a, dir_b) = (dir.join("nats-a"), dir.join("nats-b"));
-    let (a, _) = Daemon::start(&dir_a, dir.join("nats-a.log"), &args).await?;
-    let (b, _) = Daemon::start(&dir_b, dir.join("nats-b.log"), &args).await?;
+    let (a, _) = Daemon::start(None, &dir_a, dir.join("nats-a.log"), &args).await?;
+    let (b, _) = Daemon::start(None, &dir_b, dir.join("nats-b.log"), &args).await?;
     let (sock_a, sock_b) = (dir_a.join("sock"), dir_b.join("sock"));
     for (name, conns, n) in [
         ("nats_append_1conn", 1, sizes.append_1conn),
@@ -1439,14 +1652,24 @@ async fn nats_figures(
     ));
     if sel.wants("nats_replay_all") {
         let what = "from B's local copy: ";
-        replay_figure(&sock_b, b.pid(), "nats_replay_all", "/", what, summary).await?;
+        let mut side = Side::ours();
+        replay_figure(
+            &mut side,
+            &sock_b,
+            b.pid(),
+            "nats_replay_all",
+            "/",
+            what,
+            summary,
+        )
+        .await?;
     }
     if sel.wants("nats_copy_rebuild") {
         b.stop()?;
         let copy = dir_b.join("copy");
         std::fs::remove_dir_all(&copy).map_err(|e| format!("removing {}: {e}", copy.display()))?;
         let t = Instant::now();
-        let (b, answered) = Daemon::start(&dir_b, dir.join("nats-b2.log"), &args).await?;
+        let (b, answered) = Daemon::start(None, &dir_b, dir.join("nats-b2.log"), &args).await?;
         wait_for_frame(&sock_b, "bench.end", &end, Duration::from_secs(1800)).await?;
         let el = t.elapsed();
         report("nats_copy_rebuild", el.as_secs_f64(), "s");
@@ -1498,7 +1721,7 @@ async fn nats_handler_figure(urls: &str, dir: &Path, summary: &mut Vec<String>) 
     let n = 100_000;
     let store = dir.join("nats-h");
     let args = ["--nats", urls, "--nats-stream", "HANDLER", "--name", "h"];
-    let (daemon, _) = Daemon::start(&store, dir.join("nats-h.log"), &args).await?;
+    let (daemon, _) = Daemon::start(None, &store, dir.join("nats-h.log"), &args).await?;
     let el = handler_throughput(&store.join("sock"), n)
         .await
         .map_err(|e| with_log(e, &dir.join("nats-h.log")))?;
@@ -1531,7 +1754,8 @@ async fn nats_takeover_figure(urls: &str, dir: &Path, summary: &mut Vec<String>)
     for name in ["ta", "tb"] {
         let store = dir.join(format!("nats-{name}"));
         let args = ["--nats", urls, "--nats-stream", "TAKEOVER", "--name", name];
-        let (d, _) = Daemon::start(&store, dir.join(format!("nats-{name}.log")), &args).await?;
+        let (d, _) =
+            Daemon::start(None, &store, dir.join(format!("nats-{name}.log")), &args).await?;
         daemons.push((name, store.join("sock"), d));
     }
     let mut conn = Conn::open(&daemons[0].1, false).await?;

@@ -5,6 +5,7 @@
 #   scripts/bench.sh --fsync interval:1000 append (the local daemons run with xs serve --fsync MODE)
 # `--nats` (or a `nats_` figure) also measures two daemons on a loopback JetStream cluster,
 # with the pinned nats-server that scripts/nats-server.sh installs.
+# XS_BENCH_PEER=path/to/xs also measures cross.stream's binary in the same run (`peer_` figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/xs-target}"
