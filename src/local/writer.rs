@@ -1,6 +1,6 @@
 //! The single writer thread: takes every pending change, lets each feature plan it into one
-//! [`Plan`], writes one fjall batch, fsyncs it once (group commit), then answers each change
-//! on its own reply and broadcasts the new frames in id order.
+//! [`Plan`], writes one fjall batch, fsyncs it once (group commit), then broadcasts the new
+//! frames in id order and answers each change on its own reply.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -210,11 +210,13 @@ impl WriterState {
             append::plan_trims(&self.cx, &mut plan).and_then(|()| self.write(plan, fresh_above));
         match result {
             Ok(freed) => {
-                for a in answers {
-                    a.send(Ok(&freed));
-                }
+                // Broadcast before answering: a read that starts once an append is answered
+                // (a `new` follow) must not get that frame live.
                 for f in live {
                     self.live.send(f);
+                }
+                for a in answers {
+                    a.send(Ok(&freed));
                 }
             }
             Err(e) => {
