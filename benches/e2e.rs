@@ -422,7 +422,7 @@ async fn daemon_figures(
                 ", {:.0}% of the disk-floor ceiling",
                 100.0 * rate / c
             )),
-            cpu.describe(el),
+            cpu.describe_frames(el, n),
             describe_commits(c0, side.commits(&sock).await?, n)
         ));
     }
@@ -437,7 +437,7 @@ async fn daemon_figures(
             "{}: {n} frames in {el:.2?}{}; {}{}",
             side.name("append_32conn"),
             of_bare(rate, bare[1], "fjall_bare_batch32"),
-            cpu.describe(el),
+            cpu.describe_frames(el, n),
             describe_commits(c0, side.commits(&sock).await?, n)
         ));
     }
@@ -457,7 +457,7 @@ async fn daemon_figures(
         );
         summary.push(format!(
             "append_expect_32conn: {n} frames, each connection chaining ?expect=<its previous id> on its own topic, in {el:.2?}; {}",
-            cpu.describe(el)
+            cpu.describe_frames(el, n)
         ));
     }
     if sel.wants("append_batch") && peer.is_some() {
@@ -474,7 +474,7 @@ async fn daemon_figures(
         side.report("append_batch", rate, "frames/s");
         summary.push(format!(
             "append_batch: {n} frames, {BATCH_FRAMES} a request (POST /append) from {BATCH_CONNS} connections, in {el:.2?}; {}{}",
-            cpu.describe(el),
+            cpu.describe_frames(el, n),
             describe_commits(c0, side.commits(&sock).await?, n)
         ));
     }
@@ -504,7 +504,7 @@ async fn daemon_figures(
         summary.push(format!(
             "{}: {n} frames ({rare} bench.rare) from {CONNS} connections in {el:.2?}; {}",
             side.name("build_store"),
-            cpu.describe(el)
+            cpu.describe_frames(el, n)
         ));
     }
     if sel.wants("replay_all") {
@@ -726,11 +726,20 @@ impl CpuMeter {
 
     /// "daemon CPU 1.23 s, client CPU 0.45 s" over `wall`, with the share of the machine.
     fn describe(&self, wall: Duration) -> String {
+        self.describe_frames(wall, 0)
+    }
+
+    /// [`CpuMeter::describe`], with the daemon's CPU per frame when `frames` is not 0.
+    fn describe_frames(&self, wall: Duration, frames: usize) -> String {
         let d = cpu_time(self.daemon).saturating_sub(self.start.0);
         let c = cpu_time(std::process::id()).saturating_sub(self.start.1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let per_frame = match frames {
+            0 => String::new(),
+            n => format!(" ({:.1} us a frame)", d.as_secs_f64() * 1e6 / n as f64),
+        };
         format!(
-            "daemon CPU {:.2} s, client CPU {:.2} s ({:.0}% of {cores} cores busy), daemon VmHWM so far {:.1} MiB",
+            "daemon CPU {:.2} s{per_frame}, client CPU {:.2} s ({:.0}% of {cores} cores busy), daemon VmHWM so far {:.1} MiB",
             d.as_secs_f64(),
             c.as_secs_f64(),
             (d + c).as_secs_f64() / wall.as_secs_f64() / cores * 100.0,
@@ -1192,14 +1201,21 @@ async fn commits(sock: &Path) -> Result<(f64, f64)> {
     let res = conn.request(Method::GET, "/metrics", None).await?;
     let text = res.into_body().collect().await?.to_bytes();
     let text = String::from_utf8_lossy(&text);
+    // `name{labels} value` or `name value`.
     let value = |name: &str| -> f64 {
         text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .find_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                if !rest.starts_with([' ', '{']) {
+                    return None;
+                }
+                rest.rsplit(' ').next()?.parse().ok()
+            })
             .unwrap_or(0.0)
     };
     Ok((
-        value("xs_commit_duration_seconds_count "),
-        value("xs_commit_duration_seconds_sum "),
+        value("xs_commit_duration_seconds_count"),
+        value("xs_commit_duration_seconds_sum"),
     ))
 }
 
