@@ -289,12 +289,9 @@ impl Local {
         // every L0 -> L1 compaction rewrites most of L1: merging 16 flushed tables at a time
         // instead of 4 rewrites L1 a quarter as often. Their reads are point reads and
         // prefix scans of one hash, which bloom filters keep cheap over more L0 tables.
-        // The topic index is alike: each frame adds a key under its topic and under each
-        // prefix, so every flushed table overlaps the last ones in as many places (fjall's
-        // worker CPU -28% over a `--quick` run, replays within noise: README, Benchmarks).
-        // Stores created before keep 4 for it (fjall keeps a keyspace's options from its
-        // creation).
-        let scattered = || {
+        // (Not the topic index: merging 16 there saved fjall's workers a quarter of their CPU
+        // but cost topic replays ~9%, README, Benchmarks.)
+        let random_keyed = || {
             ks_opts().compaction_strategy(Arc::new(
                 fjall::compaction::Leveled::default().with_l0_threshold(16),
             ))
@@ -313,12 +310,12 @@ impl Local {
             space: Arc::new(space::Space::new(&path, opts.min_free_bytes)),
             metrics: Arc::default(),
             frames: db.keyspace("frames", frames_opts)?,
-            idx_topic: db.keyspace("idx_topic", scattered)?,
+            idx_topic: db.keyspace("idx_topic", ks_opts)?,
             idx_expiry: db.keyspace("idx_expiry", ks_opts)?,
-            cas: db.keyspace("cas", scattered)?,
+            cas: db.keyspace("cas", random_keyed)?,
             consumers: db.keyspace("consumers", ks_opts)?,
             topics: db.keyspace("topics", ks_opts)?,
-            refs: db.keyspace("refs", scattered)?,
+            refs: db.keyspace("refs", random_keyed)?,
             idem: db.keyspace("idem", ks_opts)?,
             checkpoints: db.keyspace("checkpoints", ks_opts)?,
             persist: match opts.fsync {
